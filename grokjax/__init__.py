@@ -1,0 +1,29 @@
+"""grokjax: vectorized JAX sweeps of grokking and label-corruption experiments.
+
+    import grokjax
+    folder = grokjax.run_sweep("sweeps/quickstart.toml")
+    res = grokjax.load_results(folder)   # res.runs, res.curves: DataFrames; res.meta: provenance
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from grokjax.config import ConfigError, SweepConfig, load as load_config
+from grokjax.results import Results, load as load_results
+
+__version__ = "0.1.0"
+__all__ = ["ConfigError", "Results", "SweepConfig", "load_config", "load_results", "run_sweep", "__version__"]
+
+
+def run_sweep(
+    config: SweepConfig | str | Path,
+    out: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    chunk_size: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Run a sweep (a sweep file's path or a SweepConfig) and return its results folder."""
+    from grokjax import sweep
+
+    return sweep.run(config, out=out, overrides=overrides, chunk_size=chunk_size, progress=progress).folder

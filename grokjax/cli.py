@@ -1,0 +1,87 @@
+"""`grokjax sweep FILE`: one command from a sweep file to Parquet results and a phase map."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from grokjax.config import ConfigError
+
+DESCRIPTION = """\
+grokjax: vectorized sweeps of grokking experiments (Doshi et al., "To Grok or Not to Grok").
+Thousands of small training runs are vmapped into one compiled JAX program per
+static configuration; results go to Parquet and end in a phase diagram."""
+
+SWEEP_HELP = """\
+Run every run of a sweep file and write results/<name>/runs.parquet (one row per
+run: config, final metrics, phase), curves.parquet (one row per run and logged
+step) and sweep.toml (the resolved config, to run again).
+
+A sweep file has tables [task] (name, p, data_fraction, corruption_fraction,
+data_seed), [model] (name, width, activation, init_scale), [train] (loss,
+optimizer, learning_rate, betas, weight_decay, steps, log_every, seed), [phases]
+(threshold, inversion_offset) and [sweep], whose keys are axes: a list of values
+or {start = .., stop = .., num = ..}. The grid is their product."""
+
+SWEEP_EXAMPLES = """\
+examples:
+  grokjax sweep sweeps/quickstart.toml
+  grokjax sweep sweeps/quickstart.toml --set train.steps=200 --set sweep.weight_decay=[0,5]
+  grokjax sweep sweeps/doshi_fig3_wd.toml --out /scratch/fig3 --chunk-size 256"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grokjax", description=DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sweep = commands.add_parser(
+        "sweep",
+        help="run a sweep file and write its Parquet results",
+        description=SWEEP_HELP,
+        epilog=SWEEP_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sweep.add_argument("file", metavar="FILE", help="the sweep file (TOML), e.g. sweeps/quickstart.toml")
+    sweep.add_argument("--out", metavar="DIR", help="results folder (default: results/<name>)")
+    sweep.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override a key of the file, e.g. train.steps=50 or sweep.weight_decay=[0,5] (repeatable)",
+    )
+    sweep.add_argument("--chunk-size", type=int, metavar="N", help="runs per compiled call (default: fit device memory)")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    # Imported here so that --help and argument errors answer without loading JAX.
+    from grokjax import report, sweep
+
+    try:
+        outcome = sweep.run(
+            args.file,
+            out=args.out,
+            overrides=args.overrides,
+            chunk_size=args.chunk_size,
+            progress=not args.no_progress,
+        )
+    except ConfigError as err:
+        print(f"grokjax: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("grokjax: interrupted; no results were written for this sweep", file=sys.stderr)
+        return 130
+    print(report.summary(outcome.results))
+    print(f"Results: {outcome.folder}/ (runs.parquet, curves.parquet, sweep.toml)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""Sweep files: TOML in, a validated, frozen `SweepConfig` out.
+
+Every rejection is a `ConfigError` whose message is one line naming the file,
+the key and what is allowed, so the CLI can print it and exit 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+
+class ConfigError(ValueError):
+    """A sweep file or override that cannot be run; the message is one line for the user."""
+
+
+# --- the tables ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: str = "modular_addition"
+    p: int = 97
+    data_fraction: float = 0.5
+    corruption_fraction: float = 0.0
+    data_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "mlp"
+    width: int = 500
+    activation: str = "quadratic"
+    init_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    loss: str = "mse"
+    optimizer: str = "adamw"
+    learning_rate: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    weight_decay: float = 0.0
+    steps: int = 2000
+    log_every: int = 20
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PhaseConfig:
+    """Thresholds of the paper's Appendix C, Table 2."""
+
+    threshold: float = 0.9
+    inversion_offset: float = 1.05
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    name: str
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    phases: PhaseConfig = field(default_factory=PhaseConfig)
+    # ("train.weight_decay", (0.0, 5.0)), ... in file order; the grid is their product.
+    axes: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    source: str = "<config>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain TOML-able data (what `sweep.toml` holds)."""
+        out: dict[str, Any] = {"name": self.name}
+        for table in TABLES:
+            out[table] = {k: _plain(v) for k, v in dataclasses.asdict(getattr(self, table)).items()}
+        out["sweep"] = {key: [_plain(v) for v in values] for key, values in self.axes}
+        return out
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+TABLES: dict[str, type] = {
+    "task": TaskConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "phases": PhaseConfig,
+}
+SWEEPABLE_TABLES = ("task", "model", "train")
+
+TASKS = ("modular_addition", "modular_subtraction", "modular_multiplication")
+MODELS = ("mlp",)
+ACTIVATIONS = ("quadratic", "relu")
+LOSSES = ("mse", "cross_entropy")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+MAX_SEED = 2**31 - 1
+
+
+# --- field rules: (type, check, what is allowed) ------------------------------------------
+
+
+def _choice(options: tuple[str, ...]) -> tuple[type, Callable[[Any], bool], str]:
+    return str, lambda v: v in options, "one of " + ", ".join(f'"{o}"' for o in options)
+
+
+def _betas_ok(v: Any) -> bool:
+    return (
+        isinstance(v, tuple)
+        and len(v) == 2
+        and all(isinstance(b, float) and 0.0 <= b < 1.0 for b in v)
+    )
+
+
+RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
+    "task.name": _choice(TASKS),
+    "task.p": (int, lambda v: v >= 2, "an integer >= 2"),
+    "task.data_fraction": (float, lambda v: 0.0 < v <= 1.0, "a number with 0 < data_fraction <= 1"),
+    "task.corruption_fraction": (
+        float,
+        lambda v: 0.0 <= v < 1.0,
+        "a number with 0 <= corruption_fraction < 1",
+    ),
+    "task.data_seed": (int, lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
+    "model.name": _choice(MODELS),
+    "model.width": (int, lambda v: v >= 1, "an integer >= 1"),
+    "model.activation": _choice(ACTIVATIONS),
+    "model.init_scale": (float, lambda v: v > 0.0, "a number > 0"),
+    "train.loss": _choice(LOSSES),
+    "train.optimizer": _choice(OPTIMIZERS),
+    "train.learning_rate": (float, lambda v: v > 0.0, "a number > 0"),
+    "train.betas": (tuple, _betas_ok, "two numbers in [0, 1), e.g. [0.9, 0.98]"),
+    "train.weight_decay": (float, lambda v: v >= 0.0, "a number >= 0"),
+    "train.steps": (int, lambda v: v >= 1, "an integer >= 1"),
+    "train.log_every": (int, lambda v: v >= 1, "an integer >= 1"),
+    "train.seed": (int, lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
+    "phases.threshold": (float, lambda v: 0.0 < v <= 1.0, "a number with 0 < threshold <= 1"),
+    "phases.inversion_offset": (float, lambda v: 0.0 < v <= 2.0, "a number in (0, 2]"),
+}
+
+
+def _coerce(source: str, key: str, value: Any) -> Any:
+    """Check one field's value against its rule; return it in its canonical Python type."""
+    kind, ok, allowed = RULES[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is tuple and isinstance(value, list):
+        value = tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ConfigError(f"{source}: {key} = {_show(value)} has the wrong type; allowed: {allowed}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: {key} = {_show(value)} is not finite; allowed: {allowed}")
+    if not ok(value):
+        raise ConfigError(f"{source}: {key} = {_show(value)} is out of range; allowed: {allowed}")
+    return value
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- sweep axes ----------------------------------------------------------------------------
+
+_FIELD_OWNER = {
+    f.name: table
+    for table in SWEEPABLE_TABLES
+    for f in dataclasses.fields(TABLES[table])
+    if f.name != "name"
+}
+
+
+def _axis_key(source: str, key: str) -> str:
+    """Resolve `weight_decay` or `train.weight_decay` to the qualified key."""
+    if "." in key:
+        table, _, name = key.partition(".")
+        if table in SWEEPABLE_TABLES and f"{table}.{name}" in RULES:
+            return key
+    elif key in _FIELD_OWNER:
+        return f"{_FIELD_OWNER[key]}.{key}"
+    known = ", ".join(sorted(_FIELD_OWNER) + ["task.name", "model.name"])
+    raise ConfigError(f"{source}: unknown sweep axis 'sweep.{key}'; axes can be: {known}")
+
+
+def _axis_values(source: str, key: str, spec: Any) -> tuple[Any, ...]:
+    where = f"sweep.{key.split('.')[-1]}"
+    if isinstance(spec, dict):
+        extra = set(spec) - {"start", "stop", "num"}
+        missing = {"start", "stop", "num"} - set(spec)
+        if extra or missing:
+            raise ConfigError(
+                f"{source}: {where} must be a list or {{start = .., stop = .., num = ..}}; "
+                f"got keys {sorted(spec)}"
+            )
+        num = spec["num"]
+        if not isinstance(num, int) or isinstance(num, bool) or not 1 <= num <= 100_000:
+            raise ConfigError(f"{source}: {where}.num = {_show(num)}; allowed: an integer from 1 to 100000")
+        for end in ("start", "stop"):
+            v = spec[end]
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                raise ConfigError(f"{source}: {where}.{end} = {_show(v)}; allowed: a finite number")
+        kind = RULES[key][0]
+        if kind not in (int, float):
+            raise ConfigError(f"{source}: {where} takes a list of values, not {{start, stop, num}}")
+        step = (spec["stop"] - spec["start"]) / (num - 1) if num > 1 else 0.0
+        values = [spec["start"] + i * step for i in range(num)]
+        # Round away float noise so 0.1 + 3 * 0.05 reads back as 0.25, not 0.25000000000000006.
+        values = [round(v, 12) for v in values]
+        if kind is int:
+            if any(v != int(v) for v in values):
+                raise ConfigError(f"{source}: {where} = {spec} does not give whole numbers")
+            values = [int(v) for v in values]
+    elif isinstance(spec, list):
+        values = spec
+    else:
+        raise ConfigError(
+            f"{source}: {where} = {_show(spec)}; allowed: a non-empty list or {{start = .., stop = .., num = ..}}"
+        )
+    if not values:
+        raise ConfigError(f"{source}: {where} is empty; give at least one value")
+    coerced = tuple(_coerce(source, key, v) for v in values)
+    if len(set(coerced)) != len(coerced):
+        raise ConfigError(f"{source}: {where} repeats a value: {list(coerced)}")
+    return coerced
+
+
+# --- loading -------------------------------------------------------------------------------
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def from_dict(data: dict[str, Any], source: str = "<config>", default_name: str = "sweep") -> SweepConfig:
+    """Validate plain data (as parsed from TOML) into a `SweepConfig`."""
+    known_top = {"name", "sweep", *TABLES}
+    for key in data:
+        if key not in known_top:
+            raise ConfigError(
+                f"{source}: unknown key '{key}'; top-level keys are: name, " + ", ".join([*TABLES, "sweep"])
+            )
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
+        raise ConfigError(
+            f"{source}: name = {_show(name)}; allowed: letters, digits, '_', '-' and '.' (it names the results folder)"
+        )
+    tables = {}
+    for table, cls in TABLES.items():
+        given = data.get(table, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"{source}: '{table}' must be a table ([{table}]), got {_show(given)}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {}
+        for key, value in given.items():
+            if key not in fields:
+                raise ConfigError(
+                    f"{source}: unknown key '{table}.{key}'; [{table}] has: " + ", ".join(sorted(fields))
+                )
+            values[key] = _coerce(source, f"{table}.{key}", value)
+        tables[table] = cls(**values)
+    sweep = data.get("sweep", {})
+    if not isinstance(sweep, dict):
+        raise ConfigError(f"{source}: 'sweep' must be a table ([sweep]), got {_show(sweep)}")
+    axes: list[tuple[str, tuple[Any, ...]]] = []
+    for key, spec in sweep.items():
+        qualified = _axis_key(source, key)
+        if any(qualified == k for k, _ in axes):
+            raise ConfigError(f"{source}: sweep axis '{qualified}' is given twice")
+        axes.append((qualified, _axis_values(source, qualified, spec)))
+    return SweepConfig(name=name, axes=tuple(axes), source=source, **tables)
+
+
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SweepConfig:
+    """Read a sweep file, apply `--set KEY=VALUE` overrides, validate."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such sweep file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a folder, not a sweep file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{source}: cannot be read: {err}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source}: not valid TOML: {err}") from None
+    for item in overrides:
+        apply_override(data, item, source)
+    return from_dict(data, source=source, default_name=path.stem)
+
+
+def apply_override(data: dict[str, Any], item: str, source: str) -> None:
+    """Apply one `KEY=VALUE` (dotted key, TOML value; bare words are strings) in place."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    where = f"{source} (--set {item})"
+    if not sep or not key:
+        raise ConfigError(f"{where}: expected KEY=VALUE, e.g. train.steps=50 or sweep.weight_decay=[0,5]")
+    parts = key.split(".", 1)
+    if any(not p for p in parts) or (len(parts) == 2 and parts[0] != "sweep" and "." in parts[1]):
+        raise ConfigError(f"{where}: '{key}' is not a key; use TABLE.KEY (e.g. train.steps) or name")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare word such as relu or modular_subtraction
+    if len(parts) == 1:
+        if parts[0] != "name":
+            raise ConfigError(f"{where}: '{key}' is not a key; use TABLE.KEY (e.g. train.steps) or name")
+        data["name"] = value
+        return
+    table, name = parts
+    if table == "sweep":
+        qualified = _axis_key(where, name)
+        _axis_values(where, qualified, value)
+        sweep = data.get("sweep", {})
+        for existing in [k for k in sweep if isinstance(sweep, dict) and _axis_key(where, k) == qualified]:
+            del sweep[existing]  # `weight_decay` replaces `train.weight_decay` and vice versa
+    elif table in TABLES:
+        if name not in {f.name for f in dataclasses.fields(TABLES[table])}:
+            known = ", ".join(sorted(f.name for f in dataclasses.fields(TABLES[table])))
+            raise ConfigError(f"{where}: unknown key '{key}'; [{table}] has: {known}")
+        _coerce(where, key, value)
+    else:
+        raise ConfigError(f"{where}: unknown table '{table}'; tables are: " + ", ".join([*TABLES, "sweep"]))
+    target = data.setdefault(table, {})
+    if not isinstance(target, dict):
+        raise ConfigError(f"{where}: '{table}' in the file is not a table")
+    target[name] = value

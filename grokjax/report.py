@@ -1,0 +1,71 @@
+"""What the terminal shows after a sweep: totals, phase counts and a text phase map."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from grokjax.grid import column_name
+from grokjax.phases import PHASES
+from grokjax.results import Results
+
+SYMBOLS = {
+    "coexistence": "C",
+    "partial_inversion": "P",
+    "full_inversion": "I",
+    "memorization": "M",
+    "forgetting": "F",
+    "confusion": ".",
+}
+MAP_AXES = ("data_fraction", "corruption_fraction")
+SEED_AXES = ("seed", "data_seed")
+
+
+def majority_phase(phases: pd.Series) -> str | None:
+    """Most common phase of a cell; ties go to the earlier phase in the paper's order."""
+    counts = phases.dropna().value_counts()
+    if counts.empty:
+        return None
+    best = counts.max()
+    return next(p for p in PHASES if counts.get(p, 0) == best)
+
+
+def phase_map(runs: pd.DataFrame, swept: list[str]) -> str:
+    """One block per value of the swept axes other than alpha, xi and seeds; one character per cell.
+
+    Rows are corruption fractions (highest on top), columns data fractions; a
+    cell with several seeds shows its majority phase.
+    """
+    blocks = [c for c in swept if c not in MAP_AXES + SEED_AXES]
+    legend = "  ".join(f"{s} {p.replace('_', ' ')}" for p, s in SYMBOLS.items())
+    lines = [f"Phase map: x = data_fraction, y = corruption_fraction. {legend}, ? none"]
+    grouped = runs.groupby(blocks, sort=True) if blocks else [((), runs)]
+    for key, block in grouped:
+        key = key if isinstance(key, tuple) else (key,)
+        if blocks:
+            lines.append("  ".join(f"{b} = {v:g}" if isinstance(v, float) else f"{b} = {v}" for b, v in zip(blocks, key)))
+        cells = block.groupby(list(MAP_AXES))["phase"].agg(majority_phase)
+        xs = sorted(block.data_fraction.unique())
+        ys = sorted(block.corruption_fraction.unique(), reverse=True)
+        for y in ys:
+            row = "".join(SYMBOLS.get(cells.get((x, y)), "?") for x in xs)
+            lines.append(f"  {y:5.3f} | {row}")
+        lines.append(f"          {xs[0]:g} .. {xs[-1]:g}" if len(xs) > 1 else f"          {xs[0]:g}")
+    return "\n".join(lines)
+
+
+def summary(results: Results) -> str:
+    runs, meta = results.runs, results.meta
+    device = meta.get("device", {})
+    wall = meta.get("wall_time_s", float("nan"))
+    lines = [
+        f"{len(runs)} runs in {wall:.1f} s ({len(runs) / wall:.2f} runs/s, "
+        f"{meta.get('run_steps_per_s', float('nan')):,.0f} run-steps/s) on {device.get('platform')} "
+        f"({device.get('device_kind')}, {meta.get('compiled_groups')} compiled group(s))",
+        "Phases: " + ", ".join(f"{p} {int((runs.phase == p).sum())}" for p in PHASES if (runs.phase == p).any()),
+    ]
+    undefined = int(runs.phase.isna().sum())
+    if undefined:
+        lines[-1] += f", no test set {undefined}"
+    swept = [column_name(key) for key in meta["config"]["sweep"]]
+    lines.append(phase_map(runs, swept))
+    return "\n".join(lines)

@@ -1,0 +1,90 @@
+"""The results folder: runs.parquet, curves.parquet, sweep.toml; written atomically, read back whole.
+
+Provenance (resolved config, source file, overrides, versions, device, times)
+is stored as JSON under the key `grokjax` in both Parquet files' metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import tomli_w
+
+RUN_COLUMNS = (
+    "run_id", "seed", "data_seed", "weight_decay", "learning_rate", "data_fraction",
+    "corruption_fraction", "task", "p", "model", "width", "activation", "init_scale",
+    "loss", "optimizer", "beta1", "beta2", "steps", "log_every",
+    "n_train", "n_corrupt", "n_test",
+    "train_loss", "test_loss", "train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted",
+    "weight_norm", "max_test_acc", "step_train_acc_90", "step_test_acc_90", "phase",
+)  # fmt: skip
+METRIC_COLUMNS = (
+    "train_loss", "test_loss", "train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted", "weight_norm",
+)  # fmt: skip
+CURVE_COLUMNS = ("run_id", "step", *METRIC_COLUMNS)
+META_KEY = b"grokjax"
+
+
+@dataclass
+class Results:
+    """A results folder in memory: one row per run, one row per run and logged step, provenance."""
+
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    meta: dict[str, Any]
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call write(tmp) on a temporary file beside `path`, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_parquet(path: Path, frame: pd.DataFrame, meta: dict[str, Any]) -> None:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**table.schema.metadata, META_KEY: json.dumps(meta).encode()})
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def write(folder: Path, runs: pd.DataFrame, curves: pd.DataFrame, config: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Write the three files of a results folder (each one atomically)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    header = f"# Resolved sweep config written by grokjax; run it again with: grokjax sweep {folder / 'sweep.toml'}\n"
+    header += f"# source: {meta.get('source')}; overrides: {meta.get('overrides') or 'none'}\n"
+    text = header + tomli_w.dumps(config)
+    atomic_write(folder / "sweep.toml", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    _write_parquet(folder / "curves.parquet", curves[list(CURVE_COLUMNS)], meta)
+    _write_parquet(folder / "runs.parquet", runs[list(RUN_COLUMNS)], meta)
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The provenance stored in a grokjax Parquet file."""
+    metadata = pq.read_schema(path).metadata or {}
+    return json.loads(metadata.get(META_KEY, b"{}"))
+
+
+def load(folder: str | Path) -> Results:
+    """Read a results folder: `load("results/quickstart").runs` is a DataFrame."""
+    folder = Path(folder)
+    runs_path = folder / "runs.parquet"
+    if not runs_path.is_file():
+        raise FileNotFoundError(f"{folder}: no runs.parquet here; is it a grokjax results folder?")
+    return Results(
+        runs=pd.read_parquet(runs_path),
+        curves=pd.read_parquet(folder / "curves.parquet"),
+        meta=read_meta(runs_path),
+    )

@@ -1,0 +1,68 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from grokjax.tasks import make_run_data, split_counts, true_labels
+
+
+@pytest.mark.parametrize(
+    "task, expected",
+    [("modular_addition", lambda m, n, p: (m + n) % p),
+     ("modular_subtraction", lambda m, n, p: (m - n) % p),
+     ("modular_multiplication", lambda m, n, p: (m * n) % p)],
+)
+def test_true_labels_cover_all_pairs(task, expected):
+    p = 7
+    labels = true_labels(task, p)
+    assert labels.shape == (p * p,)
+    for m in range(p):
+        for n in range(p):
+            assert labels[m * p + n] == expected(m, n, p)
+
+
+def test_split_counts_are_floors_robust_to_float_noise():
+    assert split_counts(0.5, 0.35, 97) == (4704, 1646)
+    assert split_counts(0.29, 0.0, 10) == (29, 0)  # 0.29 * 100 is 28.999999999999996 in float64
+    assert split_counts(1.0, 0.5, 7) == (49, 24)
+    assert split_counts(0.01, 0.5, 7) == (0, 0)
+
+
+@pytest.mark.parametrize("alpha, xi", [(0.3, 0.0), (0.5, 0.35), (0.9, 0.8), (1.0, 0.1)])
+def test_split_and_corruption_counts_are_exact(alpha, xi):
+    p = 13
+    n_train, n_corrupt = split_counts(alpha, xi, p)
+    labels = jnp.asarray(true_labels("modular_addition", p))
+    data = make_run_data(jax.random.key(3), n_train, n_corrupt, labels, p)
+    train, corrupted, run_labels = (np.asarray(x) for x in data)
+    assert train.sum() == math.floor(alpha * p * p + 1e-9)
+    assert corrupted.sum() == math.floor(xi * train.sum() + 1e-9)
+    assert not (corrupted & ~train).any(), "only training examples are corrupted"
+    clean = ~corrupted
+    np.testing.assert_array_equal(run_labels[clean], np.asarray(labels)[clean])
+    assert ((run_labels >= 0) & (run_labels < p)).all()
+
+
+def test_corrupted_labels_are_uniform_draws():
+    p = 11
+    labels = jnp.asarray(true_labels("modular_addition", p))
+    data = make_run_data(jax.random.key(0), p * p, p * p - 1, labels, p)
+    drawn = np.asarray(data.labels)[np.asarray(data.corrupted)]
+    counts = np.bincount(drawn, minlength=p)
+    assert counts.min() > 0  # every class is drawn
+    # A drawn label equals the true one about 1/p of the time (it is not excluded).
+    same = (drawn == np.asarray(labels)[np.asarray(data.corrupted)]).mean()
+    assert 0.02 < same < 0.2
+
+
+def test_split_depends_on_data_seed_only_and_is_nested():
+    p = 11
+    labels = jnp.asarray(true_labels("modular_addition", p))
+    a = make_run_data(jax.random.key(5), 40, 10, labels, p)
+    b = make_run_data(jax.random.key(5), 80, 20, labels, p)
+    c = make_run_data(jax.random.key(6), 40, 10, labels, p)
+    assert (np.asarray(a.train) <= np.asarray(b.train)).all()
+    assert (np.asarray(a.corrupted) <= np.asarray(b.corrupted)).all()
+    assert (np.asarray(a.train) != np.asarray(c.train)).any()

@@ -1,0 +1,121 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from grokjax.metrics import example_losses, masked_mean
+from grokjax.models import apply_mlp_grid, init_mlp
+from grokjax.tasks import split_counts
+from grokjax.train import Hparams, Static, make_optimizer, train
+
+
+def tiny_static(**changes) -> Static:
+    fields = dict(task="modular_addition", p=11, model="mlp", width=24, activation="quadratic", loss="mse",
+                  optimizer="adamw", betas=(0.9, 0.98), steps=30, log_every=10)
+    fields.update(changes)
+    return Static(**fields)
+
+
+def hparams(p: int, rows: list[dict]) -> Hparams:
+    """Hparams with a leading run axis from a list of per-run settings."""
+    defaults = dict(seed=0, data_seed=0, weight_decay=0.0, learning_rate=0.01, init_scale=1.0,
+                    data_fraction=0.5, corruption_fraction=0.0)
+    full = [{**defaults, **row} for row in rows]
+    counts = [split_counts(r["data_fraction"], r["corruption_fraction"], p) for r in full]
+    return Hparams(
+        seed=np.array([r["seed"] for r in full], np.int32),
+        data_seed=np.array([r["data_seed"] for r in full], np.int32),
+        weight_decay=np.array([r["weight_decay"] for r in full], np.float32),
+        learning_rate=np.array([r["learning_rate"] for r in full], np.float32),
+        init_scale=np.array([r["init_scale"] for r in full], np.float32),
+        n_train=np.array([c[0] for c in counts], np.int32),
+        n_corrupt=np.array([c[1] for c in counts], np.int32),
+    )
+
+
+RUNS = [
+    dict(seed=0, weight_decay=0.0, data_fraction=0.5, corruption_fraction=0.0),
+    dict(seed=1, data_seed=4, weight_decay=2.0, data_fraction=0.7, corruption_fraction=0.3, learning_rate=0.02),
+    dict(seed=2, weight_decay=0.5, data_fraction=0.3, corruption_fraction=0.5, init_scale=2.0),
+]
+
+
+@pytest.mark.parametrize("loss, optimizer, activation", [("mse", "adamw", "quadratic"),
+                                                          ("cross_entropy", "sgd", "relu"),
+                                                          ("mse", "adam", "relu")])
+def test_vmapped_run_equals_run_alone(loss, optimizer, activation):
+    static = tiny_static(loss=loss, optimizer=optimizer, activation=activation)
+    hp = hparams(static.p, RUNS)
+    together = train(static, hp)
+    for i in range(len(RUNS)):
+        alone = train(static, jax.tree_util.tree_map(lambda x: x[i], hp), vectorized=False)
+        for key, value in alone.items():
+            np.testing.assert_allclose(together[key][:, i], value, rtol=2e-4, atol=1e-6, err_msg=key)
+
+
+def test_changing_per_run_values_never_recompiles():
+    static = tiny_static(width=20)
+    compiles = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda name, *args, **kw: compiles.append(name) if name == "/jax/core/compile/backend_compile_duration" else None
+    )
+    train(static, hparams(static.p, RUNS))
+    first = len(compiles)
+    assert first > 0
+    other = [dict(seed=9, data_seed=7, weight_decay=5.0, learning_rate=0.003, init_scale=0.5,
+                  data_fraction=0.9, corruption_fraction=0.6)] * 3
+    train(static, hparams(static.p, other))
+    assert len(compiles) == first, "new per-run values must reuse the compiled program"
+    train(tiny_static(width=21), hparams(static.p, RUNS))  # a new shape compiles anew
+    assert len(compiles) > first
+
+
+def test_adamw_decay_is_decoupled_as_in_pytorch():
+    params = {"w": jnp.array([1.0, -2.0, 0.5])}
+    grads = {"w": jnp.array([0.3, 0.0, -1.0])}
+    lr, wd = 0.01, 5.0
+    tx = make_optimizer(tiny_static(), jnp.float32(lr), jnp.float32(wd))
+    updates, _ = tx.update(grads, tx.init(params), params)
+    # First AdamW step: m_hat = g, v_hat = g^2, theta <- theta - lr * wd * theta - lr * g / (|g| + eps).
+    g, theta = np.asarray(grads["w"]), np.asarray(params["w"])
+    expected = -lr * wd * theta - lr * g / (np.abs(g) + 1e-8)
+    np.testing.assert_allclose(updates["w"], expected, rtol=1e-5)
+
+
+def test_sgd_and_adam_decay_is_coupled_l2():
+    params = {"w": jnp.array([1.0, -2.0])}
+    grads = {"w": jnp.array([0.3, 0.1])}
+    tx = make_optimizer(tiny_static(optimizer="sgd"), jnp.float32(0.1), jnp.float32(0.5))
+    updates, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(updates["w"], -0.1 * (np.array([0.3, 0.1]) + 0.5 * np.array([1.0, -2.0])), rtol=1e-6)
+
+
+def test_mse_is_mean_over_outputs_and_examples():
+    logits = jnp.array([[0.2, 0.9, -0.1], [1.0, 0.0, 0.5], [0.3, 0.3, 0.3]])
+    labels = jnp.array([1, 0, 2])
+    mask = jnp.array([True, True, False])
+    targets = np.eye(3)[[1, 0]]
+    expected = np.mean((np.asarray(logits)[:2] - targets) ** 2)  # as torch.nn.MSELoss()
+    np.testing.assert_allclose(masked_mean(example_losses(logits, labels, "mse"), mask), expected, rtol=1e-6)
+
+
+def test_init_scale_and_grid_forward():
+    p, width = 13, 64
+    params = init_mlp(jax.random.key(0), p, width, 1.0)
+    assert params["U"].shape == (width, p) and params["W"].shape == (p, width)
+    std = np.std(np.concatenate([np.ravel(w) for w in params.values()]))
+    assert std == pytest.approx((16 * width) ** (-1 / 3), rel=0.05)
+    logits = apply_mlp_grid(params, "quadratic")
+    m, n = 5, 9
+    by_hand = params["W"] @ (params["U"][:, m] + params["V"][:, n]) ** 2
+    np.testing.assert_allclose(logits[m * p + n], by_hand, rtol=1e-5)
+
+
+def test_last_segment_stops_at_steps():
+    static = tiny_static(steps=25, log_every=10)
+    assert static.logged_steps == [10, 20, 25]
+    hp = hparams(static.p, RUNS[:1])
+    ragged = train(static, hp)
+    whole = train(tiny_static(steps=25, log_every=25), hp)
+    for key in ragged:
+        np.testing.assert_allclose(ragged[key][-1], whole[key][-1], rtol=1e-5, err_msg=key)
