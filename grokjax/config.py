@@ -180,7 +180,9 @@ def _axis_key(source: str, key: str) -> str:
             return key
     elif key in _FIELD_OWNER:
         return f"{_FIELD_OWNER[key]}.{key}"
-    known = ", ".join(sorted(_FIELD_OWNER) + ["task.name", "model.name"])
+    elif key in SWEEPABLE_TABLES[:2]:
+        return f"{key}.name"  # `task` and `model` name the kind, as the runs.parquet columns do
+    known = ", ".join(sorted([*_FIELD_OWNER, "task", "model"]))
     raise ConfigError(f"{source}: unknown sweep axis 'sweep.{key}'; axes can be: {known}")
 
 
