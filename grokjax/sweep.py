@@ -112,8 +112,7 @@ def chunk_metrics(chunk: pd.DataFrame, static: Static, logs: dict[str, np.ndarra
         }
     steps = np.asarray(static.logged_steps)
     final = {key: value[-1] for key, value in curves.items()}
-    final["max_test_acc"] = np.nanmax(np.where(np.isnan(curves["test_acc"]), -np.inf, curves["test_acc"]), axis=0)
-    final["max_test_acc"] = np.where(np.isinf(final["max_test_acc"]), np.nan, final["max_test_acc"])
+    final["max_test_acc"] = np.fmax.reduce(curves["test_acc"], axis=0)  # NaN only without a test set
     for name in ("train_acc", "test_acc"):
         reached = curves[name] >= threshold - TOLERANCE
         first = pd.array(steps[np.argmax(reached, axis=0)], dtype="Int64")
@@ -146,7 +145,10 @@ def run(
         raise ConfigError(f"{config.source}: output {folder} exists and is not a folder")
     runs = grid.expand(config)
     groups = list(grid.groups(runs))
-    plans = [(static, group, chunk_size or auto_chunk_size(static, len(group), config.source)) for static, group in groups]
+    plans = [
+        (static, group, min(len(group), chunk_size or auto_chunk_size(static, len(group), config.source)))
+        for static, group in groups
+    ]
 
     started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
     finals: list[pd.DataFrame] = []
@@ -167,7 +169,6 @@ def run(
 
     with bar:
         for static, group, size in plans:
-            size = min(size, len(group))
             bar.set_description_str(f"{config.name}: compiling p={static.p} width={static.width};")
             for start in range(0, len(group), size):
                 chunk = group.iloc[start : start + size]
@@ -202,7 +203,7 @@ def run(
         "runs": len(runs),
         "run_steps_per_s": round(run_steps / wall, 1),
         "compiled_groups": len(groups),
-        "chunk_sizes": [min(size, len(group)) for _, group, size in plans],
+        "chunk_sizes": [size for _, _, size in plans],
     }
     results.write(folder, runs, curves, config.to_dict(), meta)
     return SweepOutcome(folder, results.load(folder))
