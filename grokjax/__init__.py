@@ -22,8 +22,13 @@ def run_sweep(
     overrides: list[str] | tuple[str, ...] = (),
     chunk_size: int | None = None,
     progress: bool = True,
+    plots: bool = True,
 ) -> Path:
-    """Run a sweep (a sweep file's path or a SweepConfig) and return its results folder."""
+    """Run a sweep (a sweep file's path or a SweepConfig) and return its results folder.
+
+    The folder holds runs.parquet, curves.parquet, sweep.toml and, unless plots=False,
+    the phase diagram, accuracy and curves charts as HTML and PNG.
+    """
     from grokjax import sweep
 
-    return sweep.run(config, out=out, overrides=overrides, chunk_size=chunk_size, progress=progress).folder
+    return sweep.run(config, out=out, overrides=overrides, chunk_size=chunk_size, progress=progress, plots=plots).folder

@@ -52,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--chunk-size", type=int, metavar="N", help="runs per compiled call (default: fit device memory)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.add_argument("--no-plots", action="store_true", help="skip the HTML and PNG charts")
+    plot = commands.add_parser(
+        "plot",
+        help="draw a results folder's charts from its Parquet files",
+        description="Write phase_diagram, accuracy and curves as .html (self-contained, opens offline) "
+        "and .png into RESULTS_DIR, from its runs.parquet and curves.parquet alone.",
+    )
+    plot.add_argument("folder", metavar="RESULTS_DIR", help="a results folder, e.g. results/quickstart")
     return parser
 
 
@@ -61,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "plot":
+        return plot(args.folder)
     # Imported here so that --help and argument errors answer without loading JAX.
     from grokjax import report, sweep
 
@@ -71,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides=args.overrides,
             chunk_size=args.chunk_size,
             progress=not args.no_progress,
+            plots=not args.no_plots,
         )
     except ConfigError as err:
         print(f"grokjax: error: {err}", file=sys.stderr)
@@ -79,7 +90,22 @@ def main(argv: list[str] | None = None) -> int:
         print("grokjax: interrupted; no results were written for this sweep", file=sys.stderr)
         return 130
     print(report.summary(outcome.results))
-    print(f"Results: {outcome.folder}/ (runs.parquet, curves.parquet, sweep.toml)")
+    charts = "" if args.no_plots else "; charts: phase_diagram, accuracy, curves (.html, .png)"
+    print(f"Results: {outcome.folder}/ (runs.parquet, curves.parquet, sweep.toml{charts})")
+    return 0
+
+
+def plot(folder: str) -> int:
+    """`grokjax plot RESULTS_DIR`: charts from the Parquet files alone."""
+    from grokjax import plots, results
+
+    try:
+        res = results.load(folder)
+    except (FileNotFoundError, OSError, ValueError) as err:
+        print(f"grokjax: error: {err}", file=sys.stderr)
+        return 2
+    for path in plots.write_all(folder, res.runs, res.curves):
+        print(path)
     return 0
 
 

@@ -57,6 +57,9 @@ class PhaseConfig:
 
     threshold: float = 0.9
     inversion_offset: float = 1.05
+    # Dynamics: test reaching the threshold more than this fraction of the run's steps
+    # after train did counts as grokking rather than comprehension.
+    grokking_delay: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "train.seed": (int, lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
     "phases.threshold": (float, lambda v: 0.0 < v <= 1.0, "a number with 0 < threshold <= 1"),
     "phases.inversion_offset": (float, lambda v: 0.0 < v <= 2.0, "a number in (0, 2]"),
+    "phases.grokking_delay": (float, lambda v: 0.0 <= v <= 1.0, "a fraction of the steps in [0, 1]"),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from grokjax.config import PhaseConfig
 
@@ -47,3 +48,31 @@ def classify(
     phase = np.select(conditions, PHASES[:5], default=PHASES[5]).astype(object)
     phase[np.isnan(test_acc)] = None
     return phase
+
+
+def majority_phase(phases: pd.Series) -> str | None:
+    """Most common phase among runs of one cell (seeds); ties go to the earlier phase in PHASES."""
+    counts = phases.dropna().value_counts()
+    if counts.empty:
+        return None
+    best = counts.max()
+    return next(p for p in PHASES if counts.get(p, 0) == best)
+
+
+DYNAMICS = ("comprehension", "grokking", "memorization", "confusion")
+
+
+def dynamics(step_train: pd.Series, step_test: pd.Series, steps: pd.Series, delay: float) -> np.ndarray:
+    """How a run learned, from the first logged steps at which train and test accuracy reached 90%.
+
+    grokking: test reached it more than delay * steps after train did (generalization long
+    after memorization); comprehension: test reached it sooner than that, or without train
+    ever reaching it (inversion: the corrupted labels were never fitted); memorization:
+    train only; confusion: neither.
+    """
+    train_at = pd.to_numeric(step_train, errors="coerce").to_numpy(dtype=float)
+    test_at = pd.to_numeric(step_test, errors="coerce").to_numpy(dtype=float)
+    lag = test_at - train_at
+    late = lag > delay * np.asarray(steps, dtype=float)
+    conditions = [~np.isnan(test_at) & late, ~np.isnan(test_at), ~np.isnan(train_at)]
+    return np.select(conditions, ["grokking", "comprehension", "memorization"], default="confusion").astype(object)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from grokjax.grid import column_name
-from grokjax.phases import PHASES
+from grokjax.phases import PHASES, majority_phase
 from grokjax.results import Results
 
 SYMBOLS = {
@@ -18,15 +18,6 @@ SYMBOLS = {
 }
 MAP_AXES = ("data_fraction", "corruption_fraction")
 SEED_AXES = ("seed", "data_seed")
-
-
-def majority_phase(phases: pd.Series) -> str | None:
-    """Most common phase of a cell; ties go to the earlier phase in the paper's order."""
-    counts = phases.dropna().value_counts()
-    if counts.empty:
-        return None
-    best = counts.max()
-    return next(p for p in PHASES if counts.get(p, 0) == best)
 
 
 def phase_map(runs: pd.DataFrame, swept: list[str]) -> str:

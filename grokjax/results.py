@@ -24,7 +24,7 @@ RUN_COLUMNS = (
     "loss", "optimizer", "beta1", "beta2", "steps", "log_every",
     "n_train", "n_corrupt", "n_test",
     "train_loss", "test_loss", "train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted",
-    "weight_norm", "max_test_acc", "step_train_acc_90", "step_test_acc_90", "phase",
+    "weight_norm", "max_test_acc", "step_train_acc_90", "step_test_acc_90", "phase", "dynamics", "grok_delay",
 )  # fmt: skip
 METRIC_COLUMNS = (
     "train_loss", "test_loss", "train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted", "weight_norm",

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from grokjax import grid, results
 from grokjax.config import ConfigError, SweepConfig, load
-from grokjax.phases import TOLERANCE, classify
+from grokjax.phases import TOLERANCE, classify, dynamics
 from grokjax.train import Static, train
 
 MEMORY_FRACTION = 0.5  # of the device's free memory that chunks may fill
@@ -130,11 +130,13 @@ def run(
     overrides: list[str] | tuple[str, ...] = (),
     chunk_size: int | None = None,
     progress: bool = True,
+    plots: bool = True,
 ) -> SweepOutcome:
     """Run a sweep from a sweep file (with `--set` style overrides) or a SweepConfig.
 
     Writes runs.parquet, curves.parquet and sweep.toml into `out` (default
-    results/<name>) and returns the folder and the results.
+    results/<name>), then the charts of `grokjax plot` unless plots=False, and
+    returns the folder and the results.
     """
     if not isinstance(config, SweepConfig):
         config = load(config, overrides)
@@ -189,6 +191,11 @@ def run(
         classify(runs.train_acc, runs.test_acc, runs.corruption_fraction, runs.max_test_acc, config.phases),
         dtype="string",
     )
+    runs["dynamics"] = pd.array(
+        dynamics(runs.step_train_acc_90, runs.step_test_acc_90, runs.steps, config.phases.grokking_delay),
+        dtype="string",
+    )
+    runs["grok_delay"] = runs.step_test_acc_90 - runs.step_train_acc_90
     curves = pd.concat(curve_frames, ignore_index=True).sort_values(["run_id", "step"], ignore_index=True)
     run_steps = int(runs.steps.sum())
     meta = {
@@ -206,5 +213,10 @@ def run(
         "chunk_sizes": [size for _, _, size in plans],
     }
     results.write(folder, runs, curves, config.to_dict(), meta)
-    return SweepOutcome(folder, results.load(folder))
+    outcome = SweepOutcome(folder, results.load(folder))
+    if plots:
+        from grokjax import plots as charts  # Altair loads only when charts are drawn
+
+        charts.write_all(folder, outcome.results.runs, outcome.results.curves)
+    return outcome
 

@@ -1,8 +1,9 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from grokjax.config import PhaseConfig
-from grokjax.phases import classify
+from grokjax.phases import classify, dynamics
 
 # (train_acc, test_acc, xi, max_test_acc) -> phase, following Appendix C, Table 2.
 CASES = [
@@ -35,3 +36,10 @@ def test_vectorized_and_parameters():
 
 def test_no_test_set_gives_no_phase():
     assert classify([1.0], [np.nan], [0.0], [np.nan])[0] is None
+
+
+def test_dynamics_from_first_steps_at_90_percent():
+    train = pd.Series([20, 20, pd.NA, 20, pd.NA, 100], dtype="Int64")
+    test = pd.Series([200, 240, 300, pd.NA, pd.NA, 60], dtype="Int64")
+    got = dynamics(train, test, pd.Series([2000] * 6), delay=0.1)  # 200 steps
+    assert got.tolist() == ["comprehension", "grokking", "comprehension", "memorization", "confusion", "comprehension"]

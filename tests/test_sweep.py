@@ -72,14 +72,14 @@ def test_provenance(tiny_results):
 
 
 def test_saved_sweep_file_reproduces_the_results(tiny_results, tmp_path):
-    again = grokjax.run_sweep(tiny_results / "sweep.toml", out=tmp_path / "again", progress=False)
+    again = grokjax.run_sweep(tiny_results / "sweep.toml", out=tmp_path / "again", progress=False, plots=False)
     before, after = grokjax.load_results(tiny_results), grokjax.load_results(again)
     pd.testing.assert_frame_equal(before.runs, after.runs)
     pd.testing.assert_frame_equal(before.curves, after.curves)
 
 
 def test_chunking_and_padding_do_not_change_results(tiny_results, tmp_path):
-    chunked = grokjax.run_sweep(tiny_results / "sweep.toml", out=tmp_path / "c", chunk_size=3, progress=False)
+    chunked = grokjax.run_sweep(tiny_results / "sweep.toml", out=tmp_path / "c", chunk_size=3, progress=False, plots=False)
     a, b = grokjax.load_results(tiny_results).runs, grokjax.load_results(chunked).runs
     assert len(b) == 8
     pd.testing.assert_frame_equal(a.drop(columns=["train_loss", "test_loss", "weight_norm"]),
@@ -100,7 +100,7 @@ def test_static_axes_make_separate_groups(sweep_file, tmp_path):
         activation = ["quadratic", "relu"]
         task = ["modular_addition", "modular_multiplication"]
         """)
-    res = grokjax.load_results(grokjax.run_sweep(path, out=tmp_path / "g", progress=False))
+    res = grokjax.load_results(grokjax.run_sweep(path, out=tmp_path / "g", progress=False, plots=False))
     assert res.meta["compiled_groups"] == 8 and len(res.runs) == 8
     assert sorted(res.runs.task.unique()) == ["modular_addition", "modular_multiplication"]
 
@@ -110,7 +110,7 @@ def test_python_api_takes_a_config_object(tmp_path):
         {"name": "api", "task": {"p": 7}, "model": {"width": 16}, "train": {"steps": 5, "log_every": 5},
          "sweep": {"seed": [0, 1]}}
     )
-    folder = grokjax.run_sweep(config, out=tmp_path / "api", progress=False)
+    folder = grokjax.run_sweep(config, out=tmp_path / "api", progress=False, plots=False)
     assert len(grokjax.load_results(folder).runs) == 2
 
 

@@ -1,0 +1,277 @@
+"""Altair charts from the results DataFrames: phase diagrams, accuracy heatmaps, training curves.
+
+Every function takes DataFrames as read from the Parquet files and returns an
+`alt.Chart`, so notebooks can compose them. Data are aggregated in pandas first
+(one row per heatmap cell, a bounded number of points per curve), so charts stay
+far below Altair's 5,000-row limit for sweeps of thousands of runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from grokjax.phases import PHASES, majority_phase
+from grokjax.results import atomic_write
+
+# Okabe-Ito colours, distinguishable with the common forms of colour blindness.
+PHASE_COLORS = {
+    "coexistence": "#0072B2",
+    "partial_inversion": "#56B4E9",
+    "full_inversion": "#009E73",
+    "memorization": "#E69F00",
+    "forgetting": "#D55E00",
+    "confusion": "#999999",
+}
+GRID_AXES = ("data_fraction", "corruption_fraction")
+SEED_AXES = ("seed", "data_seed")
+FACET_CANDIDATES = (
+    "weight_decay", "learning_rate", "width", "p", "activation", "task", "model", "loss",
+    "optimizer", "init_scale", "steps",
+)  # fmt: skip
+TITLES = {
+    "data_fraction": "data fraction α",
+    "corruption_fraction": "corruption fraction ξ",
+    "weight_decay": "weight decay",
+    "learning_rate": "learning rate",
+}
+MAX_CURVE_POINTS = 200  # per run and metric
+
+
+def facet_axes(runs: pd.DataFrame) -> list[str]:
+    """Swept axes other than α, ξ and seeds: the columns that take more than one value."""
+    return [c for c in FACET_CANDIDATES if c in runs and runs[c].nunique() > 1]
+
+
+def _label(value: object) -> str:
+    return f"{value:g}" if isinstance(value, (float, np.floating)) else str(value)
+
+
+def _facet_column(frame: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """Add a `facet` column such as "weight decay = 5" (one facet per combination)."""
+    frame = frame.copy()
+    if axes:
+        frame["facet"] = [
+            ", ".join(f"{TITLES.get(a, a)} = {_label(v)}" for a, v in zip(axes, row))
+            for row in frame[axes].itertuples(index=False)
+        ]
+    else:
+        frame["facet"] = ""
+    return frame
+
+
+def _facet_order(frame: pd.DataFrame, axes: list[str]) -> list[str]:
+    return frame.sort_values(axes).facet.drop_duplicates().tolist() if axes else [""]
+
+
+def _grid_encodings(cells: pd.DataFrame) -> tuple[alt.X, alt.Y]:
+    """α and ξ as ordinal axes with short labels (0.3, not 0.30000000000000004)."""
+    xs = sorted(cells.data_fraction.unique())
+    ys = sorted(cells.corruption_fraction.unique(), reverse=True)
+    x = alt.X("alpha:O", title=TITLES["data_fraction"], sort=[_label(v) for v in xs],
+              axis=alt.Axis(labelAngle=0, labelOverlap="greedy", labelSeparation=4))
+    y = alt.Y("xi:O", title=TITLES["corruption_fraction"], sort=[_label(v) for v in ys])
+    return x, y
+
+
+def phase_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (facet, α, ξ): majority phase over seeds, its agreement, mean accuracies."""
+    axes = facet_axes(runs)
+    keys = [*axes, *GRID_AXES]
+    grouped = runs.groupby(keys, sort=True, dropna=False)
+    cells = grouped.agg(
+        runs=("run_id", "size"),
+        train_acc=("train_acc", "mean"),
+        test_acc=("test_acc", "mean"),
+        train_acc_corrupted=("train_acc_corrupted", "mean"),
+    ).reset_index()
+    cells["phase"] = grouped.phase.agg(majority_phase).to_numpy()
+    cells["agreement"] = (grouped.phase.agg(lambda s: (s == majority_phase(s)).mean())).to_numpy()
+    cells["alpha"] = cells.data_fraction.map(_label)
+    cells["xi"] = cells.corruption_fraction.map(_label)
+    return _facet_column(cells, axes)
+
+
+def _faceted(chart: alt.Chart, frame: pd.DataFrame, axes: list[str], columns: int = 4) -> alt.Chart:
+    if not axes:
+        return chart
+    return chart.facet(
+        facet=alt.Facet("facet:N", title=None, sort=_facet_order(frame, axes), header=alt.Header(labelFontSize=13)),
+        columns=columns,
+    )
+
+
+def phase_diagram(runs: pd.DataFrame, cell_size: int = 16) -> alt.Chart:
+    """Heatmap of phases over data fraction (x) and corruption fraction (y), one facet per other axis."""
+    cells = phase_cells(runs)
+    x, y = _grid_encodings(cells)
+    present = [p for p in PHASES if p in set(cells.phase.dropna())]
+    chart = (
+        alt.Chart(cells, width=cell_size * cells.alpha.nunique(), height=cell_size * cells.xi.nunique())
+        .mark_rect(stroke="white", strokeWidth=0.5)
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color(
+                "phase:N",
+                title="phase",
+                scale=alt.Scale(domain=present, range=[PHASE_COLORS[p] for p in present]),
+                sort=present,
+                legend=alt.Legend(labelExpr="replace(datum.label, '_', ' ')", orient="right"),
+            ),
+            tooltip=[
+                alt.Tooltip("phase:N"),
+                alt.Tooltip("agreement:Q", title="seeds agreeing", format=".0%"),
+                alt.Tooltip("runs:Q", title="runs in cell"),
+                alt.Tooltip("data_fraction:Q", title="α", format=".3g"),
+                alt.Tooltip("corruption_fraction:Q", title="ξ", format=".3g"),
+                alt.Tooltip("facet:N", title="config"),
+                alt.Tooltip("train_acc:Q", title="train accuracy", format=".3f"),
+                alt.Tooltip("test_acc:Q", title="test accuracy", format=".3f"),
+                alt.Tooltip("train_acc_corrupted:Q", title="corrupted train accuracy", format=".3f"),
+            ],
+        )
+    )
+    return _faceted(chart, cells, facet_axes(runs)).properties(title="Phase diagram (Doshi et al., Table 2)")
+
+
+def accuracy_heatmaps(runs: pd.DataFrame, cell_size: int = 14) -> alt.Chart:
+    """Mean train and test accuracy over α and ξ (the paper's Appendix L), colour 0 to 1."""
+    axes = facet_axes(runs)
+    cells = runs.groupby([*axes, *GRID_AXES], sort=True).agg(
+        train=("train_acc", "mean"), test=("test_acc", "mean")
+    ).reset_index()
+    long = cells.melt(id_vars=[*axes, *GRID_AXES], value_vars=["train", "test"], var_name="set", value_name="accuracy")
+    long["alpha"] = long.data_fraction.map(_label)
+    long["xi"] = long.corruption_fraction.map(_label)
+    long = _facet_column(long, axes)
+    x, y = _grid_encodings(long)
+    chart = (
+        alt.Chart(long, width=cell_size * long.alpha.nunique(), height=cell_size * long.xi.nunique())
+        .mark_rect()
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color("accuracy:Q", title="accuracy", scale=alt.Scale(domain=[0, 1], scheme="viridis")),
+            tooltip=[
+                alt.Tooltip("set:N"),
+                alt.Tooltip("accuracy:Q", format=".3f"),
+                alt.Tooltip("data_fraction:Q", title="α", format=".3g"),
+                alt.Tooltip("corruption_fraction:Q", title="ξ", format=".3g"),
+                alt.Tooltip("facet:N", title="config"),
+            ],
+        )
+    )
+    return chart.facet(
+        row=alt.Row("set:N", title=None, sort=["train", "test"], header=alt.Header(labelFontSize=13, labelExpr="datum.value + ' accuracy'")),
+        column=alt.Column("facet:N", title=None, sort=_facet_order(long, axes), header=alt.Header(labelFontSize=13)),
+    ).properties(title="Train and test accuracy (Doshi et al., Appendix L)")
+
+
+def example_runs(runs: pd.DataFrame) -> list[int]:
+    """One run per phase present, in the paper's order: the run nearest the phase's median test accuracy."""
+    chosen = []
+    for phase in PHASES:
+        members = runs[runs.phase == phase]
+        if len(members):
+            target = members.test_acc.median()
+            chosen.append(int(members.loc[(members.test_acc - target).abs().idxmin(), "run_id"]))
+    return chosen
+
+
+def _run_title(row: pd.Series) -> str:
+    phase = str(row.phase).replace("_", " ") if pd.notna(row.phase) else "no phase"
+    return f"{phase}: α = {_label(row.data_fraction)}, ξ = {_label(row.corruption_fraction)}, wd = {_label(row.weight_decay)} (run {row.run_id})"
+
+
+def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int] | None = None, log_steps: bool = False) -> alt.Chart:
+    """Accuracies and losses against step for chosen runs (default: one per phase, as in Figure 1)."""
+    run_ids = example_runs(runs) if run_ids is None else list(run_ids)
+    chosen = runs[runs.run_id.isin(run_ids)].set_index("run_id").loc[run_ids].reset_index()
+    titles = {int(r.run_id): _run_title(r) for r in chosen.itertuples()}
+    data = curves[curves.run_id.isin(run_ids)]
+    steps = np.sort(data.step.unique())
+    if len(steps) > MAX_CURVE_POINTS:
+        data = data[data.step.isin(steps[np.linspace(0, len(steps) - 1, MAX_CURVE_POINTS).astype(int)])]
+    data = data.assign(run=data.run_id.map(titles))
+    accuracy_names = {
+        "train_acc": "train", "test_acc": "test",
+        "train_acc_clean": "train, clean", "train_acc_corrupted": "train, corrupted",
+    }  # fmt: skip
+    acc = data.melt(id_vars=["run", "step"], value_vars=list(accuracy_names), var_name="metric", value_name="value")
+    acc["metric"] = acc.metric.map(accuracy_names)
+    loss = data.melt(id_vars=["run", "step"], value_vars=["train_loss", "test_loss"], var_name="metric", value_name="value")
+    loss["metric"] = loss.metric.str.replace("_loss", "")
+    x = alt.X("step:Q", title="step", scale=alt.Scale(type="log") if log_steps else alt.Scale())
+    colors = alt.Scale(
+        domain=["train", "test", "train, clean", "train, corrupted"],
+        range=["#0072B2", "#D55E00", "#56B4E9", "#E69F00"],
+    )
+    dashes = alt.StrokeDash("metric:N", scale=alt.Scale(domain=["train", "test", "train, clean", "train, corrupted"],
+                                                        range=[[1, 0], [1, 0], [4, 2], [4, 2]]), legend=None)
+    order = [titles[r] for r in run_ids]
+    top = (
+        alt.Chart(acc, width=260, height=180)
+        .mark_line()
+        .encode(x=x, y=alt.Y("value:Q", title="accuracy", scale=alt.Scale(domain=[0, 1])),
+                color=alt.Color("metric:N", title="accuracy", scale=colors), strokeDash=dashes,
+                tooltip=["run:N", "step:Q", "metric:N", alt.Tooltip("value:Q", format=".3f")])
+        .facet(column=alt.Column("run:N", title=None, sort=order, header=alt.Header(labelFontSize=11, labelLimit=300)))
+    )
+    bottom = (
+        alt.Chart(loss, width=260, height=140)
+        .mark_line()
+        .encode(x=x, y=alt.Y("value:Q", title="loss", scale=alt.Scale(type="log")),
+                color=alt.Color("metric:N", title="loss", scale=alt.Scale(domain=["train", "test"], range=["#0072B2", "#D55E00"])),
+                tooltip=["run:N", "step:Q", "metric:N", alt.Tooltip("value:Q", format=".3g")])
+        .facet(column=alt.Column("run:N", title=None, sort=order, header=alt.Header(labelFontSize=11, labelLimit=300)))
+    )
+    return alt.vconcat(top, bottom).resolve_scale(color="independent").properties(title="Training curves (Doshi et al., Figure 1)")
+
+
+def phase_counts(runs: pd.DataFrame) -> alt.Chart:
+    """Number of runs in each phase, per facet."""
+    axes = facet_axes(runs)
+    counts = _facet_column(runs, axes).groupby([*axes, "facet", "phase"]).size().rename("runs").reset_index()
+    present = [p for p in PHASES if p in set(counts.phase)]
+    chart = (
+        alt.Chart(counts, width=220, height=20 * len(present))
+        .mark_bar()
+        .encode(
+            y=alt.Y("phase:N", sort=present, title=None, axis=alt.Axis(labelExpr="replace(datum.label, '_', ' ')")),
+            x=alt.X("runs:Q", title="runs"),
+            color=alt.Color("phase:N", scale=alt.Scale(domain=present, range=[PHASE_COLORS[p] for p in present]), legend=None),
+            tooltip=["facet:N", "phase:N", "runs:Q"],
+        )
+    )
+    return _faceted(chart, counts, axes)
+
+
+CHARTS = {
+    "phase_diagram": lambda runs, curves: phase_diagram(runs),
+    "accuracy": lambda runs, curves: accuracy_heatmaps(runs),
+    "curves": lambda runs, curves: training_curves(curves, runs, log_steps=False),
+}
+
+
+def save(chart: alt.Chart, path: Path) -> None:
+    """Write a chart as self-contained HTML (JavaScript inlined) or PNG, atomically."""
+    kind = path.suffix.lstrip(".")
+    options = {"inline": True} if kind == "html" else {"scale_factor": 2}
+    atomic_write(path, lambda tmp: chart.save(str(tmp), format=kind, **options))
+
+
+def write_all(folder: str | Path, runs: pd.DataFrame, curves: pd.DataFrame) -> list[Path]:
+    """phase_diagram, accuracy and curves, each as .html and .png, into the results folder."""
+    folder = Path(folder)
+    written = []
+    for name, make in CHARTS.items():
+        chart = make(runs, curves)
+        for kind in ("html", "png"):
+            path = folder / f"{name}.{kind}"
+            save(chart, path)
+            written.append(path)
+    return written

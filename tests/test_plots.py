@@ -1,0 +1,87 @@
+"""Charts: built from DataFrames, sized for full sweeps, written as offline HTML and PNG."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grokjax import plots
+from grokjax.cli import main
+from grokjax.phases import PHASES
+
+
+@pytest.fixture(scope="module")
+def fig3_sized():
+    """A synthetic runs table and curves the size of sweeps/doshi_fig3_wd.toml (1,292 runs, 100 logs)."""
+    rng = np.random.default_rng(0)
+    alphas, xis, wds = np.linspace(0.1, 0.9, 17).round(12), np.linspace(0, 0.9, 19).round(12), [0.0, 5.0, 15.0, 20.0]
+    grid = pd.MultiIndex.from_product([wds, xis, alphas], names=["weight_decay", "corruption_fraction", "data_fraction"])
+    runs = grid.to_frame(index=False)
+    runs.insert(0, "run_id", np.arange(len(runs)))
+    runs["phase"] = rng.choice(PHASES, len(runs))
+    runs["train_acc"], runs["test_acc"], runs["train_acc_corrupted"] = rng.random((3, len(runs)))
+    steps = np.arange(20, 2001, 20)
+    curves = pd.DataFrame({"run_id": np.repeat(runs.run_id, len(steps)), "step": np.tile(steps, len(runs))})
+    for col in ("train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted", "train_loss", "test_loss"):
+        curves[col] = rng.random(len(curves)) + 0.01
+    return runs, curves
+
+
+def test_charts_handle_a_full_figure_3_sweep(fig3_sized):
+    runs, curves = fig3_sized
+    assert len(runs) == 1292 and len(curves) == 129_200
+    for chart in (plots.phase_diagram(runs), plots.accuracy_heatmaps(runs),
+                  plots.training_curves(curves, runs), plots.phase_counts(runs)):
+        spec = chart.to_dict()  # raises if any dataset exceeds Altair's 5,000-row limit
+        assert spec["$schema"].startswith("https://vega.github.io/schema/vega-lite/")
+    cells = plots.phase_cells(runs)
+    assert len(cells) == 1292 and set(cells.facet) == {f"weight decay = {w:g}" for w in (0, 5, 15, 20)}
+    assert "0.30000000000000004" not in plots.phase_diagram(runs).to_json()
+
+
+def test_majority_phase_and_agreement_over_seeds():
+    runs = pd.DataFrame({
+        "run_id": range(6), "seed": [0, 1, 2, 0, 1, 2], "data_fraction": [0.5] * 3 + [0.6] * 3,
+        "corruption_fraction": 0.1, "weight_decay": 1.0,
+        "phase": ["memorization", "coexistence", "coexistence", "full_inversion", "partial_inversion", "confusion"],
+        "train_acc": 0.5, "test_acc": 0.5, "train_acc_corrupted": 0.5,
+    })
+    cells = plots.phase_cells(runs).set_index("data_fraction")
+    assert cells.loc[0.5, "phase"] == "coexistence" and cells.loc[0.5, "agreement"] == pytest.approx(2 / 3)
+    assert cells.loc[0.6, "phase"] == "partial_inversion"  # a three-way tie goes to the paper's order
+    assert cells.loc[0.6, "runs"] == 3
+
+
+def test_phase_colours_are_fixed_and_in_the_papers_order(fig3_sized):
+    runs, _ = fig3_sized
+    scale = plots.phase_diagram(runs).to_dict()["spec"]["encoding"]["color"]["scale"]
+    assert scale["domain"] == list(PHASES)
+    assert scale["range"] == [plots.PHASE_COLORS[p] for p in PHASES]
+    assert len(set(scale["range"])) == len(PHASES)
+
+
+def test_example_runs_pick_one_per_phase(fig3_sized):
+    runs, _ = fig3_sized
+    chosen = runs.set_index("run_id").loc[plots.example_runs(runs)]
+    assert chosen.phase.tolist() == list(PHASES)
+
+
+def test_plot_command_redraws_from_parquet_alone(tmp_path, sweep_file, capsys):
+    out = tmp_path / "out"
+    assert main(["sweep", str(sweep_file()), "--out", str(out), "--no-progress"]) == 0
+    names = [f"{n}.{k}" for n in ("phase_diagram", "accuracy", "curves") for k in ("html", "png")]
+    assert all((out / n).is_file() for n in names)
+    for n in names:
+        (out / n).unlink()
+    (out / "sweep.toml").unlink()
+    assert main(["plot", str(out)]) == 0
+    for n in names:
+        data = (out / n).read_bytes()
+        if n.endswith(".png"):
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+        else:
+            text = data.decode()
+            assert "<script src=" not in text, "the HTML must open offline"
+            assert "vega" in text
+    assert not list(out.glob("*.tmp"))
+    assert main(["plot", str(tmp_path / "missing")]) == 2
+    assert "no runs.parquet" in capsys.readouterr().err
