@@ -15,12 +15,13 @@ static configuration; results go to Parquet and end in a phase diagram."""
 SWEEP_HELP = """\
 Run every run of a sweep file and write results/<name>/runs.parquet (one row per
 run: config, final metrics, phase), curves.parquet (one row per run and logged
-step) and sweep.toml (the resolved config, to run again).
+step), sweep.toml (the resolved config, to run again) and the charts
+phase_diagram, accuracy and curves as .html and .png.
 
 A sweep file has tables [task] (name, p, data_fraction, corruption_fraction,
 data_seed), [model] (name, width, activation, init_scale), [train] (loss,
 optimizer, learning_rate, betas, weight_decay, steps, log_every, seed), [phases]
-(threshold, inversion_offset) and [sweep], whose keys are axes: a list of values
+(threshold, inversion_offset, grokking_delay) and [sweep], whose keys are axes: a list of values
 or {start = .., stop = .., num = ..}. The grid is their product."""
 
 SWEEP_EXAMPLES = """\
