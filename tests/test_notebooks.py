@@ -1,0 +1,40 @@
+"""The notebooks run top to bottom against a tiny sweep made here."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+import grokjax
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    from tests.conftest import TINY_SWEEP
+
+    folder = tmp_path_factory.mktemp("nb")
+    path = folder / "tiny.toml"
+    path.write_text(TINY_SWEEP.replace("steps = 30", "steps = 60"))
+    return grokjax.run_sweep(path, out=folder / "results", progress=False, plots=False)
+
+
+def test_notebooks_are_committed_without_outputs():
+    assert [n.name for n in NOTEBOOKS] == ["phase_diagrams.ipynb", "training_curves.ipynb"]
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        assert 'RESULTS = "../results/quickstart"' in nb.cells[0].source
+        assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
+def test_notebook_runs(path, tiny_folder):
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].source = f"RESULTS = {str(tiny_folder)!r}"
+    NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    charts = [o for o in outputs if "vegaEmbed" in o.get("data", {}).get("text/html", "")]
+    assert len(charts) >= 3, "the notebook draws its charts"
