@@ -68,6 +68,7 @@ BAD_FILES = [
     ("[sweep]\nweight_decay = 5\n", "sweep.weight_decay", "list"),
     ("[task]\np = 7\ndata_fraction = 0.01\n", "data_fraction", "no training example"),
     ("name = 'a/b'\n", "name", "letters"),
+    ("[phases]\ngrokking_delay = 2\n", "phases.grokking_delay", "[0, 1]"),
     ("[train\nsteps = 3\n", "not valid TOML", "line"),
 ]
 

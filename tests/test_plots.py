@@ -85,3 +85,10 @@ def test_plot_command_redraws_from_parquet_alone(tmp_path, sweep_file, capsys):
     assert not list(out.glob("*.tmp"))
     assert main(["plot", str(tmp_path / "missing")]) == 2
     assert "no runs.parquet" in capsys.readouterr().err
+
+
+def test_plot_refuses_a_broken_parquet_file(tmp_path, capsys):
+    (tmp_path / "runs.parquet").write_text("not parquet")
+    assert main(["plot", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "runs.parquet" in err and "Traceback" not in err
