@@ -29,13 +29,29 @@ class TaskConfig:
     data_fraction: float = 0.5
     corruption_fraction: float = 0.0
     data_seed: int = 0
+    # Modular tasks: only pairs with m <= n (the PAIR explorable's symmetric input).
+    symmetric: bool = False
+    # sparse_parity: n-bit strings labelled by the parity of their first k bits; a fixed
+    # pool of pool_size strings whose last test_size are the test set and whose first
+    # train_size are the training set.
+    n_bits: int = 30
+    k_bits: int = 3
+    train_size: int = 1200
+    test_size: int = 1000
+    pool_size: int = 3000
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "mlp"
-    width: int = 500
+    width: int = 500  # neurons of the hidden layer(s); the transformer's d_mlp
+    depth: int = 2  # mlp: layers of weights (2 as in the paper, 3 as in its Appendix G)
     activation: str = "quadratic"
+    norm: str = "none"  # after the activation, as in the paper's eq. 5
+    dropout: float = 0.0  # on the pre-activations, as in the paper's code
+    embed_size: int = 128  # pair_mlp: embedding size; transformer: d_model
+    heads: int = 4  # transformer
+    tied_embedding: bool = False  # pair_mlp, transformer: unembedding = embedding transposed
     init_scale: float = 1.0
 
 
@@ -45,7 +61,11 @@ class TrainConfig:
     optimizer: str = "adamw"
     learning_rate: float = 0.01
     betas: tuple[float, float] = (0.9, 0.98)
+    momentum: float = 0.0  # sgd
     weight_decay: float = 0.0
+    regularization: str = "l2"
+    batch_size: int = 0  # 0: full batch
+    batch_scaling: str = "none"  # "appendix_a": steps x 256/batch_size, lr x sqrt(batch_size/256)
     steps: int = 2000
     log_every: int = 20
     seed: int = 0
@@ -94,11 +114,15 @@ TABLES: dict[str, type] = {
 }
 SWEEPABLE_TABLES = ("task", "model", "train")
 
-TASKS = ("modular_addition", "modular_subtraction", "modular_multiplication")
-MODELS = ("mlp",)
+MODULAR_TASKS = ("modular_addition", "modular_subtraction", "modular_multiplication", "modular_division")
+TASKS = (*MODULAR_TASKS, "sparse_parity")
+MODELS = ("mlp", "pair_mlp", "parity_mlp", "transformer")
 ACTIVATIONS = ("quadratic", "relu")
+NORMS = ("none", "batchnorm", "layernorm")
 LOSSES = ("mse", "cross_entropy")
 OPTIMIZERS = ("adamw", "adam", "sgd")
+REGULARIZATIONS = ("l2", "l1")
+BATCH_SCALINGS = ("none", "appendix_a")
 MAX_SEED = 2**31 - 1
 
 
@@ -127,15 +151,31 @@ RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
         "a number with 0 <= corruption_fraction < 1",
     ),
     "task.data_seed": (int, lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
+    "task.symmetric": (bool, lambda v: True, "true or false"),
+    "task.n_bits": (int, lambda v: 1 <= v <= 31, "an integer from 1 to 31"),
+    "task.k_bits": (int, lambda v: 1 <= v <= 31, "an integer from 1 to 31 (at most n_bits)"),
+    "task.train_size": (int, lambda v: v >= 1, "an integer >= 1"),
+    "task.test_size": (int, lambda v: v >= 1, "an integer >= 1"),
+    "task.pool_size": (int, lambda v: 2 <= v <= 10_000_000, "an integer from 2 to 10000000"),
     "model.name": _choice(MODELS),
     "model.width": (int, lambda v: v >= 1, "an integer >= 1"),
+    "model.depth": (int, lambda v: 2 <= v <= 8, "an integer from 2 to 8"),
     "model.activation": _choice(ACTIVATIONS),
+    "model.norm": _choice(NORMS),
+    "model.dropout": (float, lambda v: 0.0 <= v < 1.0, "a probability with 0 <= dropout < 1"),
+    "model.embed_size": (int, lambda v: v >= 1, "an integer >= 1"),
+    "model.heads": (int, lambda v: v >= 1, "an integer >= 1 that divides embed_size"),
+    "model.tied_embedding": (bool, lambda v: True, "true or false"),
     "model.init_scale": (float, lambda v: v > 0.0, "a number > 0"),
     "train.loss": _choice(LOSSES),
     "train.optimizer": _choice(OPTIMIZERS),
     "train.learning_rate": (float, lambda v: v > 0.0, "a number > 0"),
     "train.betas": (tuple, _betas_ok, "two numbers in [0, 1), e.g. [0.9, 0.98]"),
+    "train.momentum": (float, lambda v: 0.0 <= v < 1.0, "a number with 0 <= momentum < 1"),
     "train.weight_decay": (float, lambda v: v >= 0.0, "a number >= 0"),
+    "train.regularization": _choice(REGULARIZATIONS),
+    "train.batch_size": (int, lambda v: v >= 0, "an integer >= 0 (0: full batch)"),
+    "train.batch_scaling": _choice(BATCH_SCALINGS),
     "train.steps": (int, lambda v: v >= 1, "an integer >= 1"),
     "train.log_every": (int, lambda v: v >= 1, "an integer >= 1"),
     "train.seed": (int, lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
@@ -152,7 +192,7 @@ def _coerce(source: str, key: str, value: Any) -> Any:
         value = float(value)
     if kind is tuple and isinstance(value, list):
         value = tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value)
-    if not isinstance(value, kind) or isinstance(value, bool):
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ConfigError(f"{source}: {key} = {_show(value)} has the wrong type; allowed: {allowed}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{source}: {key} = {_show(value)} is not finite; allowed: {allowed}")
@@ -334,3 +374,41 @@ def apply_override(data: dict[str, Any], item: str, source: str) -> None:
     if not isinstance(target, dict):
         raise ConfigError(f"{where}: '{table}' in the file is not a table")
     target[name] = value
+
+
+# --- rules between fields, checked on every run of the grid --------------------------------
+
+
+def _is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, math.isqrt(n) + 1))
+
+
+def check_run(source: str, run: dict[str, Any]) -> None:
+    """Reject a run whose fields do not go together (keys are the runs.parquet column names)."""
+    task, model = run["task"], run["model"]
+
+    def fail(message: str) -> None:
+        raise ConfigError(f"{source}: {message}")
+
+    if (task == "sparse_parity") != (model == "parity_mlp"):
+        fail(f'task = "{task}" with model = "{model}"; allowed: task "sparse_parity" goes with model '
+             '"parity_mlp", the modular tasks with "mlp", "pair_mlp" or "transformer"')
+    if model == "parity_mlp" and run["loss"] != "cross_entropy":
+        fail(f'model = "parity_mlp" with loss = "{run["loss"]}"; allowed: loss = "cross_entropy" (one output logit)')
+    if task == "modular_division" and not _is_prime(run["p"]):
+        fail(f"task.p = {run['p']} with modular_division; allowed: a prime p (every n != 0 needs an inverse)")
+    if model != "mlp" and run["depth"] != 2:
+        fail(f'model.depth = {run["depth"]} with model = "{model}"; allowed: depth applies to "mlp" only (keep 2)')
+    if model == "transformer":
+        if run["embed_size"] % run["heads"]:
+            fail(f"model.heads = {run['heads']} does not divide model.embed_size = {run['embed_size']}")
+        if run["norm"] == "batchnorm":
+            fail('model.norm = "batchnorm" with model = "transformer"; allowed: "none" or "layernorm"')
+    if task == "sparse_parity":
+        if run["k_bits"] > run["n_bits"]:
+            fail(f"task.k_bits = {run['k_bits']} > task.n_bits = {run['n_bits']}; allowed: k_bits <= n_bits")
+        if run["train_size"] + run["test_size"] > run["pool_size"]:
+            fail(f"task.train_size + task.test_size = {run['train_size'] + run['test_size']} > task.pool_size = "
+                 f"{run['pool_size']}; allowed: train and test sets that fit in the pool")
+        if run["pool_size"] > 2 ** run["n_bits"]:
+            fail(f"task.pool_size = {run['pool_size']} > 2^n_bits = {2 ** run['n_bits']}; allowed: distinct strings")

@@ -8,14 +8,16 @@ sweep axes in file order; run_id numbers the rows in that order.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
+import math
 from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 
-from grokjax.config import SWEEPABLE_TABLES, ConfigError, SweepConfig
-from grokjax.tasks import split_counts
+from grokjax.config import SWEEPABLE_TABLES, ConfigError, SweepConfig, check_run
+from grokjax.tasks import corrupt_count, modular_table, split_counts
 from grokjax.train import HPARAM_DTYPES, STATIC_FIELDS, Hparams, Static
 
 
@@ -25,7 +27,12 @@ def column_name(qualified: str) -> str:
 
 
 def expand(config: SweepConfig) -> pd.DataFrame:
-    """All runs of the sweep as a DataFrame, with their exact split sizes."""
+    """All runs of the sweep as a DataFrame, with their exact split sizes.
+
+    With train.batch_scaling = "appendix_a" and a batch size, the run's steps and
+    log_every are multiplied by 256 / batch_size (same epochs, same logged epochs)
+    and its learning rate by sqrt(batch_size / 256); the columns hold the values used.
+    """
     base: dict[str, Any] = {}
     for table in SWEEPABLE_TABLES:
         for key, value in dataclasses.asdict(getattr(config, table)).items():
@@ -35,29 +42,58 @@ def expand(config: SweepConfig) -> pd.DataFrame:
     for combo in itertools.product(*(values for _, values in config.axes)):
         row = dict(base)
         row.update(zip(keys, combo))
-        rows.append(row)
+        check_run(config.source, row)
+        rows.append(_scaled(row))
     runs = pd.DataFrame(rows)
     runs.insert(0, "run_id", np.arange(len(runs), dtype=np.int64))
     runs["beta1"] = runs["betas"].map(lambda b: b[0])
     runs["beta2"] = runs["betas"].map(lambda b: b[1])
     runs = runs.drop(columns="betas")
-    counts = [split_counts(a, x, p) for a, x, p in zip(runs.data_fraction, runs.corruption_fraction, runs.p)]
-    runs["n_train"] = np.array([c[0] for c in counts], dtype=np.int64)
-    runs["n_corrupt"] = np.array([c[1] for c in counts], dtype=np.int64)
-    runs["n_test"] = runs.p**2 - runs.n_train
+    counts = [_counts(row) for row in runs.itertuples()]
+    runs["n_train"], runs["n_corrupt"], runs["n_test"] = (np.array(c, dtype=np.int64) for c in zip(*counts))
     empty = runs[runs.n_train == 0]
     if len(empty):
         row = empty.iloc[0]
         raise ConfigError(
             f"{config.source}: data_fraction = {row.data_fraction} gives no training example at p = {row.p}; "
-            f"allowed: data_fraction >= 1/p^2 = {1 / row.p**2:.3g}"
+            f"allowed: data_fraction >= 1/{row.n_train + row.n_test} (one example)"
         )
     return runs
 
 
+def _scaled(row: dict[str, Any]) -> dict[str, Any]:
+    if row["batch_scaling"] != "appendix_a" or not row["batch_size"]:
+        return row
+    factor = 256 / row["batch_size"]
+    return {
+        **row,
+        "steps": max(1, math.floor(row["steps"] * factor)),
+        "log_every": max(1, math.floor(row["log_every"] * factor)),
+        "learning_rate": round(row["learning_rate"] * math.sqrt(row["batch_size"] / 256), 12),
+    }
+
+
+def _counts(row: Any) -> tuple[int, int, int]:
+    """(n_train, n_corrupt, n_test) of a run."""
+    if row.task == "sparse_parity":
+        return row.train_size, corrupt_count(row.corruption_fraction, row.train_size), row.test_size
+    examples = _modular_examples(row.task, row.p, row.symmetric)
+    n_train, n_corrupt = split_counts(row.data_fraction, row.corruption_fraction, examples)
+    return n_train, n_corrupt, examples - n_train
+
+
+@functools.lru_cache(maxsize=None)
+def _modular_examples(task: str, p: int, symmetric: bool) -> int:
+    return int(modular_table(task, p, symmetric)[1].sum())
+
+
 def static_of(row: pd.Series) -> Static:
-    values = {f: row[f] for f in STATIC_FIELDS if f != "betas"}
-    return Static(betas=(float(row.beta1), float(row.beta2)), **{k: _py(v) for k, v in values.items()})
+    values = {f: row[f] for f in STATIC_FIELDS if f not in ("betas", "has_dropout")}
+    return Static(
+        betas=(float(row.beta1), float(row.beta2)),
+        has_dropout=bool(row.dropout > 0),
+        **{k: _py(v) for k, v in values.items()},
+    )
 
 
 def _py(value: Any) -> Any:
@@ -66,8 +102,8 @@ def _py(value: Any) -> Any:
 
 def groups(runs: pd.DataFrame) -> Iterator[tuple[Static, pd.DataFrame]]:
     """(static config, its runs) for each distinct static combination, in run order."""
-    keys = [f for f in STATIC_FIELDS if f != "betas"] + ["beta1", "beta2"]
-    for _, group in runs.groupby(keys, sort=False):
+    keys = [f for f in STATIC_FIELDS if f not in ("betas", "has_dropout")] + ["beta1", "beta2"]
+    for _, group in runs.groupby([*(runs[k] for k in keys), runs.dropout > 0], sort=False):
         yield static_of(group.iloc[0]), group
 
 

@@ -6,6 +6,8 @@ by the exact set sizes, so a threshold such as 90% is compared exactly.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -30,16 +32,16 @@ def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.sum(mask)
 
 
-def weight_norm(params: dict[str, jax.Array]) -> jax.Array:
-    """Frobenius norm of all weights together."""
+def weight_norm(params: Any) -> jax.Array:
+    """Frobenius norm of all trainable parameters together."""
     return jnp.sqrt(sum(jnp.sum(jnp.square(w)) for w in jax.tree_util.tree_leaves(params)))
 
 
-def evaluate(logits: jax.Array, data: RunData, params: dict[str, jax.Array], loss: str) -> dict[str, jax.Array]:
+def evaluate(logits: jax.Array, data: RunData, params: Any, loss: str) -> dict[str, jax.Array]:
     """One run's metrics from its logits over all examples."""
     losses = example_losses(logits, data.labels, loss)
     correct = jnp.argmax(logits, axis=-1) == data.labels
-    test = ~data.train
+    test = data.test
     clean = data.train & ~data.corrupted
 
     def count(mask: jax.Array) -> jax.Array:

@@ -1,37 +1,224 @@
-"""The paper's 2-layer MLP, f(m, n) = W phi(U e_m + V e_n), as pure functions of a params dict.
+"""The models, as Flax modules: pure `init`/`apply`, vmapped over runs by the trainer.
 
-A plain function rather than a Flax module: with one-hot inputs the first layer
-is a lookup, and over all p^2 pairs the hidden layer is the broadcast sum
-U[:, m] + V[:, n]; no one-hot matrix or gather is built. Evaluating the whole
-grid at once serves training (masked) and every metric from one forward pass.
+Every module is called as `model.apply(variables, inputs, train=..., rate=..., mask=...)`:
+`inputs` comes from `tasks.model_inputs`, `rate` is the run's dropout probability
+(a traced number), and `mask` marks the examples whose statistics BatchNorm may
+use (the training set, or a minibatch's filled slots). Logits have shape
+(examples, classes).
+
+Dropout is our own three lines, not `flax.linen.Dropout`: Flax's branches on the
+rate in Python (`if self.rate == 0.0`), which needs a concrete number, so every
+dropout probability would compile its own program. Here the rate is an array.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from grokjax.tasks import is_modular
 
 ACTIVATIONS = {
     "quadratic": jnp.square,
     "relu": jax.nn.relu,
 }
+NORM_PREFIX = "norm"  # modules named so keep their init under init_scale and hold no "neurons"
 
 
-def init_mlp(key: jax.Array, p: int, width: int, init_scale: jax.Array) -> dict[str, jax.Array]:
-    """Weights ~ N(0, (16 N)^(-2/3)) times init_scale (the paper's Appendix A, N = width)."""
-    std = init_scale * (16.0 * width) ** (-1.0 / 3.0)
-    ku, kv, kw = jax.random.split(key, 3)
-    return {
-        "U": std * jax.random.normal(ku, (width, p)),
-        "V": std * jax.random.normal(kv, (width, p)),
-        "W": std * jax.random.normal(kw, (p, width)),
-    }
+def dropout(x: jax.Array, rate: jax.Array, key: jax.Array) -> jax.Array:
+    """Zero each entry with probability `rate` and scale the rest by 1 / (1 - rate); rate 0 is the identity."""
+    keep = 1.0 - rate
+    return jnp.where(jax.random.bernoulli(key, keep, x.shape), x / keep, 0.0)
 
 
-def apply_mlp_grid(params: dict[str, jax.Array], activation: str) -> jax.Array:
-    """Logits for all p^2 pairs, shape (p^2, p); row i is the pair (i // p, i % p)."""
-    U, V, W = params["U"], params["V"], params["W"]
-    width, p = U.shape
-    # Pairs-major (p^2, N) layout: 1.3-1.7x faster on CPU than (N, p^2) for the same FLOPs.
-    hidden = ACTIVATIONS[activation](U.T[:, None, :] + V.T[None, :, :]).reshape(p * p, width)
-    return hidden @ W.T
+class Block(nn.Module):
+    """Dropout (training only), activation, then the norm: the paper's order, eq. 5 and its code."""
+
+    activation: str
+    norm: str
+    has_dropout: bool
+
+    @nn.compact
+    def __call__(self, h: jax.Array, *, train: bool, rate: jax.Array, mask: jax.Array | None) -> jax.Array:
+        if train and self.has_dropout:
+            h = dropout(h, rate, self.make_rng("dropout"))
+        h = ACTIVATIONS[self.activation](h)
+        if self.norm == "batchnorm":
+            # PyTorch's BatchNorm1d: momentum 0.1 (Flax counts it the other way), eps 1e-5.
+            bn = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=f"{NORM_PREFIX}_bn")
+            h = bn(h, mask=None if mask is None else mask[:, None])
+        elif self.norm == "layernorm":
+            h = nn.LayerNorm(epsilon=1e-5, name=f"{NORM_PREFIX}_ln")(h)
+        return h
+
+
+class MLP(nn.Module):
+    """The paper's MLP: f(m, n) = W phi(U e_m + V e_n), with depth - 2 more hidden layers for depth > 2.
+
+    With one-hot inputs the first layer is a lookup (two `nn.Embed` tables of shape
+    (p, width)); over the whole p^2 grid it is the broadcast sum U[m] + V[n], so no
+    one-hot matrix or gather is built. All weights ~ N(0, (16 width)^(-2/3)) (Appendix A).
+    """
+
+    p: int
+    width: int
+    depth: int
+    activation: str
+    norm: str
+    has_dropout: bool
+
+    @nn.compact
+    def __call__(self, inputs: Any, *, train: bool, rate: jax.Array, mask: jax.Array | None) -> jax.Array:
+        m, n = inputs
+        init = nn.initializers.normal((16.0 * self.width) ** (-1.0 / 3.0))
+        U = nn.Embed(self.p, self.width, embedding_init=init, name="U")
+        V = nn.Embed(self.p, self.width, embedding_init=init, name="V")
+        h = (U(m) + V(n)).reshape(-1, self.width)  # pairs-major (p^2, N): faster on CPU than (N, p^2)
+        for layer in range(self.depth - 1):
+            if layer:
+                h = nn.Dense(self.width, use_bias=False, kernel_init=init, name=f"hidden_{layer}")(h)
+            h = Block(self.activation, self.norm, self.has_dropout, name=f"block_{layer}")(h, train=train, rate=rate, mask=mask)
+        return nn.Dense(self.p, use_bias=False, kernel_init=init, name="W")(h)
+
+
+class PairMLP(nn.Module):
+    """The PAIR explorable's model: logits = ReLU(E[m] W_h + E[n] W_h) W_out E^T (or an untied unembedding).
+
+    Inits as its code (Haiku): the embedding and unembedding ~ variance scaling 2
+    over fan-in, the linear layers ~ LeCun normal. The hidden layer is computed once
+    per token (p rows) and the readout W_out E^T once per run, so the p^2 grid
+    costs p^2 x width x p, not p^2 x embed_size x (width + p).
+    """
+
+    p: int
+    width: int
+    embed_size: int
+    tied_embedding: bool
+    activation: str
+    norm: str
+    has_dropout: bool
+
+    @nn.compact
+    def __call__(self, inputs: Any, *, train: bool, rate: jax.Array, mask: jax.Array | None) -> jax.Array:
+        m, n = inputs
+        embed_init = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
+        embed = nn.Embed(self.p, self.embed_size, embedding_init=embed_init, name="embed")
+        per_token = nn.Dense(self.width, use_bias=False, name="hidden")(embed.embedding)  # (p, width)
+        h = (per_token[m] + per_token[n]).reshape(-1, self.width)
+        h = Block(self.activation, self.norm, self.has_dropout, name="block")(h, train=train, rate=rate, mask=mask)
+        out = self.param("out", nn.initializers.lecun_normal(), (self.width, self.embed_size))
+        if self.tied_embedding:
+            readout = embed.attend(out)  # out @ E^T: (width, p)
+        else:
+            readout = nn.Dense(self.p, use_bias=False, kernel_init=embed_init, name="unembed")(out)
+        return h @ readout
+
+
+class ParityMLP(nn.Module):
+    """The sparse-parity model of seed 000: bits (and a last input fixed to 1, a bias) -> hidden -> one logit.
+
+    The logit z is returned as the two-class logits (0, z), so softmax cross-entropy
+    on them is the logistic loss on z and argmax predicts 1 exactly when z > 0.
+    """
+
+    width: int
+    activation: str
+    norm: str
+    has_dropout: bool
+
+    @nn.compact
+    def __call__(self, bits: jax.Array, *, train: bool, rate: jax.Array, mask: jax.Array | None) -> jax.Array:
+        x = jnp.concatenate([bits.astype(jnp.float32), jnp.ones((bits.shape[0], 1), jnp.float32)], axis=1)
+        h = nn.Dense(self.width, use_bias=False, name="hidden")(x)
+        h = Block(self.activation, self.norm, self.has_dropout, name="block")(h, train=train, rate=rate, mask=mask)
+        z = nn.Dense(1, use_bias=False, name="out")(h)[:, 0]
+        return jnp.stack([jnp.zeros_like(z), z], axis=1)
+
+
+class Transformer(nn.Module):
+    """One-layer encoder-only transformer on (m, n, =), read out at the last position (Nanda et al.; paper Fig. 7).
+
+    With one layer, the logits depend on the other positions only through the
+    last position's attention, so only the last position's query, MLP and readout
+    are computed: exact, and three times less MLP work. Embeddings ~ N(0, 1) and
+    linear layers ~ fan-in scaled, as the paper's code; no biases. `norm =
+    "layernorm"` adds pre-LayerNorms and a final one; dropout applies to the
+    embeddings and to both residual branches.
+    """
+
+    p: int
+    width: int
+    embed_size: int
+    heads: int
+    tied_embedding: bool
+    activation: str
+    norm: str
+    has_dropout: bool
+
+    @nn.compact
+    def __call__(self, inputs: Any, *, train: bool, rate: jax.Array, mask: jax.Array | None) -> jax.Array:
+        m, n = jnp.broadcast_arrays(*inputs)
+        m, n = m.reshape(-1), n.reshape(-1)
+        tokens = jnp.stack([m, n, jnp.full_like(m, self.p)], axis=1)  # token p is "="
+        embed = nn.Embed(self.p + 1, self.embed_size, embedding_init=nn.initializers.normal(1.0), name="embed")
+        position = self.param("position", nn.initializers.normal(1.0), (3, self.embed_size))
+
+        def drop(x: jax.Array) -> jax.Array:
+            return dropout(x, rate, self.make_rng("dropout")) if train and self.has_dropout else x
+
+        def norm(x: jax.Array, name: str) -> jax.Array:
+            return nn.LayerNorm(epsilon=1e-5, name=f"{NORM_PREFIX}_{name}")(x) if self.norm == "layernorm" else x
+
+        x = drop(embed(tokens) + position)
+        xn = norm(x, "attn")
+        attention = nn.MultiHeadDotProductAttention(
+            num_heads=self.heads, qkv_features=self.embed_size, out_features=self.embed_size, use_bias=False, name="attn"
+        )
+        r = x[:, -1] + drop(attention(xn[:, -1:], xn)[:, 0])
+        h = ACTIVATIONS[self.activation](nn.Dense(self.width, use_bias=False, name="mlp_in")(norm(r, "mlp")))
+        r = r + drop(nn.Dense(self.embed_size, use_bias=False, name="mlp_out")(h))
+        r = norm(r, "final")
+        if self.tied_embedding:
+            return embed.attend(r)[:, : self.p]
+        return nn.Dense(self.p, use_bias=False, name="unembed")(r)
+
+
+def build(static: Any) -> nn.Module:
+    """The Flax module of a static configuration."""
+    common = dict(activation=static.activation, norm=static.norm, has_dropout=static.has_dropout)
+    if static.model == "mlp":
+        return MLP(p=static.p, width=static.width, depth=static.depth, **common)
+    if static.model == "pair_mlp":
+        return PairMLP(p=static.p, width=static.width, embed_size=static.embed_size,
+                       tied_embedding=static.tied_embedding, **common)
+    if static.model == "parity_mlp":
+        return ParityMLP(width=static.width, **common)
+    return Transformer(p=static.p, width=static.width, embed_size=static.embed_size, heads=static.heads,
+                       tied_embedding=static.tied_embedding, **common)
+
+
+def example_inputs(static: Any) -> Any:
+    """A one-example input of the right kind, for `init`."""
+    if is_modular(static.task):
+        zero = jnp.zeros((1,), jnp.int32)
+        return zero, zero
+    return jnp.zeros((1, static.n_bits), jnp.int8)
+
+
+def init(static: Any, key: jax.Array, init_scale: jax.Array) -> dict[str, Any]:
+    """Variables {"params": ..., ["batch_stats": ...]}; weights (not norm layers) scaled by init_scale."""
+    variables = build(static).init(key, example_inputs(static), train=False, rate=jnp.float32(0.0), mask=None)
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, w: w if any(str(getattr(k, "key", "")).startswith(NORM_PREFIX) for k in path) else w * init_scale,
+        variables["params"],
+    )
+    return {**variables, "params": params}
+
+
+def param_count(static: Any) -> int:
+    """Trainable parameters of the model (from shapes only; nothing is computed)."""
+    shapes = jax.eval_shape(lambda: init(static, jax.random.key(0), jnp.float32(1.0))["params"])
+    return int(sum(x.size for x in jax.tree_util.tree_leaves(shapes)))

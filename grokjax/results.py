@@ -20,8 +20,10 @@ import tomli_w
 
 RUN_COLUMNS = (
     "run_id", "seed", "data_seed", "weight_decay", "learning_rate", "data_fraction",
-    "corruption_fraction", "task", "p", "model", "width", "activation", "init_scale",
-    "loss", "optimizer", "beta1", "beta2", "steps", "log_every",
+    "corruption_fraction", "task", "p", "symmetric", "n_bits", "k_bits", "train_size", "test_size", "pool_size",
+    "model", "width", "depth", "activation", "norm", "dropout", "embed_size", "heads", "tied_embedding", "init_scale",
+    "loss", "optimizer", "beta1", "beta2", "momentum", "regularization", "batch_size", "batch_scaling",
+    "steps", "log_every",
     "n_train", "n_corrupt", "n_test",
     "train_loss", "test_loss", "train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted",
     "weight_norm", "max_test_acc", "step_train_acc_90", "step_test_acc_90", "phase", "dynamics", "grok_delay",

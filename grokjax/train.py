@@ -4,7 +4,8 @@
 `Hparams` holds per-run numbers as arrays, so a sweep over them is one program
 `jit(vmap(...))` and new values never recompile. The host calls `segment`
 once per logged step: a `lax.scan` over `log_every` optimizer steps, then the
-metrics of that step.
+metrics of that step, taken in evaluation mode (no dropout, BatchNorm's running
+statistics) on every example.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from grokjax import models
 from grokjax.metrics import evaluate, example_losses, masked_mean
-from grokjax.models import apply_mlp_grid, init_mlp
-from grokjax.tasks import RunData, make_run_data, true_labels
+from grokjax.tasks import RunData, make_run_data, minibatch, model_inputs
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,19 @@ class Static:
     betas: tuple[float, float]
     steps: int
     log_every: int
+    symmetric: bool = False
+    n_bits: int = 30
+    k_bits: int = 3
+    test_size: int = 1000
+    pool_size: int = 3000
+    depth: int = 2
+    norm: str = "none"
+    has_dropout: bool = False  # any dropout > 0; runs at rate 0 use the program without it
+    embed_size: int = 128
+    heads: int = 4
+    tied_embedding: bool = False
+    regularization: str = "l2"
+    batch_size: int = 0
 
     @property
     def logged_steps(self) -> list[int]:
@@ -59,6 +73,8 @@ class Hparams(NamedTuple):
     init_scale: Any
     n_train: Any
     n_corrupt: Any
+    dropout: Any = 0.0
+    momentum: Any = 0.0
 
 
 HPARAM_DTYPES = Hparams(
@@ -69,61 +85,93 @@ HPARAM_DTYPES = Hparams(
     init_scale=np.float32,
     n_train=np.int32,
     n_corrupt=np.int32,
+    dropout=np.float32,
+    momentum=np.float32,
 )
 
 
 class RunState(NamedTuple):
-    params: dict[str, jax.Array]
+    params: Any
+    model_state: Any  # {"batch_stats": ...} with BatchNorm, else {}
     opt_state: Any
     data: RunData
 
 
-def make_optimizer(static: Static, learning_rate: jax.Array, weight_decay: jax.Array) -> optax.GradientTransformation:
+def l1_decay(weight_decay: jax.Array) -> optax.GradientTransformation:
+    """Add weight_decay * sign(theta) to the gradient: the subgradient of wd * |theta|_1, as the PAIR code does."""
+    return optax.stateless(lambda grads, params: jax.tree.map(lambda g, w: g + weight_decay * jnp.sign(w), grads, params))
+
+
+def make_optimizer(static: Static, hp: Hparams) -> optax.GradientTransformation:
     """Optax optimizer with PyTorch's weight-decay conventions.
 
-    adamw: decoupled, theta <- theta - lr * wd * theta (optax.adamw, as torch.optim.AdamW).
-    adam, sgd: coupled L2, wd * theta added to the gradient (as torch.optim.Adam / SGD).
+    L2 — adamw: decoupled, theta <- theta - lr * wd * theta (optax.adamw, as torch.optim.AdamW);
+    adam, sgd: coupled, wd * theta added to the gradient (as torch.optim.Adam / SGD).
+    L1 — wd * sign(theta) added to the gradient before any optimizer (adamw then
+    adds no decay of its own, so it equals adam), as in the PAIR explorable's code.
     """
     b1, b2 = static.betas
-    if static.optimizer == "adamw":
-        return optax.adamw(learning_rate, b1=b1, b2=b2, eps=1e-8, weight_decay=weight_decay)
-    decay = optax.add_decayed_weights(weight_decay)
-    if static.optimizer == "adam":
-        return optax.chain(decay, optax.adam(learning_rate, b1=b1, b2=b2, eps=1e-8))
-    return optax.chain(decay, optax.sgd(learning_rate))
+    lr, wd = hp.learning_rate, hp.weight_decay
+    if static.optimizer == "sgd":
+        base = optax.sgd(lr, momentum=hp.momentum)
+    elif static.optimizer == "adamw" and static.regularization == "l2":
+        return optax.adamw(lr, b1=b1, b2=b2, eps=1e-8, weight_decay=wd)
+    else:
+        base = optax.adam(lr, b1=b1, b2=b2, eps=1e-8)
+    decay = l1_decay(wd) if static.regularization == "l1" else optax.add_decayed_weights(wd)
+    return optax.chain(decay, base)
+
+
+def run_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(params, dropout, batches) keys of a run, all from its seed."""
+    key = jax.random.key(seed)
+    return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
 
 
 def init_run(static: Static, hp: Hparams) -> RunState:
     """A run's data split and initial weights, from its data_seed and seed."""
-    labels = jnp.asarray(true_labels(static.task, static.p))
-    data = make_run_data(jax.random.key(hp.data_seed), hp.n_train, hp.n_corrupt, labels, static.p)
-    params = init_mlp(jax.random.key(hp.seed), static.p, static.width, hp.init_scale)
-    opt_state = make_optimizer(static, hp.learning_rate, hp.weight_decay).init(params)
-    return RunState(params, opt_state, data)
+    data = make_run_data(static, jax.random.key(hp.data_seed), hp.n_train, hp.n_corrupt)
+    variables = models.init(static, run_keys(hp.seed)[0], hp.init_scale)
+    params = variables.pop("params")
+    opt_state = make_optimizer(static, hp).init(params)
+    return RunState(params, variables, opt_state, data)
 
 
 def train_segment(static: Static, state: RunState, hp: Hparams, start: jax.Array) -> tuple[RunState, dict[str, jax.Array]]:
     """Steps start .. start + log_every - 1 (those < steps), then the metrics after them."""
-    tx = make_optimizer(static, hp.learning_rate, hp.weight_decay)
+    model = models.build(static)
+    tx = make_optimizer(static, hp)
+    data = state.data
+    _, dropout_key, batch_key = run_keys(hp.seed)
 
-    def loss_fn(params: dict[str, jax.Array]) -> jax.Array:
-        logits = apply_mlp_grid(params, static.activation)
-        return masked_mean(example_losses(logits, state.data.labels, static.loss), state.data.train)
+    def loss_fn(params: Any, model_state: Any, t: jax.Array) -> tuple[jax.Array, Any]:
+        if static.batch_size:
+            index, mask = minibatch(static, data, batch_key, t, hp.n_train)
+            inputs, labels = model_inputs(static, data, index), data.labels[index]
+        else:
+            inputs, labels, mask = model_inputs(static, data), data.labels, data.train
+        logits, new_state = model.apply(
+            {"params": params, **model_state}, inputs, train=True, rate=hp.dropout, mask=mask,
+            rngs={"dropout": jax.random.fold_in(dropout_key, t)}, mutable=list(model_state),
+        )
+        return masked_mean(example_losses(logits, labels, static.loss), mask), new_state
 
-    def update(carry: tuple[Any, Any]) -> tuple[Any, Any]:
-        params, opt_state = carry
-        grads = jax.grad(loss_fn)(params)
+    def update(carry: tuple[Any, Any, Any], t: jax.Array) -> tuple[Any, Any, Any]:
+        params, model_state, opt_state = carry
+        grads, model_state = jax.grad(loss_fn, has_aux=True)(params, model_state, t)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
+        return optax.apply_updates(params, updates), model_state, opt_state
 
-    def step(carry: tuple[Any, Any], t: jax.Array) -> tuple[tuple[Any, Any], None]:
+    def step(carry: tuple[Any, Any, Any], t: jax.Array) -> tuple[tuple[Any, Any, Any], None]:
         # t is shared by all runs of a chunk, so under vmap this stays a real branch.
-        return jax.lax.cond(t < static.steps, update, lambda c: c, carry), None
+        return jax.lax.cond(t < static.steps, update, lambda c, t: c, carry, t), None
 
     steps = start + jnp.arange(static.log_every)
-    (params, opt_state), _ = jax.lax.scan(step, (state.params, state.opt_state), steps)
-    logits = apply_mlp_grid(params, static.activation)
-    return RunState(params, opt_state, state.data), evaluate(logits, state.data, params, static.loss)
+    (params, model_state, opt_state), _ = jax.lax.scan(step, (state.params, state.model_state, state.opt_state), steps)
+    logits = model.apply(
+        {"params": params, **model_state}, model_inputs(static, data), train=False, rate=hp.dropout, mask=None
+    )
+    return RunState(params, model_state, opt_state, data), evaluate(logits, data, params, static.loss)
 
 
 @functools.lru_cache(maxsize=None)

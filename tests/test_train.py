@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from grokjax.metrics import example_losses, masked_mean
-from grokjax.models import apply_mlp_grid, init_mlp
+from grokjax import models
 from grokjax.tasks import split_counts
 from grokjax.train import Hparams, Static, make_optimizer, train
 
@@ -21,7 +21,7 @@ def hparams(p: int, rows: list[dict]) -> Hparams:
     defaults = dict(seed=0, data_seed=0, weight_decay=0.0, learning_rate=0.01, init_scale=1.0,
                     data_fraction=0.5, corruption_fraction=0.0)
     full = [{**defaults, **row} for row in rows]
-    counts = [split_counts(r["data_fraction"], r["corruption_fraction"], p) for r in full]
+    counts = [split_counts(r["data_fraction"], r["corruption_fraction"], p * p) for r in full]
     return Hparams(
         seed=np.array([r["seed"] for r in full], np.int32),
         data_seed=np.array([r["data_seed"] for r in full], np.int32),
@@ -30,6 +30,8 @@ def hparams(p: int, rows: list[dict]) -> Hparams:
         init_scale=np.array([r["init_scale"] for r in full], np.float32),
         n_train=np.array([c[0] for c in counts], np.int32),
         n_corrupt=np.array([c[1] for c in counts], np.int32),
+        dropout=np.array([r.get("dropout", 0.0) for r in full], np.float32),
+        momentum=np.array([r.get("momentum", 0.0) for r in full], np.float32),
     )
 
 
@@ -70,11 +72,15 @@ def test_changing_per_run_values_never_recompiles():
     assert len(compiles) > first
 
 
+def one_run(lr: float, wd: float, momentum: float = 0.0) -> Hparams:
+    return Hparams(0, 0, jnp.float32(wd), jnp.float32(lr), 1.0, 1, 0, 0.0, jnp.float32(momentum))
+
+
 def test_adamw_decay_is_decoupled_as_in_pytorch():
     params = {"w": jnp.array([1.0, -2.0, 0.5])}
     grads = {"w": jnp.array([0.3, 0.0, -1.0])}
     lr, wd = 0.01, 5.0
-    tx = make_optimizer(tiny_static(), jnp.float32(lr), jnp.float32(wd))
+    tx = make_optimizer(tiny_static(), one_run(lr, wd))
     updates, _ = tx.update(grads, tx.init(params), params)
     # First AdamW step: m_hat = g, v_hat = g^2, theta <- theta - lr * wd * theta - lr * g / (|g| + eps).
     g, theta = np.asarray(grads["w"]), np.asarray(params["w"])
@@ -85,7 +91,7 @@ def test_adamw_decay_is_decoupled_as_in_pytorch():
 def test_sgd_and_adam_decay_is_coupled_l2():
     params = {"w": jnp.array([1.0, -2.0])}
     grads = {"w": jnp.array([0.3, 0.1])}
-    tx = make_optimizer(tiny_static(optimizer="sgd"), jnp.float32(0.1), jnp.float32(0.5))
+    tx = make_optimizer(tiny_static(optimizer="sgd"), one_run(0.1, 0.5))
     updates, _ = tx.update(grads, tx.init(params), params)
     np.testing.assert_allclose(updates["w"], -0.1 * (np.array([0.3, 0.1]) + 0.5 * np.array([1.0, -2.0])), rtol=1e-6)
 
@@ -99,16 +105,18 @@ def test_mse_is_mean_over_outputs_and_examples():
     np.testing.assert_allclose(masked_mean(example_losses(logits, labels, "mse"), mask), expected, rtol=1e-6)
 
 
-def test_init_scale_and_grid_forward():
-    p, width = 13, 64
-    params = init_mlp(jax.random.key(0), p, width, 1.0)
-    assert params["U"].shape == (width, p) and params["W"].shape == (p, width)
-    std = np.std(np.concatenate([np.ravel(w) for w in params.values()]))
-    assert std == pytest.approx((16 * width) ** (-1 / 3), rel=0.05)
-    logits = apply_mlp_grid(params, "quadratic")
+def test_mlp_init_and_grid_forward():
+    static = tiny_static(p=13, width=64)
+    params = models.init(static, jax.random.key(0), 1.0)["params"]
+    U, V, W = params["U"]["embedding"], params["V"]["embedding"], params["W"]["kernel"]
+    assert U.shape == V.shape == (13, 64) and W.shape == (64, 13)
+    std = np.std(np.concatenate([np.ravel(U), np.ravel(V), np.ravel(W)]))
+    assert std == pytest.approx((16 * 64) ** (-1 / 3), rel=0.05)
+    grid = (jnp.arange(13)[:, None], jnp.arange(13)[None, :])
+    logits = models.build(static).apply({"params": params}, grid, train=False, rate=0.0, mask=None)
     m, n = 5, 9
-    by_hand = params["W"] @ (params["U"][:, m] + params["V"][:, n]) ** 2
-    np.testing.assert_allclose(logits[m * p + n], by_hand, rtol=1e-5)
+    by_hand = (U[m] + V[n]) ** 2 @ W  # f(m, n) = W phi(U e_m + V e_n)
+    np.testing.assert_allclose(logits[m * 13 + n], by_hand, rtol=1e-5)
 
 
 def test_last_segment_stops_at_steps():
