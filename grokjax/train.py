@@ -98,28 +98,26 @@ class RunState(NamedTuple):
 
 
 def l1_decay(weight_decay: jax.Array) -> optax.GradientTransformation:
-    """Add weight_decay * sign(theta) to the gradient: the subgradient of wd * |theta|_1, as the PAIR code does."""
-    return optax.stateless(lambda grads, params: jax.tree.map(lambda g, w: g + weight_decay * jnp.sign(w), grads, params))
+    """Add weight_decay * sign(theta) to the updates: the subgradient of weight_decay * |theta|_1."""
+    return optax.stateless(lambda updates, params: jax.tree.map(lambda u, w: u + weight_decay * jnp.sign(w), updates, params))
 
 
 def make_optimizer(static: Static, hp: Hparams) -> optax.GradientTransformation:
-    """Optax optimizer with PyTorch's weight-decay conventions.
+    """Optax optimizer with PyTorch's weight-decay conventions, for L2 and L1 alike.
 
-    L2 — adamw: decoupled, theta <- theta - lr * wd * theta (optax.adamw, as torch.optim.AdamW);
-    adam, sgd: coupled, wd * theta added to the gradient (as torch.optim.Adam / SGD).
-    L1 — wd * sign(theta) added to the gradient before any optimizer (adamw then
-    adds no decay of its own, so it equals adam), as in the PAIR explorable's code.
+    adamw: decoupled, theta <- theta - lr * (adam step + wd * theta) for L2 (optax.adamw,
+    as torch.optim.AdamW), or + wd * sign(theta) for L1.
+    adam, sgd: coupled, wd * theta (L2) or wd * sign(theta) (L1) added to the gradient
+    before the optimizer (as torch.optim.Adam / SGD; L1 as the PAIR explorable's code).
     """
     b1, b2 = static.betas
     lr, wd = hp.learning_rate, hp.weight_decay
-    if static.optimizer == "sgd":
-        base = optax.sgd(lr, momentum=hp.momentum)
-    elif static.optimizer == "adamw" and static.regularization == "l2":
-        return optax.adamw(lr, b1=b1, b2=b2, eps=1e-8, weight_decay=wd)
-    else:
-        base = optax.adam(lr, b1=b1, b2=b2, eps=1e-8)
     decay = l1_decay(wd) if static.regularization == "l1" else optax.add_decayed_weights(wd)
-    return optax.chain(decay, base)
+    if static.optimizer == "adamw":
+        return optax.chain(optax.scale_by_adam(b1=b1, b2=b2, eps=1e-8), decay, optax.scale_by_learning_rate(lr))
+    if static.optimizer == "adam":
+        return optax.chain(decay, optax.adam(lr, b1=b1, b2=b2, eps=1e-8))
+    return optax.chain(decay, optax.sgd(lr, momentum=hp.momentum))
 
 
 def run_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
