@@ -1,0 +1,35 @@
+"""Every shipped sweep file loads, expands and trains end to end (a few steps, one value per axis)."""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grokjax import grid
+from grokjax.config import load
+from grokjax.sweep import run
+
+SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
+FILES = sorted(SWEEPS.glob("*.toml")) + sorted(SWEEPS.glob("small/*.toml"))
+
+
+def test_every_figure_has_a_small_variant():
+    full = {f.name for f in SWEEPS.glob("*.toml")} - {"quickstart.toml", "doshi_fig1.toml", "doshi_fig3_wd.toml"}
+    assert full and full == {f.name for f in SWEEPS.glob("small/*.toml")}
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(SWEEPS)))
+def test_sweep_file_runs_a_few_steps(path, tmp_path):
+    config = load(path)
+    assert config.source and path.read_text().startswith("#"), "each sweep file opens with a header comment"
+    runs = grid.expand(config)  # every run of the full grid passes the field rules
+    assert len(runs) == int(np.prod([len(values) for _, values in config.axes]))
+    # One value per axis, two steps (more where Appendix A's rule scales them): same models, same code paths.
+    axes = tuple((key, values[:1]) for key, values in config.axes)
+    short = dataclasses.replace(config, axes=axes, train=dataclasses.replace(config.train, steps=2, log_every=1))
+    outcome = run(short, out=tmp_path / "out", progress=False, plots=False)
+    result = outcome.results.runs
+    assert len(result) == 1
+    assert np.isfinite(result[["train_loss", "test_loss", "train_acc", "test_acc"]].to_numpy(float)).all()
+    assert result.model.iloc[0] == config.model.name
