@@ -26,24 +26,41 @@ PHASE_COLORS = {
     "forgetting": "#D55E00",
     "confusion": "#999999",
 }
-GRID_AXES = ("data_fraction", "corruption_fraction")
+# The heatmap's x and y: the paper's α and ξ; where a sweep does not vary them (the PAIR
+# sparse-parity sweep), the first of the other candidates that it does vary.
+X_CANDIDATES = ("data_fraction", "train_size")
+Y_CANDIDATES = ("corruption_fraction", "weight_decay", "dropout")
 SEED_AXES = ("seed", "data_seed")
 FACET_CANDIDATES = (
-    "weight_decay", "learning_rate", "width", "p", "activation", "task", "model", "loss",
-    "optimizer", "init_scale", "steps",
+    "weight_decay", "dropout", "batch_size", "norm", "learning_rate", "width", "depth", "p", "activation",
+    "task", "model", "loss", "optimizer", "regularization", "momentum", "embed_size", "heads", "init_scale",
+    "train_size", "steps",
 )  # fmt: skip
 TITLES = {
     "data_fraction": "data fraction α",
     "corruption_fraction": "corruption fraction ξ",
     "weight_decay": "weight decay",
     "learning_rate": "learning rate",
+    "train_size": "train size",
+    "batch_size": "batch size",
 }
 MAX_CURVE_POINTS = 200  # per run and metric
 
 
+def _swept(runs: pd.DataFrame, column: str) -> bool:
+    return column in runs and runs[column].nunique() > 1
+
+
+def grid_axes(runs: pd.DataFrame) -> tuple[str, str]:
+    """(x, y) columns of the heatmaps: α and ξ unless the sweep holds them fixed."""
+    x = next((c for c in X_CANDIDATES if _swept(runs, c)), X_CANDIDATES[0])
+    y = next((c for c in Y_CANDIDATES if _swept(runs, c)), Y_CANDIDATES[0])
+    return x, y
+
+
 def facet_axes(runs: pd.DataFrame) -> list[str]:
-    """Swept axes other than α, ξ and seeds: the columns that take more than one value."""
-    return [c for c in FACET_CANDIDATES if c in runs and runs[c].nunique() > 1]
+    """Swept axes other than the heatmap's and seeds: the columns that take more than one value."""
+    return [c for c in FACET_CANDIDATES if c not in grid_axes(runs) and _swept(runs, c)]
 
 
 def _label(value: object) -> str:
@@ -67,20 +84,24 @@ def _facet_order(frame: pd.DataFrame, axes: list[str]) -> list[str]:
     return frame.sort_values(axes).facet.drop_duplicates().tolist() if axes else [""]
 
 
-def _grid_encodings(cells: pd.DataFrame) -> tuple[alt.X, alt.Y]:
-    """α and ξ as ordinal axes with short labels (0.3, not 0.30000000000000004)."""
-    xs = sorted(cells.data_fraction.unique())
-    ys = sorted(cells.corruption_fraction.unique(), reverse=True)
-    x = alt.X("alpha:O", title=TITLES["data_fraction"], sort=[_label(v) for v in xs],
+def _grid_encodings(cells: pd.DataFrame, axes: tuple[str, str]) -> tuple[alt.X, alt.Y]:
+    """The grid axes as ordinal axes with short labels (0.3, not 0.30000000000000004)."""
+    xs = sorted(cells[axes[0]].unique())
+    ys = sorted(cells[axes[1]].unique(), reverse=True)
+    x = alt.X("x:O", title=TITLES.get(axes[0], axes[0]), sort=[_label(v) for v in xs],
               axis=alt.Axis(labelAngle=0, labelOverlap="greedy", labelSeparation=4))
-    y = alt.Y("xi:O", title=TITLES["corruption_fraction"], sort=[_label(v) for v in ys])
+    y = alt.Y("y:O", title=TITLES.get(axes[1], axes[1]), sort=[_label(v) for v in ys])
     return x, y
 
 
+def _grid_tooltips(axes: tuple[str, str]) -> list[alt.Tooltip]:
+    return [alt.Tooltip(f"{a}:Q", title=TITLES.get(a, a), format=".3g") for a in axes]
+
+
 def phase_cells(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (facet, α, ξ): majority phase over seeds, its agreement, mean accuracies."""
-    axes = facet_axes(runs)
-    keys = [*axes, *GRID_AXES]
+    """One row per (facet, x, y): majority phase over seeds, its agreement, mean accuracies."""
+    axes, grid = facet_axes(runs), grid_axes(runs)
+    keys = [*axes, *grid]
     grouped = runs.groupby(keys, sort=True, dropna=False)
     cells = grouped.agg(
         runs=("run_id", "size"),
@@ -90,8 +111,7 @@ def phase_cells(runs: pd.DataFrame) -> pd.DataFrame:
     ).reset_index()
     cells["phase"] = grouped.phase.agg(majority_phase).to_numpy()
     cells["agreement"] = (grouped.phase.agg(lambda s: (s == majority_phase(s)).mean())).to_numpy()
-    cells["alpha"] = cells.data_fraction.map(_label)
-    cells["xi"] = cells.corruption_fraction.map(_label)
+    cells["x"], cells["y"] = cells[grid[0]].map(_label), cells[grid[1]].map(_label)
     return _facet_column(cells, axes)
 
 
@@ -106,11 +126,11 @@ def _faceted(chart: alt.Chart, frame: pd.DataFrame, axes: list[str], columns: in
 
 def phase_diagram(runs: pd.DataFrame, cell_size: int = 16) -> alt.Chart:
     """Heatmap of phases over data fraction (x) and corruption fraction (y), one facet per other axis."""
-    cells = phase_cells(runs)
-    x, y = _grid_encodings(cells)
+    cells, grid = phase_cells(runs), grid_axes(runs)
+    x, y = _grid_encodings(cells, grid)
     present = [p for p in PHASES if p in set(cells.phase.dropna())]
     chart = (
-        alt.Chart(cells, width=cell_size * cells.alpha.nunique(), height=cell_size * cells.xi.nunique())
+        alt.Chart(cells, width=cell_size * cells.x.nunique(), height=cell_size * cells.y.nunique())
         .mark_rect(stroke="white", strokeWidth=0.5)
         .encode(
             x=x,
@@ -126,8 +146,7 @@ def phase_diagram(runs: pd.DataFrame, cell_size: int = 16) -> alt.Chart:
                 alt.Tooltip("phase:N"),
                 alt.Tooltip("agreement:Q", title="seeds agreeing", format=".0%"),
                 alt.Tooltip("runs:Q", title="runs in cell"),
-                alt.Tooltip("data_fraction:Q", title="α", format=".3g"),
-                alt.Tooltip("corruption_fraction:Q", title="ξ", format=".3g"),
+                *_grid_tooltips(grid),
                 alt.Tooltip("facet:N", title="config"),
                 alt.Tooltip("train_acc:Q", title="train accuracy", format=".3f"),
                 alt.Tooltip("test_acc:Q", title="test accuracy", format=".3f"),
@@ -140,17 +159,16 @@ def phase_diagram(runs: pd.DataFrame, cell_size: int = 16) -> alt.Chart:
 
 def accuracy_heatmaps(runs: pd.DataFrame, cell_size: int = 14) -> alt.Chart:
     """Mean train and test accuracy over α and ξ (the paper's Appendix L), colour 0 to 1."""
-    axes = facet_axes(runs)
-    cells = runs.groupby([*axes, *GRID_AXES], sort=True).agg(
+    axes, grid = facet_axes(runs), grid_axes(runs)
+    cells = runs.groupby([*axes, *grid], sort=True).agg(
         train=("train_acc", "mean"), test=("test_acc", "mean")
     ).reset_index()
-    long = cells.melt(id_vars=[*axes, *GRID_AXES], value_vars=["train", "test"], var_name="set", value_name="accuracy")
-    long["alpha"] = long.data_fraction.map(_label)
-    long["xi"] = long.corruption_fraction.map(_label)
+    long = cells.melt(id_vars=[*axes, *grid], value_vars=["train", "test"], var_name="set", value_name="accuracy")
+    long["x"], long["y"] = long[grid[0]].map(_label), long[grid[1]].map(_label)
     long = _facet_column(long, axes)
-    x, y = _grid_encodings(long)
+    x, y = _grid_encodings(long, grid)
     chart = (
-        alt.Chart(long, width=cell_size * long.alpha.nunique(), height=cell_size * long.xi.nunique())
+        alt.Chart(long, width=cell_size * long.x.nunique(), height=cell_size * long.y.nunique())
         .mark_rect()
         .encode(
             x=x,
@@ -159,8 +177,7 @@ def accuracy_heatmaps(runs: pd.DataFrame, cell_size: int = 14) -> alt.Chart:
             tooltip=[
                 alt.Tooltip("set:N"),
                 alt.Tooltip("accuracy:Q", format=".3f"),
-                alt.Tooltip("data_fraction:Q", title="α", format=".3g"),
-                alt.Tooltip("corruption_fraction:Q", title="ξ", format=".3g"),
+                *_grid_tooltips(grid),
                 alt.Tooltip("facet:N", title="config"),
             ],
         )

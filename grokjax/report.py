@@ -6,6 +6,7 @@ import pandas as pd
 
 from grokjax.grid import column_name
 from grokjax.phases import PHASES, majority_phase
+from grokjax.plots import grid_axes
 from grokjax.results import Results
 
 SYMBOLS = {
@@ -16,31 +17,32 @@ SYMBOLS = {
     "forgetting": "F",
     "confusion": ".",
 }
-MAP_AXES = ("data_fraction", "corruption_fraction")
 SEED_AXES = ("seed", "data_seed")
 
 
 def phase_map(runs: pd.DataFrame, swept: list[str]) -> str:
-    """One block per value of the swept axes other than alpha, xi and seeds; one character per cell.
+    """One block per value of the swept axes other than the map's and seeds; one character per cell.
 
-    Rows are corruption fractions (highest on top), columns data fractions; a
-    cell with several seeds shows its majority phase.
+    Rows are corruption fractions (highest on top), columns data fractions (or
+    the axes `plots.grid_axes` picks when those are fixed); a cell with several
+    seeds shows its majority phase.
     """
-    blocks = [c for c in swept if c not in MAP_AXES + SEED_AXES]
+    x_axis, y_axis = grid_axes(runs)
+    blocks = [c for c in swept if c not in (x_axis, y_axis, *SEED_AXES)]
     legend = "  ".join(f"{s} {p.replace('_', ' ')}" for p, s in SYMBOLS.items())
-    lines = [f"Phase map: x = data_fraction, y = corruption_fraction. {legend}, ? none"]
+    lines = [f"Phase map: x = {x_axis}, y = {y_axis}. {legend}, ? none"]
     grouped = runs.groupby(blocks, sort=True) if blocks else [((), runs)]
     for key, block in grouped:
         key = key if isinstance(key, tuple) else (key,)
         if blocks:
             lines.append("  ".join(f"{b} = {v:g}" if isinstance(v, float) else f"{b} = {v}" for b, v in zip(blocks, key)))
-        cells = block.groupby(list(MAP_AXES))["phase"].agg(majority_phase)
-        xs = sorted(block.data_fraction.unique())
-        ys = sorted(block.corruption_fraction.unique(), reverse=True)
+        cells = block.groupby([x_axis, y_axis])["phase"].agg(majority_phase)
+        xs = sorted(block[x_axis].unique())
+        ys = sorted(block[y_axis].unique(), reverse=True)
         for y in ys:
             row = "".join(SYMBOLS.get(cells.get((x, y)), "?") for x in xs)
-            lines.append(f"  {y:5.3f} | {row}")
-        lines.append(f"          {xs[0]:g} .. {xs[-1]:g}" if len(xs) > 1 else f"          {xs[0]:g}")
+            lines.append(f"  {y:7.3g} | {row}")
+        lines.append(f"            {xs[0]:g} .. {xs[-1]:g}" if len(xs) > 1 else f"            {xs[0]:g}")
     return "\n".join(lines)
 
 
