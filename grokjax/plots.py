@@ -222,6 +222,7 @@ def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int]
     acc["metric"] = acc.metric.map(accuracy_names)
     loss = data.melt(id_vars=["run", "step"], value_vars=["train_loss", "test_loss"], var_name="metric", value_name="value")
     loss["metric"] = loss.metric.str.replace("_loss", "")
+    loss = loss[loss.value > 0]  # a loss of exactly 0 (cross-entropy underflow) has no place on a log scale
     x = alt.X("step:Q", title="step", scale=alt.Scale(type="log") if log_steps else alt.Scale())
     colors = alt.Scale(
         domain=["train", "test", "train, clean", "train, corrupted"],
