@@ -1,11 +1,12 @@
-"""The results folder: runs.parquet, curves.parquet, sweep.toml; written atomically, read back whole.
+"""The results folder: runs, curves and neurons .parquet, sweep.toml; written atomically, read back whole.
 
 Provenance (resolved config, source file, overrides, versions, device, times)
-is stored as JSON under the key `grokjax` in both Parquet files' metadata.
+is stored as JSON under the key `grokjax` in every Parquet file's metadata.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -26,22 +27,26 @@ RUN_COLUMNS = (
     "steps", "log_every",
     "n_train", "n_corrupt", "n_test",
     "train_loss", "test_loss", "train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted",
-    "weight_norm", "max_test_acc", "step_train_acc_90", "step_test_acc_90", "phase", "dynamics", "grok_delay",
+    "weight_norm", "ipr_mean", "frac_periodic", "max_test_acc", "step_train_acc_90", "step_test_acc_90",
+    "phase", "dynamics", "grok_delay",
 )  # fmt: skip
 METRIC_COLUMNS = (
     "train_loss", "test_loss", "train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted", "weight_norm",
+    "ipr_mean",
 )  # fmt: skip
 CURVE_COLUMNS = ("run_id", "step", *METRIC_COLUMNS)
+NEURON_COLUMNS = ("run_id", "neuron", "ipr_u", "ipr_v", "ipr_w", "ipr", "dominant_frequency", "norm")
 META_KEY = b"grokjax"
 
 
 @dataclass
 class Results:
-    """A results folder in memory: one row per run, one row per run and logged step, provenance."""
+    """A results folder in memory: one row per run, per run and logged step, per run and neuron; provenance."""
 
     runs: pd.DataFrame
     curves: pd.DataFrame
     meta: dict[str, Any]
+    neurons: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=list(NEURON_COLUMNS)))
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -62,14 +67,23 @@ def _write_parquet(path: Path, frame: pd.DataFrame, meta: dict[str, Any]) -> Non
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
-def write(folder: Path, runs: pd.DataFrame, curves: pd.DataFrame, config: dict[str, Any], meta: dict[str, Any]) -> None:
-    """Write the three files of a results folder (each one atomically)."""
+def write(
+    folder: Path,
+    runs: pd.DataFrame,
+    curves: pd.DataFrame,
+    config: dict[str, Any],
+    meta: dict[str, Any],
+    neurons: pd.DataFrame | None = None,
+) -> None:
+    """Write the files of a results folder (each one atomically); neurons.parquet when given."""
     folder.mkdir(parents=True, exist_ok=True)
     header = f"# Resolved sweep config written by grokjax; run it again with: grokjax sweep {folder / 'sweep.toml'}\n"
     header += f"# source: {meta.get('source')}; overrides: {meta.get('overrides') or 'none'}\n"
     text = header + tomli_w.dumps(config)
     atomic_write(folder / "sweep.toml", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     _write_parquet(folder / "curves.parquet", curves[list(CURVE_COLUMNS)], meta)
+    if neurons is not None:
+        _write_parquet(folder / "neurons.parquet", neurons[list(NEURON_COLUMNS)], meta)
     _write_parquet(folder / "runs.parquet", runs[list(RUN_COLUMNS)], meta)
 
 
@@ -85,8 +99,10 @@ def load(folder: str | Path) -> Results:
     runs_path = folder / "runs.parquet"
     if not runs_path.is_file():
         raise FileNotFoundError(f"{folder}: no runs.parquet here; is it a grokjax results folder?")
+    neurons_path = folder / "neurons.parquet"
     return Results(
         runs=pd.read_parquet(runs_path),
         curves=pd.read_parquet(folder / "curves.parquet"),
         meta=read_meta(runs_path),
+        **({"neurons": pd.read_parquet(neurons_path)} if neurons_path.is_file() else {}),
     )

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from grokjax import grid, results
+from grokjax import analysis, grid, results
 from grokjax.config import ConfigError, SweepConfig, load
 from grokjax.phases import TOLERANCE, classify, dynamics
 from grokjax.train import Static, train
@@ -109,6 +109,7 @@ def chunk_metrics(chunk: pd.DataFrame, static: Static, logs: dict[str, np.ndarra
             "train_acc_clean": logs["clean_correct"] / (n_train - n_corrupt),
             "train_acc_corrupted": logs["corrupted_correct"] / n_corrupt,
             "weight_norm": logs["weight_norm"].astype(np.float64),
+            "ipr_mean": logs["ipr_mean"].astype(np.float64),
         }
     steps = np.asarray(static.logged_steps)
     final = {key: value[-1] for key, value in curves.items()}
@@ -124,6 +125,15 @@ def chunk_metrics(chunk: pd.DataFrame, static: Static, logs: dict[str, np.ndarra
     return final, frame
 
 
+def neuron_rows(chunk: pd.DataFrame, stats: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per run of the chunk and neuron (padding runs dropped)."""
+    n, width = len(chunk), stats["ipr"].shape[1]
+    frame = pd.DataFrame({key: value[:n].ravel() for key, value in stats.items()})
+    frame.insert(0, "neuron", np.tile(np.arange(width, dtype=np.int64), n))
+    frame.insert(0, "run_id", np.repeat(chunk.run_id.to_numpy(), width))
+    return frame
+
+
 def run(
     config: SweepConfig | str | Path,
     out: str | Path | None = None,
@@ -134,7 +144,7 @@ def run(
 ) -> SweepOutcome:
     """Run a sweep from a sweep file (with `--set` style overrides) or a SweepConfig.
 
-    Writes runs.parquet, curves.parquet and sweep.toml into `out` (default
+    Writes runs.parquet, curves.parquet, neurons.parquet and sweep.toml into `out` (default
     results/<name>), then the charts of `grokjax plot` unless plots=False, and
     returns the folder and the results.
     """
@@ -155,6 +165,7 @@ def run(
     started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
     finals: list[pd.DataFrame] = []
     curve_frames: list[pd.DataFrame] = []
+    neuron_frames: list[pd.DataFrame] = []
     bar = tqdm(
         total=len(runs),
         unit="run",
@@ -175,13 +186,20 @@ def run(
             for start in range(0, len(group), size):
                 chunk = group.iloc[start : start + size]
                 n_logs = len(static.logged_steps)
-                logs = train(
+                with_neurons = analysis.has_neurons(static)
+                trained = train(
                     static,
                     grid.hparams(chunk, pad_to=size),
                     on_segment=lambda i: advance(len(chunk), n_logs, i),  # noqa: B023 (called before chunk changes)
+                    neurons=with_neurons,
                 )
+                logs, stats = trained if with_neurons else (trained, None)
                 done += len(chunk)
                 final, frame = chunk_metrics(chunk, static, logs, config.phases.threshold)
+                final["frac_periodic"] = np.full(len(chunk), np.nan)
+                if stats is not None:
+                    neuron_frames.append(neuron_rows(chunk, stats))
+                    final["frac_periodic"] = (stats["ipr"][: len(chunk)] >= analysis.PERIODIC_IPR).mean(axis=1)
                 finals.append(pd.DataFrame(final, index=chunk.index))
                 curve_frames.append(frame)
     wall = time.perf_counter() - t0
@@ -212,7 +230,12 @@ def run(
         "compiled_groups": len(groups),
         "chunk_sizes": [size for _, _, size in plans],
     }
-    results.write(folder, runs, curves, config.to_dict(), meta)
+    neurons = (
+        pd.concat(neuron_frames, ignore_index=True).sort_values(["run_id", "neuron"], ignore_index=True)
+        if neuron_frames
+        else pd.DataFrame({c: pd.Series(dtype="float64") for c in results.NEURON_COLUMNS})
+    )
+    results.write(folder, runs, curves, config.to_dict(), meta, neurons)
     outcome = SweepOutcome(folder, results.load(folder))
     if plots:
         from grokjax import plots as charts  # Altair loads only when charts are drawn

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from grokjax import models
+from grokjax import analysis, models
 from grokjax.metrics import evaluate, example_losses, masked_mean
 from grokjax.tasks import RunData, make_run_data, minibatch, model_inputs
 
@@ -169,25 +169,36 @@ def train_segment(static: Static, state: RunState, hp: Hparams, start: jax.Array
     logits = model.apply(
         {"params": params, **model_state}, model_inputs(static, data), train=False, rate=hp.dropout, mask=None
     )
-    return RunState(params, model_state, opt_state, data), evaluate(logits, data, params, static.loss)
+    metrics = evaluate(logits, data, params, static.loss)
+    metrics["ipr_mean"] = analysis.ipr_mean(params) if analysis.has_neurons(static) else jnp.float32(jnp.nan)
+    return RunState(params, model_state, opt_state, data), metrics
 
 
 @functools.lru_cache(maxsize=None)
-def compiled(static: Static, vectorized: bool = True) -> tuple[Callable, Callable]:
-    """(init, segment) jitted for one static config; vmapped over runs unless vectorized=False."""
+def compiled(static: Static, vectorized: bool = True) -> tuple[Callable, Callable, Callable]:
+    """(init, segment, neurons) jitted for one static config; vmapped over runs unless vectorized=False."""
     init = functools.partial(init_run, static)
     segment = functools.partial(train_segment, static)
+    neurons = lambda state: analysis.neuron_stats(state.params)  # noqa: E731
     if vectorized:
-        init, segment = jax.vmap(init), jax.vmap(segment, in_axes=(0, 0, None))
-    return jax.jit(init), jax.jit(segment)
+        init, segment, neurons = jax.vmap(init), jax.vmap(segment, in_axes=(0, 0, None)), jax.vmap(neurons)
+    return jax.jit(init), jax.jit(segment), jax.jit(neurons)
 
 
-def train(static: Static, hp: Hparams, vectorized: bool = True, on_segment: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+def train(
+    static: Static,
+    hp: Hparams,
+    vectorized: bool = True,
+    on_segment: Callable[[int], None] | None = None,
+    neurons: bool = False,
+) -> Any:
     """Train runs to the end; metrics stacked over logged steps, shape (logs, runs) or (logs,).
 
-    `on_segment(i)` is called after logged step i has reached the host.
+    `on_segment(i)` is called after logged step i has reached the host. With
+    neurons=True (for models where `analysis.has_neurons`), also return the final
+    per-neuron statistics, shape (runs, width) or (width,): (logs, neurons).
     """
-    init, segment = compiled(static, vectorized)
+    init, segment, neuron_fn = compiled(static, vectorized)
     state = init(hp)
     logs: list[dict[str, np.ndarray]] = []
     for i in range(len(static.logged_steps)):
@@ -195,4 +206,5 @@ def train(static: Static, hp: Hparams, vectorized: bool = True, on_segment: Call
         logs.append(jax.device_get(metrics))
         if on_segment is not None:
             on_segment(i)
-    return {key: np.stack([log[key] for log in logs]) for key in logs[0]}
+    stacked = {key: np.stack([log[key] for log in logs]) for key in logs[0]}
+    return (stacked, jax.device_get(neuron_fn(state))) if neurons else stacked

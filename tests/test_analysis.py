@@ -1,0 +1,104 @@
+"""Per-neuron IPR, frequencies and the analytic solution (seed 002, eqs. 2-4, Appendix D)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from grokjax import analysis, models
+from grokjax.sweep import run
+from grokjax.tasks import true_labels
+from grokjax.train import Static
+
+
+def mlp(p: int, width: int) -> Static:
+    return Static(task="modular_addition", p=p, model="mlp", width=width, activation="quadratic", loss="mse",
+                  optimizer="adamw", betas=(0.9, 0.98), steps=1, log_every=1)
+
+
+def grid_logits(static: Static, params) -> np.ndarray:
+    pairs = jnp.arange(static.p)
+    return np.asarray(models.build(static).apply({"params": params}, (pairs[:, None], pairs[None, :]),
+                                                 train=False, rate=0.0, mask=None))
+
+
+@pytest.mark.parametrize("p, width, seed", [(13, 256, 0), (11, 512, 1), (17, 512, 2)])
+def test_analytic_solution_is_exact_and_periodic(p, width, seed):
+    params = analysis.analytic_solution(p, width, jax.random.key(seed))
+    static = mlp(p, width)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, models.init(static, jax.random.key(0), 1.0)["params"])
+    predicted = grid_logits(static, params).argmax(axis=1)
+    np.testing.assert_array_equal(predicted, true_labels("modular_addition", p))  # 100% on all p^2 pairs
+    stats = analysis.neuron_stats(params)
+    assert float(stats["ipr"].min()) > 0.999  # one Fourier component per weight vector
+
+
+def test_random_init_has_the_ipr_of_white_noise():
+    p = 13
+    params = models.init(mlp(p, 2048), jax.random.key(0), 1.0)["params"]
+    expected = analysis.white_noise_ipr(p)
+    assert float(analysis.ipr_mean(params)) == pytest.approx(expected, rel=0.03)
+    assert analysis.white_noise_ipr(97) == pytest.approx(0.0404, abs=1e-4)  # the value quoted in the docs
+
+
+@pytest.mark.parametrize("p", [12, 97])
+def test_white_noise_ipr_matches_monte_carlo(p):
+    noise = np.random.default_rng(p).normal(size=(20_000, p))
+    measured = float(analysis.ipr(jnp.asarray(noise)).mean())
+    assert measured == pytest.approx(analysis.white_noise_ipr(p), rel=0.03)
+
+
+def test_neuron_stats_match_numpy():
+    p, width = 11, 16
+    params = models.init(mlp(p, width), jax.random.key(3), 1.0)["params"]
+    U, V = (np.asarray(params[k]["embedding"]).T for k in ("U", "V"))
+    W = np.asarray(params["W"]["kernel"])
+    stats = {k: np.asarray(v) for k, v in analysis.neuron_stats(params).items()}
+
+    def ipr(x):
+        s = np.abs(np.fft.rfft(x))
+        return np.sum(s**4) / np.sum(s**2) ** 2
+
+    for k in range(width):
+        by_hand = [ipr(U[k]), ipr(V[k]), ipr(W[k])]
+        np.testing.assert_allclose([stats["ipr_u"][k], stats["ipr_v"][k], stats["ipr_w"][k]], by_hand, rtol=1e-5)
+        assert stats["ipr"][k] == pytest.approx(np.mean(by_hand), rel=1e-5)
+        power = np.abs(np.fft.rfft(U[k])) ** 2 + np.abs(np.fft.rfft(V[k])) ** 2
+        assert stats["dominant_frequency"][k] == 1 + np.argmax(power[1 : (p - 1) // 2 + 1])
+        assert stats["norm"][k] == pytest.approx(np.sqrt(np.sum(U[k] ** 2 + V[k] ** 2 + W[k] ** 2)), rel=1e-5)
+    assert stats["dominant_frequency"].min() >= 1 and stats["dominant_frequency"].max() <= (p - 1) // 2
+
+
+def test_sweep_writes_neurons_and_ipr_columns(sweep_file, tmp_path):
+    results = run(sweep_file(), out=tmp_path / "out", progress=False, plots=False).results
+    runs, curves, neurons = results.runs, results.curves, results.neurons
+    width = int(runs.width.iloc[0])
+    assert len(neurons) == len(runs) * width
+    assert (neurons.groupby("run_id").neuron.apply(list) == pd.Series([list(range(width))] * len(runs), index=runs.run_id)).all()
+    per_run = neurons.groupby("run_id").ipr.mean()
+    np.testing.assert_allclose(runs.set_index("run_id").ipr_mean, per_run, rtol=1e-4)
+    periodic = neurons.assign(high=neurons.ipr >= analysis.PERIODIC_IPR).groupby("run_id").high.mean()
+    np.testing.assert_allclose(runs.set_index("run_id").frac_periodic, periodic)
+    last = curves.sort_values("step").groupby("run_id").ipr_mean.last()
+    np.testing.assert_allclose(last, runs.set_index("run_id").ipr_mean)
+    assert ((neurons.ipr > 0) & (neurons.ipr <= 1 + 1e-6)).all()
+
+
+def test_models_without_neurons_get_empty_tables(sweep_file, tmp_path):
+    text = """\
+        [task]
+        p = 7
+        [model]
+        name = "pair_mlp"
+        width = 8
+        embed_size = 8
+        [train]
+        loss = "cross_entropy"
+        steps = 4
+        log_every = 2
+        """
+    results = run(sweep_file(text), out=tmp_path / "out", progress=False, plots=False).results
+    assert len(results.neurons) == 0 and list(results.neurons.columns)[:2] == ["run_id", "neuron"]
+    assert results.runs.ipr_mean.isna().all() and results.runs.frac_periodic.isna().all()
+    assert (tmp_path / "out" / "neurons.parquet").is_file()
