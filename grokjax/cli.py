@@ -91,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         print("grokjax: interrupted; no results were written for this sweep", file=sys.stderr)
         return 130
     print(report.summary(outcome.results))
-    charts = "" if args.no_plots else "; charts: phase_diagram, accuracy, curves (.html, .png)"
-    print(f"Results: {outcome.folder}/ (runs.parquet, curves.parquet, sweep.toml{charts})")
+    has_neurons = len(outcome.results.neurons) > 0
+    names = "phase_diagram, accuracy, curves" + (", ipr" if has_neurons else "")
+    charts = "" if args.no_plots else f"; charts: {names} (.html, .png)"
+    files = "runs.parquet, curves.parquet, " + ("neurons.parquet, " if has_neurons else "") + "sweep.toml"
+    print(f"Results: {outcome.folder}/ ({files}{charts})")
     return 0
 
 
@@ -105,7 +108,7 @@ def plot(folder: str) -> int:
     except (FileNotFoundError, OSError, ValueError) as err:
         print(f"grokjax: error: {err}", file=sys.stderr)
         return 2
-    for path in plots.write_all(folder, res.runs, res.curves):
+    for path in plots.write_all(folder, res.runs, res.curves, res.neurons):
         print(path)
     return 0
 

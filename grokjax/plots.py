@@ -247,7 +247,45 @@ def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int]
                 tooltip=["run:N", "step:Q", "metric:N", alt.Tooltip("value:Q", format=".3g")])
         .facet(column=alt.Column("run:N", title=None, sort=order, header=alt.Header(labelFontSize=11, labelLimit=300)))
     )
-    return alt.vconcat(top, bottom).resolve_scale(color="independent").properties(title="Training curves (Doshi et al., Figure 1)")
+    panels = [top, bottom]
+    ipr = data[["run", "step", "ipr_mean"]].dropna() if "ipr_mean" in data else pd.DataFrame()
+    if len(ipr):  # the paper's Figure 2(a): mean IPR rises as the network groks
+        panels.append(
+            alt.Chart(ipr, width=260, height=110)
+            .mark_line(color="#009E73")
+            .encode(x=x, y=alt.Y("ipr_mean:Q", title="mean IPR", scale=alt.Scale(domain=[0, 1])),
+                    tooltip=["run:N", "step:Q", alt.Tooltip("ipr_mean:Q", format=".3f")])
+            .facet(column=alt.Column("run:N", title=None, sort=order, header=alt.Header(labelFontSize=11, labelLimit=300)))
+        )
+    return alt.vconcat(*panels).resolve_scale(color="independent").properties(title="Training curves (Doshi et al., Figures 1, 2a)")
+
+
+def ipr_histograms(neurons: pd.DataFrame, runs: pd.DataFrame, bins: int = 20) -> alt.Chart:
+    """Share of neurons per IPR bin, one panel per phase (the paper's Figure 4): bimodal in coexistence."""
+    data = neurons.merge(runs[["run_id", "phase"]], on="run_id").dropna(subset=["phase"])
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    data = data.assign(bin=np.clip(np.digitize(data.ipr, edges) - 1, 0, bins - 1))
+    counts = data.groupby(["phase", "bin"]).size().rename("neurons").reset_index()
+    counts["share"] = counts.neurons / counts.groupby("phase").neurons.transform("sum")
+    counts["ipr_from"], counts["ipr_to"] = edges[counts.bin], edges[counts.bin + 1]
+    runs_per_phase = data.groupby("phase").run_id.nunique()
+    counts["phase_label"] = counts.phase.map(lambda ph: f"{ph.replace('_', ' ')} ({runs_per_phase[ph]} runs)")
+    present = [p for p in PHASES if p in set(counts.phase)]
+    labels = [counts.loc[counts.phase == p, "phase_label"].iloc[0] for p in present]
+    return (
+        alt.Chart(counts, width=200, height=140)
+        .mark_rect()
+        .encode(
+            x=alt.X("ipr_from:Q", bin="binned", title="neuron IPR", scale=alt.Scale(domain=[0, 1])),
+            x2="ipr_to:Q",
+            y=alt.Y("share:Q", title="share of neurons", axis=alt.Axis(format="%")),
+            color=alt.Color("phase:N", scale=alt.Scale(domain=present, range=[PHASE_COLORS[p] for p in present]), legend=None),
+            tooltip=["phase:N", alt.Tooltip("ipr_from:Q", title="IPR from", format=".2f"),
+                     alt.Tooltip("ipr_to:Q", title="to", format=".2f"), "neurons:Q", alt.Tooltip("share:Q", format=".1%")],
+        )
+        .facet(column=alt.Column("phase_label:N", title=None, sort=labels, header=alt.Header(labelFontSize=12)))
+        .properties(title="Per-neuron IPR by phase (Doshi et al., Figure 4)")
+    )
 
 
 def phase_counts(runs: pd.DataFrame) -> alt.Chart:
@@ -282,11 +320,14 @@ def save(chart: alt.Chart, path: Path) -> None:
     atomic_write(path, lambda tmp: chart.save(str(tmp), format=kind, **options))
 
 
-def write_all(folder: str | Path, runs: pd.DataFrame, curves: pd.DataFrame) -> list[Path]:
-    """phase_diagram, accuracy and curves, each as .html and .png, into the results folder."""
+def write_all(folder: str | Path, runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None = None) -> list[Path]:
+    """phase_diagram, accuracy, curves (and ipr, where there are neurons), each as .html and .png."""
     folder = Path(folder)
     written = []
-    for name, make in CHARTS.items():
+    charts = dict(CHARTS)
+    if neurons is not None and len(neurons):
+        charts["ipr"] = lambda runs, curves: ipr_histograms(neurons, runs)
+    for name, make in charts.items():
         chart = make(runs, curves)
         for kind in ("html", "png"):
             path = folder / f"{name}.{kind}"

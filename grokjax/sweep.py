@@ -240,6 +240,6 @@ def run(
     if plots:
         from grokjax import plots as charts  # Altair loads only when charts are drawn
 
-        charts.write_all(folder, outcome.results.runs, outcome.results.curves)
+        charts.write_all(folder, outcome.results.runs, outcome.results.curves, outcome.results.neurons)
     return outcome
 

@@ -102,3 +102,16 @@ def test_models_without_neurons_get_empty_tables(sweep_file, tmp_path):
     assert len(results.neurons) == 0 and list(results.neurons.columns)[:2] == ["run_id", "neuron"]
     assert results.runs.ipr_mean.isna().all() and results.runs.frac_periodic.isna().all()
     assert (tmp_path / "out" / "neurons.parquet").is_file()
+
+
+def test_ipr_histograms_share_per_phase_and_charts_written(sweep_file, tmp_path):
+    from grokjax import plots
+
+    results = run(sweep_file(), out=tmp_path / "out", progress=False, plots=True).results
+    chart = plots.ipr_histograms(results.neurons, results.runs)
+    data = pd.DataFrame(chart.to_dict()["datasets"][chart.to_dict()["data"]["name"]])
+    np.testing.assert_allclose(data.groupby("phase").share.sum(), 1.0)
+    assert set(data.phase) == set(results.runs.phase.dropna())
+    for name in ("ipr", "curves"):
+        assert (tmp_path / "out" / f"{name}.png").stat().st_size > 0
+    assert "mean IPR" in plots.training_curves(results.curves, results.runs).to_json()
