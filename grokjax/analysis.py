@@ -67,8 +67,12 @@ def neuron_stats(params: Any) -> dict[str, jax.Array]:
 
 
 def ipr_mean(params: Any) -> jax.Array:
-    """The network's mean per-neuron IPR (the paper's IPR bar)."""
-    return jnp.mean(neuron_stats(params)["ipr"])
+    """The network's mean per-neuron IPR (the paper's IPR bar), over neurons whose weights are not all zero.
+
+    A neuron that weight decay has shrunk to exactly zero (as in the forgetting
+    phase) has no spectrum: its IPR is NaN, and it is left out of the mean.
+    """
+    return jnp.nanmean(neuron_stats(params)["ipr"])
 
 
 def analytic_solution(p: int, width: int, key: jax.Array) -> dict[str, Any]:

@@ -262,7 +262,7 @@ def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int]
 
 def ipr_histograms(neurons: pd.DataFrame, runs: pd.DataFrame, bins: int = 20) -> alt.Chart:
     """Share of neurons per IPR bin, one panel per phase (the paper's Figure 4): bimodal in coexistence."""
-    data = neurons.merge(runs[["run_id", "phase"]], on="run_id").dropna(subset=["phase"])
+    data = neurons.merge(runs[["run_id", "phase"]], on="run_id").dropna(subset=["phase", "ipr"])
     edges = np.linspace(0.0, 1.0, bins + 1)
     data = data.assign(bin=np.clip(np.digitize(data.ipr, edges) - 1, 0, bins - 1))
     counts = data.groupby(["phase", "bin"]).size().rename("neurons").reset_index()
