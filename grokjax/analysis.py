@@ -66,6 +66,9 @@ def neuron_stats(params: Any) -> dict[str, jax.Array]:
     }
 
 
+neuron_table = jax.jit(jax.vmap(neuron_stats))  # over a leading run axis
+
+
 def ipr_mean(params: Any) -> jax.Array:
     """The network's mean per-neuron IPR (the paper's IPR bar), over neurons whose weights are not all zero.
 

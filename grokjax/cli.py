@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from grokjax.config import ConfigError
 
@@ -18,17 +19,24 @@ run: config, final metrics, phase), curves.parquet (one row per run and logged
 step), sweep.toml (the resolved config, to run again) and the charts
 phase_diagram, accuracy and curves as .html and .png.
 
-A sweep file has tables [task] (name, p, data_fraction, corruption_fraction,
-data_seed), [model] (name, width, activation, init_scale), [train] (loss,
-optimizer, learning_rate, betas, weight_decay, steps, log_every, seed), [phases]
-(threshold, inversion_offset, grokking_delay) and [sweep], whose keys are axes: a list of values
-or {start = .., stop = .., num = ..}. The grid is their product."""
+For the paper's 2-layer mlp it also writes neurons.parquet (per-neuron IPR) and
+params/ (the trained weights, for grokjax prune; --no-params skips them).
+
+A sweep file has tables [task], [model], [train], [phases] and [sweep], whose
+keys are axes: a list of values or {start = .., stop = .., num = ..}. The grid is
+their product. README.md lists every key."""
 
 SWEEP_EXAMPLES = """\
 examples:
   grokjax sweep sweeps/quickstart.toml
   grokjax sweep sweeps/quickstart.toml --set train.steps=200 --set sweep.weight_decay=[0,5]
   grokjax sweep sweeps/doshi_fig3_wd.toml --out /scratch/fig3 --chunk-size 256"""
+
+
+PRUNE_EXAMPLES = """\
+examples:
+  grokjax prune results/quickstart --where "weight_decay == 0 and phase == 'coexistence'"
+  grokjax prune results/doshi_fig1 --order low"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--chunk-size", type=int, metavar="N", help="runs per compiled call (default: fit device memory)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep.add_argument("--no-plots", action="store_true", help="skip the HTML and PNG charts")
+    sweep.add_argument("--no-params", action="store_true", help="do not store the trained weights (params/)")
     plot = commands.add_parser(
         "plot",
         help="draw a results folder's charts from its Parquet files",
@@ -61,6 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
         "and .png into RESULTS_DIR, from its runs.parquet and curves.parquet alone.",
     )
     plot.add_argument("folder", metavar="RESULTS_DIR", help="a results folder, e.g. results/quickstart")
+    prune = commands.add_parser(
+        "prune",
+        help="prune neurons in IPR order and record accuracies (Figure 6)",
+        description="For the chosen runs (2-layer mlp, weights stored in params/), remove neurons one at a "
+        "time in IPR order and record test, clean-train and corrupted-train accuracy and losses against the "
+        "fraction pruned. Writes RESULTS_DIR/pruning.parquet and the chart pruning (.html, .png).",
+        epilog=PRUNE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    prune.add_argument("folder", metavar="RESULTS_DIR", help="a results folder with params/")
+    prune.add_argument("--order", choices=("low", "high", "both"), default="both",
+                       help="remove the lowest-IPR neurons first, the highest first, or both (default)")
+    prune.add_argument("--where", metavar="QUERY", help='a pandas query on runs.parquet, e.g. "weight_decay == 0"')
     return parser
 
 
@@ -72,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "plot":
         return plot(args.folder)
+    if args.command == "prune":
+        return prune(args.folder, args.order, args.where)
     # Imported here so that --help and argument errors answer without loading JAX.
     from grokjax import report, sweep
 
@@ -83,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             chunk_size=args.chunk_size,
             progress=not args.no_progress,
             plots=not args.no_plots,
+            keep_params=not args.no_params,
         )
     except ConfigError as err:
         print(f"grokjax: error: {err}", file=sys.stderr)
@@ -110,6 +135,36 @@ def plot(folder: str) -> int:
         return 2
     for path in plots.write_all(folder, res.runs, res.curves, res.neurons):
         print(path)
+    return 0
+
+
+def prune(folder: str, order: str, where: str | None) -> int:
+    """`grokjax prune RESULTS_DIR`: pruning curves of the chosen runs, to pruning.parquet and a chart."""
+    import pandas as pd
+
+    from grokjax import plots, pruning, results
+
+    try:
+        runs = results.load(folder).runs
+        if where is not None:
+            try:
+                runs.query(where)
+            except Exception as err:  # pandas raises many kinds for a bad expression
+                raise ValueError(f'{folder}: --where "{where}" is not a query on runs.parquet: {err}') from None
+        curves = pd.concat([pruning.prune(folder, o, where) for o in (("low", "high") if order == "both" else (order,))],
+                           ignore_index=True)
+        if curves.empty:
+            raise ValueError(f"{folder}: no chosen run can be pruned (none matches, or none is a 2-layer mlp without BatchNorm on a modular task)")
+        results.write_pruning(folder, curves)
+    except (FileNotFoundError, KeyError, OSError, ValueError) as err:
+        print(f"grokjax: error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 2
+    chart = plots.pruning_curves(curves)
+    for kind in ("html", "png"):
+        plots.save(chart, Path(folder) / f"pruning.{kind}")
+    summary = pruning.summary(curves)
+    print(summary)
+    print(f"Results: {folder}/pruning.parquet, pruning.html, pruning.png")
     return 0
 
 

@@ -306,6 +306,29 @@ def phase_counts(runs: pd.DataFrame) -> alt.Chart:
     return _faceted(chart, counts, axes)
 
 
+def pruning_curves(curves: pd.DataFrame, max_runs: int = 6) -> alt.Chart:
+    """Accuracies against the fraction of neurons pruned, lowest or highest IPR first (the paper's Figure 6)."""
+    run_ids = sorted(curves.run_id.unique())[:max_runs]
+    data = curves[curves.run_id.isin(run_ids)]
+    names = {"test_acc": "test", "train_acc_clean": "train, clean", "train_acc_corrupted": "train, corrupted"}
+    long = data.melt(id_vars=["run_id", "order", "fraction_pruned"], value_vars=list(names), var_name="metric", value_name="accuracy")
+    long["metric"] = long.metric.map(names)
+    long["panel"] = long.order.map({"low": "lowest IPR first", "high": "highest IPR first"}) + ", run " + long.run_id.astype(str)
+    panels = [f"{o}, run {r}" for r in run_ids for o in ("lowest IPR first", "highest IPR first") if f"{o}, run {r}" in set(long.panel)]
+    return (
+        alt.Chart(long.dropna(subset=["accuracy"]), width=220, height=160)
+        .mark_line()
+        .encode(
+            x=alt.X("fraction_pruned:Q", title="fraction of neurons pruned", axis=alt.Axis(format="%")),
+            y=alt.Y("accuracy:Q", title="accuracy", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("metric:N", title="accuracy", scale=alt.Scale(domain=list(names.values()), range=["#D55E00", "#56B4E9", "#E69F00"])),
+            tooltip=["panel:N", alt.Tooltip("fraction_pruned:Q", format=".0%"), "metric:N", alt.Tooltip("accuracy:Q", format=".3f")],
+        )
+        .facet(facet=alt.Facet("panel:N", title=None, sort=panels, header=alt.Header(labelFontSize=12)), columns=2)
+        .properties(title="Pruning neurons in IPR order (Doshi et al., Figure 6)")
+    )
+
+
 CHARTS = {
     "phase_diagram": lambda runs, curves: phase_diagram(runs),
     "accuracy": lambda runs, curves: accuracy_heatmaps(runs),

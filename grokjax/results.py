@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import jax
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,7 +29,7 @@ RUN_COLUMNS = (
     "steps", "log_every",
     "n_train", "n_corrupt", "n_test",
     "train_loss", "test_loss", "train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted",
-    "weight_norm", "ipr_mean", "frac_periodic", "max_test_acc", "step_train_acc_90", "step_test_acc_90",
+    "weight_norm", "ipr_mean", "frac_periodic", "min_prune", "max_test_acc", "step_train_acc_90", "step_test_acc_90",
     "phase", "dynamics", "grok_delay",
 )  # fmt: skip
 METRIC_COLUMNS = (
@@ -35,6 +37,7 @@ METRIC_COLUMNS = (
     "ipr_mean",
 )  # fmt: skip
 CURVE_COLUMNS = ("run_id", "step", *METRIC_COLUMNS)
+PARAMS_DIR = "params"
 NEURON_COLUMNS = ("run_id", "neuron", "ipr_u", "ipr_v", "ipr_w", "ipr", "dominant_frequency", "norm")
 META_KEY = b"grokjax"
 
@@ -74,8 +77,12 @@ def write(
     config: dict[str, Any],
     meta: dict[str, Any],
     neurons: pd.DataFrame | None = None,
+    params: list[tuple[np.ndarray, Any]] | None = None,
 ) -> None:
-    """Write the files of a results folder (each one atomically); neurons.parquet when given."""
+    """Write the files of a results folder (each one atomically); neurons.parquet and params/ when given.
+
+    runs.parquet is written last, so a folder with it is complete.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     header = f"# Resolved sweep config written by grokjax; run it again with: grokjax sweep {folder / 'sweep.toml'}\n"
     header += f"# source: {meta.get('source')}; overrides: {meta.get('overrides') or 'none'}\n"
@@ -84,7 +91,68 @@ def write(
     _write_parquet(folder / "curves.parquet", curves[list(CURVE_COLUMNS)], meta)
     if neurons is not None:
         _write_parquet(folder / "neurons.parquet", neurons[list(NEURON_COLUMNS)], meta)
+    if params is not None:
+        write_params(folder, params)
     _write_parquet(folder / "runs.parquet", runs[list(RUN_COLUMNS)], meta)
+
+
+def write_params(folder: Path, chunks: list[tuple[np.ndarray, Any]]) -> None:
+    """params/chunk_NNNNN.npz: per chunk, `run_id` and each parameter array stacked over its runs.
+
+    Keys are the parameter paths joined by "/" (for the mlp: U/embedding, V/embedding,
+    W/kernel); padding runs are dropped. Files of an earlier sweep into the folder are removed.
+    """
+    target = folder / PARAMS_DIR
+    target.mkdir(exist_ok=True)
+    for old in target.glob("chunk_*.npz"):
+        old.unlink()
+    for index, (run_ids, params) in enumerate(chunks):
+        arrays = {"run_id": np.asarray(run_ids, np.int64)}
+        for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+            arrays["/".join(str(k.key) for k in path)] = np.asarray(leaf)[: len(run_ids)]
+        atomic_write(target / f"chunk_{index:05d}.npz", lambda tmp, a=arrays: _savez(tmp, a))
+
+
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with path.open("wb") as f:  # a file object, so numpy does not append ".npz" to the temporary name
+        np.savez(f, **arrays)
+
+
+def load_params(folder: str | Path, run_ids: list[int] | np.ndarray) -> dict[str, Any]:
+    """The stored parameters of the given runs as a nested dict of arrays with a leading run axis, in that order."""
+    files = sorted((Path(folder) / PARAMS_DIR).glob("chunk_*.npz"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no stored parameters (params/); run the sweep without --no-params")
+    found: dict[int, tuple[Path, int]] = {}
+    for path in files:
+        with np.load(path) as data:
+            found.update({int(r): (path, i) for i, r in enumerate(data["run_id"])})
+    missing = [int(r) for r in run_ids if int(r) not in found]
+    if missing:
+        raise KeyError(f"{folder}: no stored parameters for runs {missing[:5]}")
+    rows: dict[str, list[np.ndarray]] = {}
+    cache: dict[Path, dict[str, np.ndarray]] = {}
+    for r in run_ids:
+        path, i = found[int(r)]
+        if path not in cache:
+            with np.load(path) as data:
+                cache[path] = {k: data[k] for k in data.files if k != "run_id"}
+        for key, value in cache[path].items():
+            rows.setdefault(key, []).append(value[i])
+    nested: dict[str, Any] = {}
+    for key, values in rows.items():
+        node = nested
+        *parents, leaf = key.split("/")
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[leaf] = np.stack(values)
+    return nested
+
+
+def write_pruning(folder: str | Path, curves: pd.DataFrame) -> None:
+    """pruning.parquet, with the provenance of the runs it was computed from."""
+    folder = Path(folder)
+    _write_parquet(folder / "pruning.parquet", curves, read_meta(folder / "runs.parquet"))
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

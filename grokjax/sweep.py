@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from grokjax import analysis, grid, results
+from grokjax import analysis, grid, pruning, results
 from grokjax.config import ConfigError, SweepConfig, load
 from grokjax.phases import TOLERANCE, classify, dynamics
 from grokjax.train import Static, train
@@ -141,12 +141,13 @@ def run(
     chunk_size: int | None = None,
     progress: bool = True,
     plots: bool = True,
+    keep_params: bool = True,
 ) -> SweepOutcome:
     """Run a sweep from a sweep file (with `--set` style overrides) or a SweepConfig.
 
     Writes runs.parquet, curves.parquet, neurons.parquet and sweep.toml into `out` (default
-    results/<name>), then the charts of `grokjax plot` unless plots=False, and
-    returns the folder and the results.
+    results/<name>), the trained parameters into `out`/params/ unless keep_params=False,
+    then the charts of `grokjax plot` unless plots=False, and returns the folder and the results.
     """
     if not isinstance(config, SweepConfig):
         config = load(config, overrides)
@@ -166,6 +167,7 @@ def run(
     finals: list[pd.DataFrame] = []
     curve_frames: list[pd.DataFrame] = []
     neuron_frames: list[pd.DataFrame] = []
+    trained_params: list[tuple[np.ndarray, Any]] = []
     bar = tqdm(
         total=len(runs),
         unit="run",
@@ -186,20 +188,25 @@ def run(
             for start in range(0, len(group), size):
                 chunk = group.iloc[start : start + size]
                 n_logs = len(static.logged_steps)
-                with_neurons = analysis.has_neurons(static)
-                trained = train(
+                logs, params = train(
                     static,
                     grid.hparams(chunk, pad_to=size),
                     on_segment=lambda i: advance(len(chunk), n_logs, i),  # noqa: B023 (called before chunk changes)
-                    neurons=with_neurons,
+                    final=True,
                 )
-                logs, stats = trained if with_neurons else (trained, None)
                 done += len(chunk)
                 final, frame = chunk_metrics(chunk, static, logs, config.phases.threshold)
                 final["frac_periodic"] = np.full(len(chunk), np.nan)
-                if stats is not None:
+                final["min_prune"] = pd.array([pd.NA] * len(chunk), dtype="Int64")
+                if analysis.has_neurons(static):
+                    stats = jax.device_get(analysis.neuron_table(params))
                     neuron_frames.append(neuron_rows(chunk, stats))
                     final["frac_periodic"] = (stats["ipr"][: len(chunk)] >= analysis.PERIODIC_IPR).mean(axis=1)
+                    if keep_params and pruning.can_prune(static):
+                        pruned = pruning.prune_runs(static, chunk, params, "low")
+                        final["min_prune"] = pd.array(pruning.minimum_pruning(pruned).loc[chunk.run_id].to_numpy(), dtype="Int64")
+                if keep_params:
+                    trained_params.append((chunk.run_id.to_numpy(), jax.device_get(params)))
                 finals.append(pd.DataFrame(final, index=chunk.index))
                 curve_frames.append(frame)
     wall = time.perf_counter() - t0
@@ -235,7 +242,7 @@ def run(
         if neuron_frames
         else pd.DataFrame({c: pd.Series(dtype="float64") for c in results.NEURON_COLUMNS})
     )
-    results.write(folder, runs, curves, config.to_dict(), meta, neurons)
+    results.write(folder, runs, curves, config.to_dict(), meta, neurons, trained_params if keep_params else None)
     outcome = SweepOutcome(folder, results.load(folder))
     if plots:
         from grokjax import plots as charts  # Altair loads only when charts are drawn

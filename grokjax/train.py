@@ -175,14 +175,13 @@ def train_segment(static: Static, state: RunState, hp: Hparams, start: jax.Array
 
 
 @functools.lru_cache(maxsize=None)
-def compiled(static: Static, vectorized: bool = True) -> tuple[Callable, Callable, Callable]:
-    """(init, segment, neurons) jitted for one static config; vmapped over runs unless vectorized=False."""
+def compiled(static: Static, vectorized: bool = True) -> tuple[Callable, Callable]:
+    """(init, segment) jitted for one static config; vmapped over runs unless vectorized=False."""
     init = functools.partial(init_run, static)
     segment = functools.partial(train_segment, static)
-    neurons = lambda state: analysis.neuron_stats(state.params)  # noqa: E731
     if vectorized:
-        init, segment, neurons = jax.vmap(init), jax.vmap(segment, in_axes=(0, 0, None)), jax.vmap(neurons)
-    return jax.jit(init), jax.jit(segment), jax.jit(neurons)
+        init, segment = jax.vmap(init), jax.vmap(segment, in_axes=(0, 0, None))
+    return jax.jit(init), jax.jit(segment)
 
 
 def train(
@@ -190,15 +189,15 @@ def train(
     hp: Hparams,
     vectorized: bool = True,
     on_segment: Callable[[int], None] | None = None,
-    neurons: bool = False,
+    final: bool = False,
 ) -> Any:
     """Train runs to the end; metrics stacked over logged steps, shape (logs, runs) or (logs,).
 
     `on_segment(i)` is called after logged step i has reached the host. With
-    neurons=True (for models where `analysis.has_neurons`), also return the final
-    per-neuron statistics, shape (runs, width) or (width,): (logs, neurons).
+    final=True, return (metrics, params): the trained parameters as well, with a
+    leading run axis when vectorized.
     """
-    init, segment, neuron_fn = compiled(static, vectorized)
+    init, segment = compiled(static, vectorized)
     state = init(hp)
     logs: list[dict[str, np.ndarray]] = []
     for i in range(len(static.logged_steps)):
@@ -207,4 +206,4 @@ def train(
         if on_segment is not None:
             on_segment(i)
     stacked = {key: np.stack([log[key] for log in logs]) for key in logs[0]}
-    return (stacked, jax.device_get(neuron_fn(state))) if neurons else stacked
+    return (stacked, state.params) if final else stacked
