@@ -22,7 +22,7 @@ def tiny_folder(tmp_path_factory):
 
 
 def test_notebooks_are_committed_without_outputs():
-    assert [n.name for n in NOTEBOOKS] == ["phase_diagrams.ipynb", "training_curves.ipynb"]
+    assert [n.name for n in NOTEBOOKS] == ["neurons.ipynb", "phase_diagrams.ipynb", "training_curves.ipynb"]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         assert 'RESULTS = "../results/quickstart"' in nb.cells[0].source
