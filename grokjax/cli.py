@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(report.summary(outcome.results))
     has_neurons = len(outcome.results.neurons) > 0
-    names = "phase_diagram, accuracy, curves" + (", ipr" if has_neurons else "")
+    names = "phase_diagram, accuracy, curves" + (", ipr, frequencies" if has_neurons else "")
     charts = "" if args.no_plots else f"; charts: {names} (.html, .png)"
     files = "runs.parquet, curves.parquet, " + ("neurons.parquet, " if has_neurons else "") + "sweep.toml"
     print(f"Results: {outcome.folder}/ ({files}{charts})")

@@ -269,7 +269,9 @@ def ipr_histograms(neurons: pd.DataFrame, runs: pd.DataFrame, bins: int = 20) ->
     counts["share"] = counts.neurons / counts.groupby("phase").neurons.transform("sum")
     counts["ipr_from"], counts["ipr_to"] = edges[counts.bin], edges[counts.bin + 1]
     runs_per_phase = data.groupby("phase").run_id.nunique()
-    counts["phase_label"] = counts.phase.map(lambda ph: f"{ph.replace('_', ' ')} ({runs_per_phase[ph]} runs)")
+    counts["phase_label"] = counts.phase.map(
+        lambda ph: f"{ph.replace('_', ' ')} ({runs_per_phase[ph]} run{'s' if runs_per_phase[ph] != 1 else ''})"
+    )
     present = [p for p in PHASES if p in set(counts.phase)]
     labels = [counts.loc[counts.phase == p, "phase_label"].iloc[0] for p in present]
     return (
@@ -304,6 +306,30 @@ def phase_counts(runs: pd.DataFrame) -> alt.Chart:
         )
     )
     return _faceted(chart, counts, axes)
+
+
+def frequency_counts(neurons: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int] | None = None) -> alt.Chart:
+    """Periodic neurons (IPR >= PERIODIC_IPR) per dominant frequency, one panel per run (as the PAIR explorable)."""
+    from grokjax.analysis import PERIODIC_IPR
+
+    run_ids = example_runs(runs) if run_ids is None else list(run_ids)
+    chosen = runs[runs.run_id.isin(run_ids)].set_index("run_id").loc[run_ids].reset_index()
+    titles = {int(r.run_id): _run_title(r) for r in chosen.itertuples()}
+    periodic = neurons[neurons.run_id.isin(run_ids) & (neurons.ipr >= PERIODIC_IPR)]
+    counts = periodic.groupby(["run_id", "dominant_frequency"]).size().rename("neurons").reset_index()
+    counts["run"] = counts.run_id.map(titles)
+    return (
+        alt.Chart(counts, width=260, height=140)
+        .mark_bar(color=PHASE_COLORS["full_inversion"])
+        .encode(
+            x=alt.X("dominant_frequency:O", title="dominant frequency", axis=alt.Axis(labelAngle=0, labelOverlap="greedy")),
+            y=alt.Y("neurons:Q", title=f"neurons with IPR >= {PERIODIC_IPR:g}"),
+            tooltip=["run:N", "dominant_frequency:O", "neurons:Q"],
+        )
+        .facet(column=alt.Column("run:N", title=None, sort=[titles[r] for r in run_ids if r in titles],
+                                 header=alt.Header(labelFontSize=11, labelLimit=300)))
+        .properties(title="Periodic neurons per frequency (PAIR explorable)")
+    )
 
 
 def pruning_curves(curves: pd.DataFrame, max_runs: int = 6) -> alt.Chart:
@@ -350,6 +376,7 @@ def write_all(folder: str | Path, runs: pd.DataFrame, curves: pd.DataFrame, neur
     charts = dict(CHARTS)
     if neurons is not None and len(neurons):
         charts["ipr"] = lambda runs, curves: ipr_histograms(neurons, runs)
+        charts["frequencies"] = lambda runs, curves: frequency_counts(neurons, runs)
     for name, make in charts.items():
         chart = make(runs, curves)
         for kind in ("html", "png"):

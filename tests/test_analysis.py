@@ -115,3 +115,15 @@ def test_ipr_histograms_share_per_phase_and_charts_written(sweep_file, tmp_path)
     for name in ("ipr", "curves"):
         assert (tmp_path / "out" / f"{name}.png").stat().st_size > 0
     assert "mean IPR" in plots.training_curves(results.curves, results.runs).to_json()
+
+
+def test_frequency_counts_count_the_periodic_neurons(sweep_file, tmp_path):
+    from grokjax import plots
+
+    results = run(sweep_file(), out=tmp_path / "out", progress=False, plots=False).results
+    ids = list(results.runs.run_id[:3])
+    spec = plots.frequency_counts(results.neurons, results.runs, run_ids=ids).to_dict()
+    counts = pd.DataFrame(spec["datasets"][spec["data"]["name"]])
+    periodic = results.neurons[results.neurons.run_id.isin(ids) & (results.neurons.ipr >= analysis.PERIODIC_IPR)]
+    assert counts.neurons.sum() == len(periodic)
+    assert counts.dominant_frequency.between(1, (11 - 1) // 2).all()
