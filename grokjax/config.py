@@ -68,6 +68,7 @@ class TrainConfig:
     batch_scaling: str = "none"  # "appendix_a": steps x 256/batch_size, lr x sqrt(batch_size/256)
     steps: int = 2000
     log_every: int = 20
+    ipr_every: int = 0  # per-neuron IPR every this many steps (a multiple of log_every); 0: at the end only
     seed: int = 0
 
 
@@ -178,6 +179,7 @@ RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "train.batch_scaling": _choice(BATCH_SCALINGS),
     "train.steps": (int, lambda v: v >= 1, "an integer >= 1"),
     "train.log_every": (int, lambda v: v >= 1, "an integer >= 1"),
+    "train.ipr_every": (int, lambda v: v >= 0, "an integer >= 0, a multiple of log_every (0: at the end only)"),
     "train.seed": (int, lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
     "phases.threshold": (float, lambda v: 0.0 < v <= 1.0, "a number with 0 < threshold <= 1"),
     "phases.inversion_offset": (float, lambda v: 0.0 < v <= 2.0, "a number in (0, 2]"),
@@ -390,6 +392,8 @@ def check_run(source: str, run: dict[str, Any]) -> None:
     def fail(message: str) -> None:
         raise ConfigError(f"{source}: {message}")
 
+    if run["ipr_every"] and run["ipr_every"] % run["log_every"]:
+        fail(f"train.ipr_every = {run['ipr_every']} is not a multiple of train.log_every = {run['log_every']}")
     if (task == "sparse_parity") != (model == "parity_mlp"):
         fail(f'task = "{task}" with model = "{model}"; allowed: task "sparse_parity" goes with model '
              '"parity_mlp", the modular tasks with "mlp", "pair_mlp" or "transformer"')

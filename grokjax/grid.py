@@ -68,7 +68,8 @@ def _scaled(row: dict[str, Any]) -> dict[str, Any]:
     return {
         **row,
         "steps": max(1, math.floor(row["steps"] * factor)),
-        "log_every": max(1, math.floor(row["log_every"] * factor)),
+        "log_every": (log_every := max(1, math.floor(row["log_every"] * factor))),
+        "ipr_every": row["ipr_every"] // row["log_every"] * log_every,
         "learning_rate": round(row["learning_rate"] * math.sqrt(row["batch_size"] / 256), 12),
     }
 

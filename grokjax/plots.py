@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from grokjax.phases import PHASES, majority_phase
-from grokjax.results import atomic_write
+from grokjax.results import atomic_write, final_neurons
 
 # Okabe-Ito colours, distinguishable with the common forms of colour blindness.
 PHASE_COLORS = {
@@ -262,7 +262,7 @@ def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int]
 
 def ipr_histograms(neurons: pd.DataFrame, runs: pd.DataFrame, bins: int = 20) -> alt.Chart:
     """Share of neurons per IPR bin, one panel per phase (the paper's Figure 4): bimodal in coexistence."""
-    data = neurons.merge(runs[["run_id", "phase"]], on="run_id").dropna(subset=["phase", "ipr"])
+    data = final_neurons(neurons).merge(runs[["run_id", "phase"]], on="run_id").dropna(subset=["phase", "ipr"])
     edges = np.linspace(0.0, 1.0, bins + 1)
     data = data.assign(bin=np.clip(np.digitize(data.ipr, edges) - 1, 0, bins - 1))
     counts = data.groupby(["phase", "bin"]).size().rename("neurons").reset_index()
@@ -315,6 +315,7 @@ def frequency_counts(neurons: pd.DataFrame, runs: pd.DataFrame, run_ids: list[in
     run_ids = example_runs(runs) if run_ids is None else list(run_ids)
     chosen = runs[runs.run_id.isin(run_ids)].set_index("run_id").loc[run_ids].reset_index()
     titles = {int(r.run_id): _run_title(r) for r in chosen.itertuples()}
+    neurons = final_neurons(neurons)
     periodic = neurons[neurons.run_id.isin(run_ids) & (neurons.ipr >= PERIODIC_IPR)]
     counts = periodic.groupby(["run_id", "dominant_frequency"]).size().rename("neurons").reset_index()
     counts["run"] = counts.run_id.map(titles)

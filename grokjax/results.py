@@ -26,7 +26,7 @@ RUN_COLUMNS = (
     "corruption_fraction", "task", "p", "symmetric", "n_bits", "k_bits", "train_size", "test_size", "pool_size",
     "model", "width", "depth", "activation", "norm", "dropout", "embed_size", "heads", "tied_embedding", "init_scale",
     "loss", "optimizer", "beta1", "beta2", "momentum", "regularization", "batch_size", "batch_scaling",
-    "steps", "log_every",
+    "steps", "log_every", "ipr_every",
     "n_train", "n_corrupt", "n_test",
     "train_loss", "test_loss", "train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted",
     "weight_norm", "ipr_mean", "frac_periodic", "min_prune", "max_test_acc", "step_train_acc_90", "step_test_acc_90",
@@ -38,7 +38,7 @@ METRIC_COLUMNS = (
 )  # fmt: skip
 CURVE_COLUMNS = ("run_id", "step", *METRIC_COLUMNS)
 PARAMS_DIR = "params"
-NEURON_COLUMNS = ("run_id", "neuron", "ipr_u", "ipr_v", "ipr_w", "ipr", "dominant_frequency", "norm")
+NEURON_COLUMNS = ("run_id", "step", "neuron", "ipr_u", "ipr_v", "ipr_w", "ipr", "dominant_frequency", "norm")
 META_KEY = b"grokjax"
 
 
@@ -153,6 +153,12 @@ def write_pruning(folder: str | Path, curves: pd.DataFrame) -> None:
     """pruning.parquet, with the provenance of the runs it was computed from."""
     folder = Path(folder)
     _write_parquet(folder / "pruning.parquet", curves, read_meta(folder / "runs.parquet"))
+
+
+def final_neurons(neurons: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each run's last step (the trained network), when neurons.parquet holds several steps."""
+    last = neurons.groupby("run_id").step.transform("max")
+    return neurons[neurons.step == last]
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

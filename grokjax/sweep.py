@@ -125,11 +125,12 @@ def chunk_metrics(chunk: pd.DataFrame, static: Static, logs: dict[str, np.ndarra
     return final, frame
 
 
-def neuron_rows(chunk: pd.DataFrame, stats: dict[str, np.ndarray]) -> pd.DataFrame:
-    """One row per run of the chunk and neuron (padding runs dropped)."""
+def neuron_rows(chunk: pd.DataFrame, step: int, stats: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per run of the chunk and neuron at one step (padding runs dropped)."""
     n, width = len(chunk), stats["ipr"].shape[1]
     frame = pd.DataFrame({key: value[:n].ravel() for key, value in stats.items()})
     frame.insert(0, "neuron", np.tile(np.arange(width, dtype=np.int64), n))
+    frame.insert(0, "step", np.full(n * width, step, dtype=np.int64))
     frame.insert(0, "run_id", np.repeat(chunk.run_id.to_numpy(), width))
     return frame
 
@@ -188,7 +189,7 @@ def run(
             for start in range(0, len(group), size):
                 chunk = group.iloc[start : start + size]
                 n_logs = len(static.logged_steps)
-                logs, params = train(
+                logs, params, snapshots = train(
                     static,
                     grid.hparams(chunk, pad_to=size),
                     on_segment=lambda i: advance(len(chunk), n_logs, i),  # noqa: B023 (called before chunk changes)
@@ -198,9 +199,9 @@ def run(
                 final, frame = chunk_metrics(chunk, static, logs, config.phases.threshold)
                 final["frac_periodic"] = np.full(len(chunk), np.nan)
                 final["min_prune"] = pd.array([pd.NA] * len(chunk), dtype="Int64")
-                if analysis.has_neurons(static):
-                    stats = jax.device_get(analysis.neuron_table(params))
-                    neuron_frames.append(neuron_rows(chunk, stats))
+                if snapshots:
+                    neuron_frames.extend(neuron_rows(chunk, step, stats) for step, stats in snapshots)
+                    stats = snapshots[-1][1]
                     final["frac_periodic"] = (stats["ipr"][: len(chunk)] >= analysis.PERIODIC_IPR).mean(axis=1)
                     if keep_params and pruning.can_prune(static):
                         pruned = pruning.prune_runs(static, chunk, params, "low")
@@ -238,7 +239,7 @@ def run(
         "chunk_sizes": [size for _, _, size in plans],
     }
     neurons = (
-        pd.concat(neuron_frames, ignore_index=True).sort_values(["run_id", "neuron"], ignore_index=True)
+        pd.concat(neuron_frames, ignore_index=True).sort_values(["run_id", "step", "neuron"], ignore_index=True)
         if neuron_frames
         else pd.DataFrame({c: pd.Series(dtype="float64") for c in results.NEURON_COLUMNS})
     )

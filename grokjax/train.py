@@ -52,6 +52,7 @@ class Static:
     tied_embedding: bool = False
     regularization: str = "l2"
     batch_size: int = 0
+    ipr_every: int = 0  # host side only: when per-neuron statistics are taken (see train)
 
     @property
     def logged_steps(self) -> list[int]:
@@ -184,6 +185,14 @@ def compiled(static: Static, vectorized: bool = True) -> tuple[Callable, Callabl
     return jax.jit(init), jax.jit(segment)
 
 
+class Trained(NamedTuple):
+    """What train(..., final=True) returns."""
+
+    logs: dict[str, np.ndarray]  # metrics, shape (logs, runs)
+    params: Any  # trained parameters, leading run axis
+    neurons: list[tuple[int, dict[str, np.ndarray]]]  # (step, per-neuron statistics (runs, width)); [] if none
+
+
 def train(
     static: Static,
     hp: Hparams,
@@ -194,16 +203,23 @@ def train(
     """Train runs to the end; metrics stacked over logged steps, shape (logs, runs) or (logs,).
 
     `on_segment(i)` is called after logged step i has reached the host. With
-    final=True, return (metrics, params): the trained parameters as well, with a
-    leading run axis when vectorized.
+    final=True, return a `Trained`: also the trained parameters and, for models
+    where `analysis.has_neurons`, per-neuron statistics at the last step and every
+    `ipr_every` steps.
     """
     init, segment = compiled(static, vectorized)
+    neuron_fn = analysis.neuron_table if vectorized else jax.jit(analysis.neuron_stats)
+    take_neurons = final and analysis.has_neurons(static)
     state = init(hp)
     logs: list[dict[str, np.ndarray]] = []
-    for i in range(len(static.logged_steps)):
+    neurons: list[tuple[int, dict[str, np.ndarray]]] = []
+    for i, step in enumerate(static.logged_steps):
         state, metrics = segment(state, hp, i * static.log_every)
         logs.append(jax.device_get(metrics))
+        last = step == static.steps
+        if take_neurons and (last or (static.ipr_every and step % static.ipr_every == 0)):
+            neurons.append((step, jax.device_get(neuron_fn(state.params))))
         if on_segment is not None:
             on_segment(i)
     stacked = {key: np.stack([log[key] for log in logs]) for key in logs[0]}
-    return (stacked, state.params) if final else stacked
+    return Trained(stacked, state.params, neurons) if final else stacked

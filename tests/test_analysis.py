@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 
 from grokjax import analysis, models
+from grokjax import results as results_module
+from grokjax.config import ConfigError
 from grokjax.sweep import run
 from grokjax.tasks import true_labels
 from grokjax.train import Static
@@ -99,7 +101,7 @@ def test_models_without_neurons_get_empty_tables(sweep_file, tmp_path):
         log_every = 2
         """
     results = run(sweep_file(text), out=tmp_path / "out", progress=False, plots=False).results
-    assert len(results.neurons) == 0 and list(results.neurons.columns)[:2] == ["run_id", "neuron"]
+    assert len(results.neurons) == 0 and list(results.neurons.columns)[:3] == ["run_id", "step", "neuron"]
     assert results.runs.ipr_mean.isna().all() and results.runs.frac_periodic.isna().all()
     assert (tmp_path / "out" / "neurons.parquet").is_file()
 
@@ -127,3 +129,20 @@ def test_frequency_counts_count_the_periodic_neurons(sweep_file, tmp_path):
     periodic = results.neurons[results.neurons.run_id.isin(ids) & (results.neurons.ipr >= analysis.PERIODIC_IPR)]
     assert counts.neurons.sum() == len(periodic)
     assert counts.dominant_frequency.between(1, (11 - 1) // 2).all()
+
+
+def test_ipr_every_adds_snapshots_and_keeps_the_final_table(sweep_file, tmp_path):
+    plain = run(sweep_file(), out=tmp_path / "plain", progress=False, plots=False).results
+    snapped = run(sweep_file(name="snap.toml"), out=tmp_path / "snap", overrides=["train.ipr_every=20"],
+                  progress=False, plots=False).results
+    neurons = snapped.neurons
+    assert sorted(neurons.step.unique()) == [20, 30]  # every 20 steps, and the last
+    width = int(snapped.runs.width.iloc[0])
+    assert (neurons.groupby("step").size() == len(snapped.runs) * width).all()
+    final = results_module.final_neurons(neurons).reset_index(drop=True)
+    pd.testing.assert_frame_equal(final, plain.neurons.reset_index(drop=True))
+
+
+def test_ipr_every_must_be_a_multiple_of_log_every(sweep_file, tmp_path):
+    with pytest.raises(ConfigError, match="ipr_every = 15 is not a multiple of train.log_every = 10"):
+        run(sweep_file(), out=tmp_path / "x", overrides=["train.ipr_every=15"], progress=False, plots=False)
