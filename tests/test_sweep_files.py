@@ -28,7 +28,7 @@ def test_sweep_file_runs_a_few_steps(path, tmp_path):
     # One value per axis, two steps (more where Appendix A's rule scales them): same models, same code paths.
     axes = tuple((key, values[:1]) for key, values in config.axes)
     short = dataclasses.replace(config, axes=axes, train=dataclasses.replace(config.train, steps=2, log_every=1))
-    outcome = run(short, out=tmp_path / "out", progress=False, plots=False)
+    outcome = run(short, out=tmp_path / "out", progress=False, plots=False, keep_params=False)
     result = outcome.results.runs
     assert len(result) == 1
     assert np.isfinite(result[["train_loss", "test_loss", "train_acc", "test_acc"]].to_numpy(float)).all()
