@@ -66,6 +66,7 @@ def neuron_stats(params: Any) -> dict[str, jax.Array]:
     }
 
 
+neuron_stats_jit = jax.jit(neuron_stats)
 neuron_table = jax.jit(jax.vmap(neuron_stats))  # over a leading run axis
 
 

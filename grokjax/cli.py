@@ -35,7 +35,7 @@ examples:
 
 PRUNE_EXAMPLES = """\
 examples:
-  grokjax prune results/quickstart --where "weight_decay == 0 and phase == 'coexistence'"
+  grokjax prune results/quickstart --where "weight_decay == 0 and phase == 'coexistence' and corruption_fraction > 0"
   grokjax prune results/doshi_fig1 --order low"""
 
 
@@ -140,19 +140,10 @@ def plot(folder: str) -> int:
 
 def prune(folder: str, order: str, where: str | None) -> int:
     """`grokjax prune RESULTS_DIR`: pruning curves of the chosen runs, to pruning.parquet and a chart."""
-    import pandas as pd
-
     from grokjax import plots, pruning, results
 
     try:
-        runs = results.load(folder).runs
-        if where is not None:
-            try:
-                runs.query(where)
-            except Exception as err:  # pandas raises many kinds for a bad expression
-                raise ValueError(f'{folder}: --where "{where}" is not a query on runs.parquet: {err}') from None
-        curves = pd.concat([pruning.prune(folder, o, where) for o in (("low", "high") if order == "both" else (order,))],
-                           ignore_index=True)
+        curves = pruning.prune(folder, order, where)
         if curves.empty:
             raise ValueError(f"{folder}: no chosen run can be pruned (none matches, or none is a 2-layer mlp without BatchNorm on a modular task)")
         results.write_pruning(folder, curves)

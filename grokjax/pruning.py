@@ -57,12 +57,15 @@ def _compiled(static: Static, batch: int) -> Any:
     return jax.jit(jax.vmap(functools.partial(_pruned_metrics, static, batch=batch)))
 
 
-def prune_runs(static: Static, runs: pd.DataFrame, params: Any, order: str) -> pd.DataFrame:
-    """Pruning curves of runs sharing one static config: one row per run and prune count."""
+def prune_runs(static: Static, runs: pd.DataFrame, params: Any, ipr: np.ndarray, order: str) -> pd.DataFrame:
+    """Pruning curves of runs sharing one static config: one row per run and prune count.
+
+    `ipr` is the runs' per-neuron IPR, shape (runs, width), as `analysis.neuron_table` gives it.
+    """
     per_eval = 12 * static.p**2 * max(static.width, static.p)  # hidden, activation, logits (bytes, float32)
     batch = int(max(1, min(static.width + 1, MEMORY_BUDGET // per_eval)))
     runs_per_call = int(max(1, MEMORY_BUDGET // (per_eval * batch)))
-    rank = removal_rank(np.asarray(analysis.neuron_table(params)["ipr"]), order)
+    rank = removal_rank(np.asarray(ipr), order)
     frames = []
     for start in range(0, len(runs), runs_per_call):
         part = runs.iloc[start : start + runs_per_call]
@@ -105,14 +108,23 @@ def minimum_pruning(curves: pd.DataFrame) -> pd.Series:
 
 
 def prune(folder: str, order: str = "low", where: str | None = None) -> pd.DataFrame:
-    """Pruning curves of the chosen runs of a results folder (those `can_prune` applies to; params stored)."""
-    res = results.load(folder)
-    runs = res.runs if where is None else res.runs.query(where)
-    frames = [
-        prune_runs(static, group, results.load_params(folder, group.run_id.to_numpy()), order)
-        for static, group in grid.groups(runs)
-        if can_prune(static)
-    ]
+    """Pruning curves of the chosen runs of a results folder (those `can_prune` applies to; params stored).
+
+    order is "low" (lowest IPR first), "high" or "both"; `where` is a pandas query on runs.parquet.
+    """
+    runs = results.load(folder).runs
+    if where is not None:
+        try:
+            runs = runs.query(where)
+        except Exception as err:  # pandas raises many kinds for a bad expression
+            raise ValueError(f'{folder}: --where "{where}" is not a query on runs.parquet: {err}') from None
+    orders = ORDERS if order == "both" else (order,)
+    frames = []
+    for static, group in grid.groups(runs):
+        if can_prune(static):
+            params = results.load_params(folder, group.run_id.to_numpy())
+            ipr = jax.device_get(analysis.neuron_table(params)["ipr"])
+            frames.extend(prune_runs(static, group, params, ipr, o) for o in orders)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(PRUNING_COLUMNS))
 
 

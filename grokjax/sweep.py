@@ -204,7 +204,7 @@ def run(
                     stats = snapshots[-1][1]
                     final["frac_periodic"] = (stats["ipr"][: len(chunk)] >= analysis.PERIODIC_IPR).mean(axis=1)
                     if keep_params and pruning.can_prune(static):
-                        pruned = pruning.prune_runs(static, chunk, params, "low")
+                        pruned = pruning.prune_runs(static, chunk, params, stats["ipr"], "low")
                         final["min_prune"] = pd.array(pruning.minimum_pruning(pruned).loc[chunk.run_id].to_numpy(), dtype="Int64")
                 if keep_params:
                     trained_params.append((chunk.run_id.to_numpy(), jax.device_get(params)))

@@ -208,7 +208,7 @@ def train(
     `ipr_every` steps.
     """
     init, segment = compiled(static, vectorized)
-    neuron_fn = analysis.neuron_table if vectorized else jax.jit(analysis.neuron_stats)
+    neuron_fn = analysis.neuron_table if vectorized else analysis.neuron_stats_jit
     take_neurons = final and analysis.has_neurons(static)
     state = init(hp)
     logs: list[dict[str, np.ndarray]] = []
