@@ -16,7 +16,7 @@ import jax
 
 from grokjax import grid
 from grokjax.config import ConfigError, load
-from grokjax.sweep import auto_chunk_size
+from grokjax.chunks import auto_chunk_size
 from grokjax.train import train
 
 

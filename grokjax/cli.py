@@ -63,6 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep.add_argument("--no-plots", action="store_true", help="skip the HTML and PNG charts")
     sweep.add_argument("--no-params", action="store_true", help="do not store the trained weights (params/)")
+    hosts = sweep.add_argument_group(
+        "several processes (hosts)",
+        "Each process runs its share of the chunks on its own devices and writes its own part files; "
+        "start the same command once per process. Under Slurm (or another cluster JAX detects), "
+        "--distributed alone is enough; README.md shows an sbatch script.",
+    )
+    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, e.g. 10.0.0.1:1234")
+    hosts.add_argument("--num-processes", type=int, metavar="N", help="how many processes take part")
+    hosts.add_argument("--process-id", type=int, metavar="I", help="this process's number, 0 .. N-1")
+    hosts.add_argument("--distributed", action="store_true",
+                       help="join a multi-process sweep, with JAX's cluster auto-detection filling in what is not given")
     plot = commands.add_parser(
         "plot",
         help="draw a results folder's charts from its Parquet files",
@@ -100,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     from grokjax import report, sweep
 
     try:
+        distributed(args)
         outcome = sweep.run(
             args.file,
             out=args.out,
@@ -115,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("grokjax: interrupted; no results were written for this sweep", file=sys.stderr)
         return 130
+    import jax
+
+    if jax.process_index() > 0:
+        print(f"Process {jax.process_index()} of {jax.process_count()} done; results (all parts): {outcome.folder}/")
+        return 0
     print(report.summary(outcome.results))
     has_neurons = len(outcome.results.neurons) > 0
     names = "phase_diagram, accuracy, curves" + (", ipr, frequencies" if has_neurons else "")
@@ -122,6 +139,28 @@ def main(argv: list[str] | None = None) -> int:
     files = "runs.parquet, curves.parquet, " + ("neurons.parquet, " if has_neurons else "") + "sweep.toml"
     print(f"Results: {outcome.folder}/ ({files}{charts})")
     return 0
+
+
+def distributed(args: argparse.Namespace) -> None:
+    """Call jax.distributed.initialize when the command line asks for several processes."""
+    given = {"--coordinator": args.coordinator, "--num-processes": args.num_processes, "--process-id": args.process_id}
+    if not args.distributed and all(v is None for v in given.values()):
+        return
+    if not args.distributed and any(v is None for v in given.values()):
+        missing = ", ".join(k for k, v in given.items() if v is None)
+        raise ConfigError(f"command line: {missing} missing; give --coordinator, --num-processes and --process-id "
+                          "together, or --distributed to let JAX detect the cluster")
+    if args.num_processes is not None and args.num_processes < 1:
+        raise ConfigError(f"command line: --num-processes = {args.num_processes}; allowed: an integer >= 1")
+    if args.process_id is not None and args.num_processes is not None and not 0 <= args.process_id < args.num_processes:
+        raise ConfigError(f"command line: --process-id = {args.process_id}; allowed: 0 to {args.num_processes - 1}")
+    import jax
+
+    try:
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    except (RuntimeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"command line: jax.distributed.initialize failed: {first}") from None
 
 
 def plot(folder: str) -> int:

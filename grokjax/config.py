@@ -69,6 +69,7 @@ class TrainConfig:
     steps: int = 2000
     log_every: int = 20
     ipr_every: int = 0  # per-neuron IPR every this many steps (a multiple of log_every); 0: at the end only
+    precision: str = "float32"  # matmul precision / compute dtype: float32 | tf32 | bfloat16
     seed: int = 0
 
 
@@ -124,6 +125,7 @@ LOSSES = ("mse", "cross_entropy")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 REGULARIZATIONS = ("l2", "l1")
 BATCH_SCALINGS = ("none", "appendix_a")
+PRECISIONS = ("float32", "tf32", "bfloat16")
 MAX_SEED = 2**31 - 1
 
 
@@ -180,6 +182,7 @@ RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "train.steps": (int, lambda v: v >= 1, "an integer >= 1"),
     "train.log_every": (int, lambda v: v >= 1, "an integer >= 1"),
     "train.ipr_every": (int, lambda v: v >= 0, "an integer >= 0, a multiple of log_every (0: at the end only)"),
+    "train.precision": _choice(PRECISIONS),
     "train.seed": (int, lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
     "phases.threshold": (float, lambda v: 0.0 < v <= 1.0, "a number with 0 < threshold <= 1"),
     "phases.inversion_offset": (float, lambda v: 0.0 < v <= 2.0, "a number in (0, 2]"),

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from grokjax.config import SWEEPABLE_TABLES, ConfigError, SweepConfig, check_run
-from grokjax.tasks import corrupt_count, modular_table, split_counts
+from grokjax.tasks import corrupt_count, modular_table, num_examples, split_counts
 from grokjax.train import HPARAM_DTYPES, STATIC_FIELDS, Hparams, Static
 
 
@@ -88,13 +88,29 @@ def _modular_examples(task: str, p: int, symmetric: bool) -> int:
     return int(modular_table(task, p, symmetric)[1].sum())
 
 
+DERIVED_FIELDS = ("betas", "has_dropout", "train_slots")  # Static fields that are not run columns
+SLOT_MULTIPLE = 8
+
+
 def static_of(row: pd.Series) -> Static:
-    values = {f: row[f] for f in STATIC_FIELDS if f not in ("betas", "has_dropout")}
+    values = {f: row[f] for f in STATIC_FIELDS if f not in DERIVED_FIELDS}
     return Static(
         betas=(float(row.beta1), float(row.beta2)),
         has_dropout=bool(row.dropout > 0),
         **{k: _py(v) for k, v in values.items()},
     )
+
+
+def train_slots(static: Static, group: pd.DataFrame) -> int:
+    """Examples a full-batch step gathers for these runs: their largest n_train, rounded up to a multiple of 8.
+
+    Rounding keeps sweeps with nearby data fractions on one compiled shape; it is
+    capped at the number of examples (the pool, for sparse parity). Minibatch runs gather none.
+    """
+    if static.batch_size:
+        return 0
+    rounded = -(-int(group.n_train.max()) // SLOT_MULTIPLE) * SLOT_MULTIPLE
+    return min(rounded, num_examples(static))
 
 
 def _py(value: Any) -> Any:
@@ -103,9 +119,10 @@ def _py(value: Any) -> Any:
 
 def groups(runs: pd.DataFrame) -> Iterator[tuple[Static, pd.DataFrame]]:
     """(static config, its runs) for each distinct static combination, in run order."""
-    keys = [f for f in STATIC_FIELDS if f not in ("betas", "has_dropout")] + ["beta1", "beta2"]
+    keys = [f for f in STATIC_FIELDS if f not in DERIVED_FIELDS] + ["beta1", "beta2"]
     for _, group in runs.groupby([*(runs[k] for k in keys), runs.dropout > 0], sort=False):
-        yield static_of(group.iloc[0]), group
+        static = static_of(group.iloc[0])
+        yield dataclasses.replace(static, train_slots=train_slots(static, group)), group
 
 
 def hparams(runs: pd.DataFrame, pad_to: int | None = None) -> Hparams:

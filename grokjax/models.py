@@ -133,7 +133,8 @@ class ParityMLP(nn.Module):
 
     @nn.compact
     def __call__(self, bits: jax.Array, *, train: bool, rate: jax.Array, mask: jax.Array | None) -> jax.Array:
-        x = jnp.concatenate([bits.astype(jnp.float32), jnp.ones((bits.shape[0], 1), jnp.float32)], axis=1)
+        # bfloat16 holds 0 and 1 exactly and promotes to the weights' dtype (float32 unless train.precision).
+        x = jnp.concatenate([bits.astype(jnp.bfloat16), jnp.ones((bits.shape[0], 1), jnp.bfloat16)], axis=1)
         h = nn.Dense(self.width, use_bias=False, name="hidden")(x)
         h = Block(self.activation, self.norm, self.has_dropout, name="block")(h, train=train, rate=rate, mask=mask)
         z = nn.Dense(1, use_bias=False, name="out")(h)[:, 0]

@@ -19,7 +19,7 @@ import pandas as pd
 from grokjax import analysis, grid, models, results
 from grokjax.metrics import evaluate
 from grokjax.tasks import make_run_data, model_inputs
-from grokjax.train import Static
+from grokjax.train import Static, apply_model
 
 ORDERS = ("low", "high")
 MEMORY_BUDGET = 512 * 2**20  # bytes of activations in flight
@@ -46,7 +46,7 @@ def _pruned_metrics(static: Static, params: Any, data_seed: jax.Array, n_train: 
     def one(count: jax.Array) -> dict[str, jax.Array]:
         keep = (rank >= count).astype(params["W"]["kernel"].dtype)
         pruned = {**params, "W": {"kernel": params["W"]["kernel"] * keep[:, None]}}
-        logits = model.apply({"params": pruned}, inputs, train=False, rate=0.0, mask=None)
+        logits = apply_model(static, model, {"params": pruned}, inputs, train=False, rate=0.0, mask=None)
         return evaluate(logits, data, pruned, static.loss)
 
     return jax.lax.map(one, jnp.arange(static.width + 1), batch_size=batch)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ RUN_COLUMNS = (
     "corruption_fraction", "task", "p", "symmetric", "n_bits", "k_bits", "train_size", "test_size", "pool_size",
     "model", "width", "depth", "activation", "norm", "dropout", "embed_size", "heads", "tied_embedding", "init_scale",
     "loss", "optimizer", "beta1", "beta2", "momentum", "regularization", "batch_size", "batch_scaling",
-    "steps", "log_every", "ipr_every",
+    "steps", "log_every", "ipr_every", "precision",
     "n_train", "n_corrupt", "n_test",
     "train_loss", "test_loss", "train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted",
     "weight_norm", "ipr_mean", "frac_periodic", "min_prune", "max_test_acc", "step_train_acc_90", "step_test_acc_90",
@@ -40,6 +41,7 @@ CURVE_COLUMNS = ("run_id", "step", *METRIC_COLUMNS)
 PARAMS_DIR = "params"
 NEURON_COLUMNS = ("run_id", "step", "neuron", "ipr_u", "ipr_v", "ipr_w", "ipr", "dominant_frequency", "norm")
 META_KEY = b"grokjax"
+TABLES = ("runs.parquet", "curves.parquet", "neurons.parquet", "pruning.parquet")
 
 
 @dataclass
@@ -77,36 +79,67 @@ def write(
     config: dict[str, Any],
     meta: dict[str, Any],
     neurons: pd.DataFrame | None = None,
-    params: list[tuple[np.ndarray, Any]] | None = None,
+    params: list[tuple[int, np.ndarray, Any]] | None = None,
+    part: int | None = None,
 ) -> None:
     """Write the files of a results folder (each one atomically); neurons.parquet and params/ when given.
 
-    runs.parquet is written last, so a folder with it is complete.
+    With `part = i` (one process of several), the tables go to folders of parts,
+    runs.parquet/part-0000i.parquet and so on, which `pd.read_parquet` reads as one
+    table; sweep.toml is written by part 0. runs.parquet (or a part of it) is written
+    last, so a folder with it is complete.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    header = f"# Resolved sweep config written by grokjax; run it again with: grokjax sweep {folder / 'sweep.toml'}\n"
-    header += f"# source: {meta.get('source')}; overrides: {meta.get('overrides') or 'none'}\n"
-    text = header + tomli_w.dumps(config)
-    atomic_write(folder / "sweep.toml", lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    _write_parquet(folder / "curves.parquet", curves[list(CURVE_COLUMNS)], meta)
-    if neurons is not None:
-        _write_parquet(folder / "neurons.parquet", neurons[list(NEURON_COLUMNS)], meta)
+    if part is None:
+        for name in TABLES:  # a folder of parts from an earlier multi-process sweep
+            if (folder / name).is_dir():
+                shutil.rmtree(folder / name)
+    if not part:
+        header = f"# Resolved sweep config written by grokjax; run it again with: grokjax sweep {folder / 'sweep.toml'}\n"
+        header += f"# source: {meta.get('source')}; overrides: {meta.get('overrides') or 'none'}\n"
+        text = header + tomli_w.dumps(config)
+        atomic_write(folder / "sweep.toml", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+    def target(name: str) -> Path:
+        if part is None:
+            return folder / name
+        (folder / name).mkdir(exist_ok=True)
+        return folder / name / f"part-{part:05d}.parquet"
+
+    _write_parquet(target("curves.parquet"), curves[list(CURVE_COLUMNS)], meta)
+    if neurons is not None or part is None:
+        if neurons is None:
+            neurons = pd.DataFrame({c: pd.Series(dtype="float64") for c in NEURON_COLUMNS})
+        _write_parquet(target("neurons.parquet"), neurons[list(NEURON_COLUMNS)], meta)
     if params is not None:
-        write_params(folder, params)
-    _write_parquet(folder / "runs.parquet", runs[list(RUN_COLUMNS)], meta)
+        write_params(folder, params, clear=part is None)
+    _write_parquet(target("runs.parquet"), runs[list(RUN_COLUMNS)], meta)
 
 
-def write_params(folder: Path, chunks: list[tuple[np.ndarray, Any]]) -> None:
-    """params/chunk_NNNNN.npz: per chunk, `run_id` and each parameter array stacked over its runs.
+def clear(folder: Path) -> None:
+    """Remove the tables and stored weights of an earlier sweep into `folder` (before a multi-process sweep)."""
+    for name in TABLES:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    for old in (folder / PARAMS_DIR).glob("chunk_*.npz"):
+        old.unlink()
+
+
+def write_params(folder: Path, chunks: list[tuple[int, np.ndarray, Any]], clear: bool = True) -> None:
+    """params/chunk_NNNNN.npz, NNNNN the chunk's index: `run_id` and each parameter array stacked over its runs.
 
     Keys are the parameter paths joined by "/" (for the mlp: U/embedding, V/embedding,
-    W/kernel); padding runs are dropped. Files of an earlier sweep into the folder are removed.
+    W/kernel); padding runs are dropped. With clear, files of an earlier sweep into the folder are removed.
     """
     target = folder / PARAMS_DIR
     target.mkdir(exist_ok=True)
-    for old in target.glob("chunk_*.npz"):
-        old.unlink()
-    for index, (run_ids, params) in enumerate(chunks):
+    if clear:
+        for old in target.glob("chunk_*.npz"):
+            old.unlink()
+    for index, run_ids, params in chunks:
         arrays = {"run_id": np.asarray(run_ids, np.int64)}
         for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
             arrays["/".join(str(k.key) for k in path)] = np.asarray(leaf)[: len(run_ids)]
@@ -162,21 +195,35 @@ def final_neurons(neurons: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
-    """The provenance stored in a grokjax Parquet file."""
-    metadata = pq.read_schema(path).metadata or {}
-    return json.loads(metadata.get(META_KEY, b"{}"))
+    """The provenance stored in a grokjax Parquet file.
+
+    For a folder of parts: part 0's, with `runs` the total and `parts` listing each
+    process's own (process, runs, device, started, finished, wall time, speed).
+    """
+    path = Path(path)
+    if path.is_file():
+        return json.loads((pq.read_schema(path).metadata or {}).get(META_KEY, b"{}"))
+    parts = [read_meta(part) for part in sorted(path.glob("part-*.parquet"))]
+    keys = ("process", "runs", "device", "started", "finished", "wall_time_s", "run_steps_per_s", "chunk_sizes")
+    return {**parts[0], "runs": sum(p.get("runs", 0) for p in parts), "parts": [{k: p.get(k) for k in keys} for p in parts]}
 
 
 def load(folder: str | Path) -> Results:
     """Read a results folder: `load("results/quickstart").runs` is a DataFrame."""
     folder = Path(folder)
     runs_path = folder / "runs.parquet"
-    if not runs_path.is_file():
+    if not runs_path.exists():
         raise FileNotFoundError(f"{folder}: no runs.parquet here; is it a grokjax results folder?")
     neurons_path = folder / "neurons.parquet"
     return Results(
-        runs=pd.read_parquet(runs_path),
-        curves=pd.read_parquet(folder / "curves.parquet"),
+        runs=read_table(runs_path, ["run_id"]),
+        curves=read_table(folder / "curves.parquet", ["run_id", "step"]),
         meta=read_meta(runs_path),
-        **({"neurons": pd.read_parquet(neurons_path)} if neurons_path.is_file() else {}),
+        **({"neurons": read_table(neurons_path, ["run_id", "step", "neuron"])} if neurons_path.exists() else {}),
     )
+
+
+def read_table(path: Path, order: list[str]) -> pd.DataFrame:
+    """A table from one Parquet file or a folder of parts (one per process), sorted by `order`."""
+    frame = pd.read_parquet(path)
+    return frame if path.is_file() else frame.sort_values(order, ignore_index=True)

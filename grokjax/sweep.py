@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -18,14 +18,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from grokjax import analysis, grid, pruning, results
+from grokjax.chunks import auto_chunk_size, padded_size
 from grokjax.config import ConfigError, SweepConfig, load
 from grokjax.phases import TOLERANCE, classify, dynamics
 from grokjax.train import Static, train
-
-MEMORY_FRACTION = 0.5  # of the device's free memory that chunks may fill
-# On CPU, larger chunks fall out of cache: at the quickstart's size on 2 cores, 8-16 runs per
-# call train at about 7,100 run-steps/s, 96 runs per call at 4,900 and one run at a time at 4,500.
-CPU_MAX_CHUNK = 16
 
 
 @dataclass
@@ -36,45 +32,8 @@ class SweepOutcome:
     results: results.Results
 
 
-def run_bytes(static: Static) -> int:
-    """Rough peak memory of one run in a vmapped chunk (float32).
-
-    Dominated by the hidden layer over all p^2 pairs (pre-activation, activation
-    and their gradients: 4 N p^2) and the logits and their gradients (4 p^3),
-    plus weights, gradients and optimizer moments (about 18 N p).
-    """
-    n, p = static.width, static.p
-    return 4 * (4 * n * p * p + 4 * p**3 + 18 * n * p + 8 * p * p) + 1024
-
-
-def free_device_bytes() -> int:
-    """Free memory of the first device; on CPU, the host's available memory."""
-    stats = jax.devices()[0].memory_stats() or {}
-    if "bytes_limit" in stats:
-        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
-    try:
-        with open("/proc/meminfo") as f:
-            info = dict(line.split(":", 1) for line in f)
-        return int(info["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-
-
-def auto_chunk_size(static: Static, n_runs: int, source: str) -> int:
-    """As many runs as fit in MEMORY_FRACTION of free device memory, at least one."""
-    budget = MEMORY_FRACTION * free_device_bytes()
-    per_run = run_bytes(static)
-    if per_run > budget:
-        raise ConfigError(
-            f"{source}: one run at p = {static.p}, width = {static.width} needs about {per_run / 2**30:.1f} GiB; "
-            f"the device has {budget / 2**30:.1f} GiB to give (half its free memory); lower task.p or model.width"
-        )
-    cap = CPU_MAX_CHUNK if jax.devices()[0].platform == "cpu" else n_runs
-    return int(min(n_runs, cap, budget // per_run))
-
-
 def device_info() -> dict[str, Any]:
-    devices = jax.devices()
+    devices = jax.local_devices()
     return {
         "platform": devices[0].platform,
         "device_kind": devices[0].device_kind,
@@ -135,6 +94,73 @@ def neuron_rows(chunk: pd.DataFrame, step: int, stats: dict[str, np.ndarray]) ->
     return frame
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """Runs trained by one compiled call: `runs` padded to `size` (a multiple of the local device count)."""
+
+    index: int  # position among all chunks of the sweep; names its params file
+    static: Static
+    runs: pd.DataFrame
+    size: int
+
+
+def plan(config: SweepConfig, runs: pd.DataFrame, chunk_size: int | None) -> list[Chunk]:
+    """All chunks of the sweep, group by group in run order."""
+    chunks: list[Chunk] = []
+    for static, group in grid.groups(runs):
+        size = padded_size(min(len(group), chunk_size or auto_chunk_size(static, len(group), config.source)))
+        for start in range(0, len(group), size):
+            chunks.append(Chunk(len(chunks), static, group.iloc[start : start + size], size))
+    return chunks
+
+
+@dataclass
+class ChunkResult:
+    final: pd.DataFrame  # per run: final metrics, first steps at threshold, frac_periodic, min_prune
+    curves: pd.DataFrame
+    neurons: list[pd.DataFrame]
+    params: Any  # trained weights (padding included), or None
+
+
+def train_chunk(chunk: Chunk, config: SweepConfig, keep_params: bool, on_segment: Callable[[int], None]) -> ChunkResult:
+    """Train one chunk and turn what comes back into per-run rows, curves and neuron rows."""
+    static, runs = chunk.static, chunk.runs
+    logs, params, snapshots = train(static, grid.hparams(runs, pad_to=chunk.size), on_segment=on_segment, final=True)
+    final, curves = chunk_metrics(runs, static, logs, config.phases.threshold)
+    final["frac_periodic"] = np.full(len(runs), np.nan)
+    final["min_prune"] = pd.array([pd.NA] * len(runs), dtype="Int64")
+    neurons = [neuron_rows(runs, step, stats) for step, stats in snapshots]
+    if snapshots:
+        ipr = snapshots[-1][1]["ipr"]
+        final["frac_periodic"] = (ipr[: len(runs)] >= analysis.PERIODIC_IPR).mean(axis=1)
+        if keep_params and pruning.can_prune(static):
+            pruned = pruning.prune_runs(static, runs, params, ipr, "low")
+            final["min_prune"] = pd.array(pruning.minimum_pruning(pruned).loc[runs.run_id].to_numpy(), dtype="Int64")
+    return ChunkResult(pd.DataFrame(final, index=runs.index), curves, neurons, jax.device_get(params) if keep_params else None)
+
+
+def with_phases(runs: pd.DataFrame, config: SweepConfig) -> pd.DataFrame:
+    """Add phase, dynamics and grok_delay to runs that have their final metrics."""
+    runs["phase"] = pd.array(
+        classify(runs.train_acc, runs.test_acc, runs.corruption_fraction, runs.max_test_acc, config.phases),
+        dtype="string",
+    )
+    runs["dynamics"] = pd.array(
+        dynamics(runs.step_train_acc_90, runs.step_test_acc_90, runs.steps, config.phases.grokking_delay),
+        dtype="string",
+    )
+    runs["grok_delay"] = runs.step_test_acc_90 - runs.step_train_acc_90
+    return runs
+
+
+def barrier(name: str) -> None:
+    """Wait until every process of a multi-process sweep gets here (a no-op for one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def run(
     config: SweepConfig | str | Path,
     out: str | Path | None = None,
@@ -149,6 +175,11 @@ def run(
     Writes runs.parquet, curves.parquet, neurons.parquet and sweep.toml into `out` (default
     results/<name>), the trained parameters into `out`/params/ unless keep_params=False,
     then the charts of `grokjax plot` unless plots=False, and returns the folder and the results.
+
+    With several processes (`jax.distributed.initialize` called first, as `grokjax sweep
+    --coordinator` does), process i trains chunks i, i + n, i + 2n, ... on its own devices
+    and writes its own part files (runs.parquet/part-0000i.parquet, ...); after all have
+    finished, every process returns the merged results and process 0 draws the charts.
     """
     if not isinstance(config, SweepConfig):
         config = load(config, overrides)
@@ -158,96 +189,71 @@ def run(
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{config.source}: output {folder} exists and is not a folder")
     runs = grid.expand(config)
-    groups = list(grid.groups(runs))
-    plans = [
-        (static, group, min(len(group), chunk_size or auto_chunk_size(static, len(group), config.source)))
-        for static, group in groups
-    ]
+    chunks = plan(config, runs, chunk_size)
+    process, processes = jax.process_index(), jax.process_count()
+    mine = chunks[process::processes]
+    part = process if processes > 1 else None
+    if part == 0:
+        results.clear(folder)
+    barrier("grokjax-sweep-start")
 
     started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
-    finals: list[pd.DataFrame] = []
-    curve_frames: list[pd.DataFrame] = []
-    neuron_frames: list[pd.DataFrame] = []
-    trained_params: list[tuple[np.ndarray, Any]] = []
+    done: list[ChunkResult] = []
+    name = config.name if part is None else f"{config.name} [process {process}/{processes}]"
     bar = tqdm(
-        total=len(runs),
+        total=sum(len(c.runs) for c in mine),
         unit="run",
         disable=not progress,
         bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.0f}/{total} runs [{elapsed}<{remaining}]",
-        desc=f"{config.name}:",
+        desc=f"{name}:",
     )
-    done = 0
 
-    def advance(chunk_runs: int, n_logs: int, i: int) -> None:
-        bar.set_description_str(f"{config.name}:")
-        bar.n = done + chunk_runs * (i + 1) / n_logs  # fractional runs, exact at a chunk's end
+    def advance(chunk: Chunk, i: int) -> None:
+        bar.set_description_str(f"{name}:")
+        finished = sum(len(c.runs) for c in mine[: len(done)])
+        bar.n = finished + len(chunk.runs) * (i + 1) / len(chunk.static.logged_steps)  # exact at a chunk's end
         bar.refresh()
 
     with bar:
-        for static, group, size in plans:
-            bar.set_description_str(f"{config.name}: compiling p={static.p} width={static.width};")
-            for start in range(0, len(group), size):
-                chunk = group.iloc[start : start + size]
-                n_logs = len(static.logged_steps)
-                logs, params, snapshots = train(
-                    static,
-                    grid.hparams(chunk, pad_to=size),
-                    on_segment=lambda i: advance(len(chunk), n_logs, i),  # noqa: B023 (called before chunk changes)
-                    final=True,
-                )
-                done += len(chunk)
-                final, frame = chunk_metrics(chunk, static, logs, config.phases.threshold)
-                final["frac_periodic"] = np.full(len(chunk), np.nan)
-                final["min_prune"] = pd.array([pd.NA] * len(chunk), dtype="Int64")
-                if snapshots:
-                    neuron_frames.extend(neuron_rows(chunk, step, stats) for step, stats in snapshots)
-                    stats = snapshots[-1][1]
-                    final["frac_periodic"] = (stats["ipr"][: len(chunk)] >= analysis.PERIODIC_IPR).mean(axis=1)
-                    if keep_params and pruning.can_prune(static):
-                        pruned = pruning.prune_runs(static, chunk, params, stats["ipr"], "low")
-                        final["min_prune"] = pd.array(pruning.minimum_pruning(pruned).loc[chunk.run_id].to_numpy(), dtype="Int64")
-                if keep_params:
-                    trained_params.append((chunk.run_id.to_numpy(), jax.device_get(params)))
-                finals.append(pd.DataFrame(final, index=chunk.index))
-                curve_frames.append(frame)
+        for chunk in mine:
+            if chunk.index == 0 or chunk.static != chunks[chunk.index - 1].static:
+                bar.set_description_str(f"{name}: compiling p={chunk.static.p} width={chunk.static.width};")
+            done.append(train_chunk(chunk, config, keep_params, lambda i, c=chunk: advance(c, i)))
     wall = time.perf_counter() - t0
 
-    runs = runs.join(pd.concat(finals))
-    runs["phase"] = pd.array(
-        classify(runs.train_acc, runs.test_acc, runs.corruption_fraction, runs.max_test_acc, config.phases),
-        dtype="string",
+    finals = [r.final for r in done]
+    final = pd.concat(finals).sort_index() if finals else pd.DataFrame(index=runs.index[:0])
+    ours = with_phases(runs.loc[final.index].join(final), config)
+    curves = pd.concat([r.curves for r in done] or [pd.DataFrame(columns=list(results.CURVE_COLUMNS))], ignore_index=True)
+    curves = curves.sort_values(["run_id", "step"], ignore_index=True)
+    neuron_frames = [frame for r in done for frame in r.neurons]
+    neurons = (
+        pd.concat(neuron_frames, ignore_index=True).sort_values(["run_id", "step", "neuron"], ignore_index=True)
+        if neuron_frames
+        else None
     )
-    runs["dynamics"] = pd.array(
-        dynamics(runs.step_train_acc_90, runs.step_test_acc_90, runs.steps, config.phases.grokking_delay),
-        dtype="string",
-    )
-    runs["grok_delay"] = runs.step_test_acc_90 - runs.step_train_acc_90
-    curves = pd.concat(curve_frames, ignore_index=True).sort_values(["run_id", "step"], ignore_index=True)
-    run_steps = int(runs.steps.sum())
     meta = {
         "config": config.to_dict(),
         "source": config.source,
         "overrides": list(overrides),
         "versions": versions(),
         "device": device_info(),
+        "process": {"index": process, "count": processes},
         "started": started.isoformat(timespec="seconds"),
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "wall_time_s": round(wall, 3),
-        "runs": len(runs),
-        "run_steps_per_s": round(run_steps / wall, 1),
-        "compiled_groups": len(groups),
-        "chunk_sizes": [size for _, _, size in plans],
+        "runs": len(ours),
+        "run_steps_per_s": round(int(ours.steps.sum()) / wall, 1) if len(ours) else 0.0,
+        "compiled_groups": len({c.static for c in mine}),
+        "chunk_sizes": [c.size for c in mine],
     }
-    neurons = (
-        pd.concat(neuron_frames, ignore_index=True).sort_values(["run_id", "step", "neuron"], ignore_index=True)
-        if neuron_frames
-        else pd.DataFrame({c: pd.Series(dtype="float64") for c in results.NEURON_COLUMNS})
-    )
-    results.write(folder, runs, curves, config.to_dict(), meta, neurons, trained_params if keep_params else None)
+    params = [(c.index, c.runs.run_id.to_numpy(), r.params) for c, r in zip(mine, done)] if keep_params else None
+    if done:  # a process with no chunk (more processes than chunks) writes no part
+        results.write(folder, ours, curves, config.to_dict(), meta, neurons, params, part=part)
+    barrier("grokjax-sweep-written")
     outcome = SweepOutcome(folder, results.load(folder))
-    if plots:
+    if plots and process == 0:
         from grokjax import plots as charts  # Altair loads only when charts are drawn
 
         charts.write_all(folder, outcome.results.runs, outcome.results.curves, outcome.results.neurons)
     return outcome
-

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from grokjax import analysis, models
 from grokjax.metrics import evaluate, example_losses, masked_mean
@@ -53,6 +54,8 @@ class Static:
     regularization: str = "l2"
     batch_size: int = 0
     ipr_every: int = 0  # host side only: when per-neuron statistics are taken (see train)
+    train_slots: int = 0  # full batch: examples gathered per step (the group's largest n_train); 0 = all
+    precision: str = "float32"
 
     @property
     def logged_steps(self) -> list[int]:
@@ -136,6 +139,37 @@ def init_run(static: Static, hp: Hparams) -> RunState:
     return RunState(params, variables, opt_state, data)
 
 
+PRECISIONS = {  # train.precision: (matmul precision, compute dtype); weights and optimizer stay float32
+    "float32": ("float32", jnp.float32),
+    "tf32": ("tensorfloat32", jnp.float32),
+    "bfloat16": ("bfloat16", jnp.bfloat16),
+}
+
+
+def apply_model(static: Static, model: Any, variables: dict[str, Any], inputs: Any, **kwargs: Any) -> Any:
+    """model.apply at the run's precision; logits come back float32 (loss and metrics are float32)."""
+    matmul, dtype = PRECISIONS[static.precision]
+    if dtype != jnp.float32:
+        variables = {**variables, "params": jax.tree.map(lambda w: w.astype(dtype), variables["params"])}
+    with jax.default_matmul_precision(matmul):
+        out = model.apply(variables, inputs, **kwargs)
+    if isinstance(out, tuple):
+        return out[0].astype(jnp.float32), out[1]
+    return out.astype(jnp.float32)
+
+
+def training_slots(static: Static, data: RunData, n_train: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(examples, weights) of a full-batch step: the run's training set, gathered.
+
+    The training set is the first n_train examples of the run's order; the step
+    gathers the first `train_slots` (the largest n_train of its group) and weights
+    the ones past n_train 0. So forward and backward passes run on training examples
+    only, never on the test set, which is evaluated once per logged step.
+    """
+    slots = static.train_slots or data.order.shape[0]
+    return data.order[:slots], jnp.arange(slots) < n_train
+
+
 def train_segment(static: Static, state: RunState, hp: Hparams, start: jax.Array) -> tuple[RunState, dict[str, jax.Array]]:
     """Steps start .. start + log_every - 1 (those < steps), then the metrics after them."""
     model = models.build(static)
@@ -146,11 +180,11 @@ def train_segment(static: Static, state: RunState, hp: Hparams, start: jax.Array
     def loss_fn(params: Any, model_state: Any, t: jax.Array) -> tuple[jax.Array, Any]:
         if static.batch_size:
             index, mask = minibatch(static, data, batch_key, t, hp.n_train)
-            inputs, labels = model_inputs(static, data, index), data.labels[index]
         else:
-            inputs, labels, mask = model_inputs(static, data), data.labels, data.train
-        logits, new_state = model.apply(
-            {"params": params, **model_state}, inputs, train=True, rate=hp.dropout, mask=mask,
+            index, mask = training_slots(static, data, hp.n_train)
+        inputs, labels = model_inputs(static, data, index), data.labels[index]
+        logits, new_state = apply_model(
+            static, model, {"params": params, **model_state}, inputs, train=True, rate=hp.dropout, mask=mask,
             rngs={"dropout": jax.random.fold_in(dropout_key, t)}, mutable=list(model_state),
         )
         return masked_mean(example_losses(logits, labels, static.loss), mask), new_state
@@ -167,12 +201,26 @@ def train_segment(static: Static, state: RunState, hp: Hparams, start: jax.Array
 
     steps = start + jnp.arange(static.log_every)
     (params, model_state, opt_state), _ = jax.lax.scan(step, (state.params, state.model_state, state.opt_state), steps)
-    logits = model.apply(
-        {"params": params, **model_state}, model_inputs(static, data), train=False, rate=hp.dropout, mask=None
+    logits = apply_model(
+        static, model, {"params": params, **model_state}, model_inputs(static, data), train=False, rate=hp.dropout, mask=None
     )
     metrics = evaluate(logits, data, params, static.loss)
     metrics["ipr_mean"] = analysis.ipr_mean(params) if analysis.has_neurons(static) else jnp.float32(jnp.nan)
     return RunState(params, model_state, opt_state, data), metrics
+
+
+def local_mesh() -> Mesh:
+    """A one-axis mesh, "runs", over this process's devices: a chunk's runs are split across them."""
+    return Mesh(np.array(jax.local_devices()), ("runs",))
+
+
+def shard_runs(hp: Hparams, mesh: Mesh) -> Hparams:
+    """Place a chunk's per-run arrays across the mesh (its length must be a multiple of the device count).
+
+    Everything computed from them (data, weights, optimizer state, metrics) follows
+    that placement, since each run's computation reads only its own row.
+    """
+    return jax.device_put(hp, NamedSharding(mesh, PartitionSpec("runs")))
 
 
 @functools.lru_cache(maxsize=None)
@@ -202,7 +250,9 @@ def train(
 ) -> Any:
     """Train runs to the end; metrics stacked over logged steps, shape (logs, runs) or (logs,).
 
-    `on_segment(i)` is called after logged step i has reached the host. With
+    Vectorized, the runs are split over this process's devices (see `shard_runs`), so
+    their number must be a multiple of the device count. `on_segment(i)` is
+    called after logged step i has reached the host. With
     final=True, return a `Trained`: also the trained parameters and, for models
     where `analysis.has_neurons`, per-neuron statistics at the last step and every
     `ipr_every` steps.
@@ -210,6 +260,8 @@ def train(
     init, segment = compiled(static, vectorized)
     neuron_fn = analysis.neuron_table if vectorized else analysis.neuron_stats_jit
     take_neurons = final and analysis.has_neurons(static)
+    if vectorized:
+        hp = shard_runs(hp, local_mesh())
     state = init(hp)
     logs: list[dict[str, np.ndarray]] = []
     neurons: list[tuple[int, dict[str, np.ndarray]]] = []

@@ -1,0 +1,164 @@
+"""Past one device: memory-aware chunk sizes, runs sharded over 4 simulated CPU devices, two processes."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from grokjax import chunks, grid, results, sweep, train
+from grokjax.cli import main
+from grokjax.config import ConfigError, load
+
+ROOT = Path(__file__).resolve().parents[1]
+SCALE_SWEEP = """\
+name = "scale"
+[task]
+p = 11
+[model]
+width = 24
+[train]
+steps = 30
+log_every = 10
+[sweep]
+data_fraction = [0.4, 0.8]
+corruption_fraction = [0.0, 0.25]
+weight_decay = [0.0, 1.0, 2.0]
+"""
+EXACT = ["run_id", "n_train", "n_corrupt", "train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted", "phase",
+         "step_train_acc_90", "step_test_acc_90", "min_prune"]  # fmt: skip
+FLOATS = ["train_loss", "test_loss", "weight_norm", "ipr_mean", "frac_periodic"]
+
+
+def grokjax_cli(*args: str, devices: int = 1, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+    code = "import sys; from grokjax.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    """The sweep on this process's one device, 2 runs a chunk: the reference."""
+    folder = tmp_path_factory.mktemp("scale")
+    (folder / "scale.toml").write_text(SCALE_SWEEP)
+    assert main(["sweep", str(folder / "scale.toml"), "--out", str(folder / "one"), "--chunk-size", "2",
+                 "--no-progress", "--no-plots"]) == 0
+    return folder
+
+
+def test_four_devices_give_the_single_device_results(single):
+    """12 runs, chunks of 5 padded to 8 over 4 devices: no padding run reaches the results."""
+    proc = grokjax_cli("sweep", str(single / "scale.toml"), "--out", str(single / "four"), "--chunk-size", "5",
+                       "--no-progress", "--no-plots", devices=4)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    one, four = results.load(single / "one"), results.load(single / "four")
+    assert four.meta["device"]["device_count"] == 4 and four.meta["chunk_sizes"] == [8, 8]
+    assert len(four.runs) == 12 and len(four.curves) == len(one.curves) and len(four.neurons) == len(one.neurons)
+    pd.testing.assert_frame_equal(four.runs[EXACT], one.runs[EXACT])
+    # Sharding changes how XLA vectorizes, so float metrics agree to float32 rounding, as between chunk sizes.
+    np.testing.assert_allclose(four.runs[FLOATS], one.runs[FLOATS], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(four.curves.drop(columns="run_id"), one.curves.drop(columns="run_id"), rtol=1e-5, atol=1e-6)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_write_parts_that_read_as_the_single_process_sweep(single):
+    out = single / "two"
+    common = ["sweep", str(single / "scale.toml"), "--out", str(out), "--chunk-size", "2", "--no-progress",
+              "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
+    procs = [grokjax_cli(*common, "--process-id", str(i)) for i in (0, 1)]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    assert "Phases:" in outputs[0][0] and "Process 1 of 2 done" in outputs[1][0]
+    for table in ("runs", "curves", "neurons"):
+        assert sorted(p.name for p in (out / f"{table}.parquet").iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
+    assert len(pd.read_parquet(out / "runs.parquet")) == 12  # one call reads the folder of parts
+    one, two = results.load(single / "one"), results.load(out)
+    # Same chunks of 2 on one device each: bit for bit the single-process results.
+    pd.testing.assert_frame_equal(two.runs, one.runs)
+    pd.testing.assert_frame_equal(two.curves, one.curves)
+    pd.testing.assert_frame_equal(two.neurons, one.neurons)
+    assert two.meta["runs"] == 12 and [p["runs"] for p in two.meta["parts"]] == [6, 6]
+    assert (out / "phase_diagram.png").is_file()  # process 0 draws the charts from the merged parts
+    stored = results.load_params(out, [0, 11])
+    assert stored["W"]["kernel"].shape == (2, 24, 11)
+
+
+def test_a_single_process_sweep_replaces_an_earlier_folder_of_parts(single, tmp_path):
+    out = tmp_path / "out"
+    (out / "runs.parquet").mkdir(parents=True)
+    pd.read_parquet(single / "one" / "runs.parquet").to_parquet(out / "runs.parquet" / "part-00007.parquet")
+    assert main(["sweep", str(single / "scale.toml"), "--out", str(out), "--no-progress", "--no-plots", "--no-params"]) == 0
+    assert (out / "runs.parquet").is_file() and len(results.load(out).runs) == 12
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--coordinator", "127.0.0.1:1"], "--num-processes, --process-id missing"),
+        (["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"], "--process-id = 2; allowed: 0 to 1"),
+        (["--coordinator", "127.0.0.1:1", "--num-processes", "0", "--process-id", "0"], "--num-processes = 0"),
+    ],
+)
+def test_bad_process_arguments_get_one_line_and_exit_2(single, capsys, args, message):
+    assert main(["sweep", str(single / "scale.toml"), "--out", str(single / "bad"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (single / "bad").exists()
+
+
+SIZES = [  # one static configuration of each model kind and step shape, and the paper's full size
+    ("sweeps/quickstart.toml", []),
+    ("sweeps/doshi_fig3_wd.toml", []),
+    ("sweeps/small/doshi_fig9_batchnorm.toml", []),
+    ("sweeps/small/doshi_fig7_mlp3.toml", []),
+    ("sweeps/small/doshi_fig7_transformer.toml", []),
+    ("sweeps/small/pair_modular_addition.toml", []),
+    ("sweeps/small/pair_sparse_parity.toml", []),
+    ("sweeps/small/doshi_fig3_dropout.toml", ["sweep.dropout=[0.5]"]),
+]
+
+
+@pytest.mark.parametrize(("path", "overrides"), SIZES)
+def test_run_bytes_bounds_what_xla_allocates(path, overrides):
+    """The estimate is at least XLA's own accounting of a compiled segment, and not wastefully above it."""
+    config = load(ROOT / path, ["train.steps=2", "train.log_every=1", *overrides])
+    static, group = next(grid.groups(grid.expand(config)))
+    runs = 4
+    hp = grid.hparams(group.iloc[:1], pad_to=runs)
+    init, segment = train.compiled(static)
+    memory = segment.lower(jax.eval_shape(init, hp), hp, 0).compile().memory_analysis()
+    actual = (memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes) / runs
+    assert actual <= chunks.run_bytes(static) <= 4 * actual
+
+
+def test_chunk_size_fits_memory_and_fails_clearly_when_one_run_cannot(monkeypatch):
+    static, group = next(grid.groups(grid.expand(load(ROOT / "sweeps/doshi_fig3_wd.toml"))))
+    per_run = chunks.run_bytes(static)
+    monkeypatch.setattr(chunks, "free_bytes", lambda device: 40 * per_run)
+    monkeypatch.setattr(chunks, "CPU_MAX_CHUNK", 10_000)
+    assert chunks.auto_chunk_size(static, len(group), "f.toml") == 20  # half of free memory
+    monkeypatch.setattr(chunks, "free_bytes", lambda device: per_run)
+    with pytest.raises(ConfigError, match=r"f.toml: one run at p = 97, width = 500 needs about"):
+        chunks.auto_chunk_size(static, len(group), "f.toml")
+
+
+def test_the_full_figure_3_sweep_is_planned_in_chunks_that_fit(monkeypatch):
+    """All 1,292 runs of doshi_fig3_wd on a device with 80 GiB free: no chunk above half of it."""
+    monkeypatch.setattr(chunks, "free_bytes", lambda device: 80 * 2**30)
+    monkeypatch.setattr(chunks, "CPU_MAX_CHUNK", 10_000)
+    config = load(ROOT / "sweeps/doshi_fig3_wd.toml")
+    plan = sweep.plan(config, grid.expand(config), None)
+    assert sum(len(c.runs) for c in plan) == 1292
+    assert all(c.size * chunks.run_bytes(c.static) <= 40 * 2**30 for c in plan)
