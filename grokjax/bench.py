@@ -1,37 +1,163 @@
-"""`python -m grokjax.bench [SWEEP]`: the same runs vmapped in one program vs. trained one at a time.
+"""`python -m grokjax.bench [SWEEP]`: how fast grokjax trains a sweep's runs, and how close to the device's limit.
 
-Both use grokjax's own jitted code (`train.train`, vectorized or not); each is
-timed warm, after a first call that compiles, so the figures are training speed.
+On the same runs (the first --runs of the sweep file's first group), it times:
+- grokjax vmapped: chunks of runs in one compiled program, as `grokjax sweep` trains them;
+- grokjax serial: the same runs one at a time, with grokjax's own jitted single-run code;
+- PyTorch serial (when torch is installed; the paper's MLP only): one run at a time,
+  written as the paper's code is: full batch, one-hot inputs through nn.Linear layers,
+  torch.optim.AdamW, test metrics at each logged step.
+Each is timed warm, after a first call that compiles. It also measures a dense
+float32 matmul on the same device, and reports the vmapped run's model FLOP/s as a
+fraction of it. With --formulations, it times the ways of writing a training step
+(grokjax.formulations). Figures are printed and written as JSON (--out).
+
+Model FLOPs of one run (2-layer MLP; the first layer is a lookup and costs no multiplies):
+  6 n_train N p per training step (the readout, forward and backward),
+  2 p^2 N p per logged step (the forward pass over all pairs for the metrics).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
+import platform
 import sys
 import time
+from pathlib import Path
+from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
 
 from grokjax import grid
+from grokjax.chunks import auto_chunk_size, padded_size
 from grokjax.config import ConfigError, load
-from grokjax.chunks import auto_chunk_size
-from grokjax.train import train
+from grokjax.train import Static, train
 
 
-def timed(fn) -> float:
+def timed(fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
     jax.block_until_ready(fn())
     return time.perf_counter() - start
 
 
+def model_flops(static: Static, runs: pd.DataFrame) -> float:
+    """Useful FLOPs of training these runs (2-layer MLP; see the module docstring), or NaN for other models."""
+    if static.model != "mlp" or static.depth != 2 or static.batch_size:
+        return float("nan")
+    n, p = static.width, static.p
+    logs = len(static.logged_steps)
+    return float(sum(6 * int(t) * n * p * static.steps + 2 * p * p * n * p * logs for t in runs.n_train))
+
+
+def matmul_flops(seconds: float = 3.0) -> dict[str, float]:
+    """Best float32 FLOP/s of a square jnp.dot on the default device, over a few sizes."""
+    best: dict[str, float] = {"flops_per_s": 0.0, "size": 0}
+    for size in (1024, 2048, 4096):
+        a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+        dot = jax.jit(lambda x: jnp.dot(x, x, precision="highest"))
+        jax.block_until_ready(dot(a))
+        calls, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 3 or calls < 2:
+            jax.block_until_ready(dot(a))
+            calls += 1
+        rate = 2 * size**3 * calls / (time.perf_counter() - start)
+        if rate > best["flops_per_s"]:
+            best = {"flops_per_s": rate, "size": size}
+    return best
+
+
+def torch_serial(static: Static, runs: pd.DataFrame) -> tuple[float, float] | str:
+    """(seconds for all runs, seconds of the first) for the paper-style PyTorch loop, or why it was skipped."""
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed (pip install torch)"
+    paper = (static.model, static.depth, static.activation, static.loss, static.optimizer, static.batch_size, static.task)
+    if paper != ("mlp", 2, "quadratic", "mse", "adamw", 0, "modular_addition"):
+        return "the PyTorch loop is the paper's setting only: 2-layer quadratic mlp, mse, adamw, full batch, addition"
+    p, width = static.p, static.width
+    pairs = torch.arange(p * p)
+    inputs = torch.cat([torch.nn.functional.one_hot(pairs // p, p), torch.nn.functional.one_hot(pairs % p, p)], 1).float()
+    labels = (pairs // p + pairs % p) % p
+
+    def one(row: Any) -> None:
+        gen = torch.Generator().manual_seed(int(row.data_seed))
+        order = torch.randperm(p * p, generator=gen)
+        train_idx, test_idx = order[: row.n_train], order[row.n_train :]
+        x_train, x_test = inputs[train_idx], inputs[test_idx]
+        y_train, y_test = labels[train_idx].clone(), labels[test_idx]
+        y_train[: row.n_corrupt] = torch.randint(0, p, (int(row.n_corrupt),), generator=gen)
+        t_train = torch.nn.functional.one_hot(y_train, p).float()
+        t_test = torch.nn.functional.one_hot(y_test, p).float()
+        torch.manual_seed(int(row.seed))
+        std = 0.25**0.5 / (2 * width) ** (1 / 3)
+        fc1, fc2 = torch.nn.Linear(2 * p, width, bias=False), torch.nn.Linear(width, p, bias=False)
+        torch.nn.init.normal_(fc1.weight, std=std)
+        torch.nn.init.normal_(fc2.weight, std=std)
+        params = [fc1.weight, fc2.weight]
+        opt = torch.optim.AdamW(params, lr=float(row.learning_rate), weight_decay=float(row.weight_decay),
+                                betas=(static.betas[0], static.betas[1]), eps=1e-8)
+        mse = torch.nn.MSELoss()
+        for step in range(1, static.steps + 1):
+            opt.zero_grad()
+            loss = mse(fc2(fc1(x_train).pow(2)), t_train)
+            loss.backward()
+            opt.step()
+            if step % static.log_every == 0 or step == static.steps:
+                with torch.no_grad():
+                    train_out, test_out = fc2(fc1(x_train).pow(2)), fc2(fc1(x_test).pow(2))
+                    _ = (mse(test_out, t_test).item(), (train_out.argmax(1) == y_train).sum().item(),
+                         (test_out.argmax(1) == y_test).sum().item())
+
+    rows = list(runs.itertuples())
+    first = timed(lambda: one(rows[0]))
+    return timed(lambda: [one(row) for row in rows]), first
+
+
+def machine() -> dict[str, Any]:
+    device = jax.devices()[0]
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"platform": device.platform, "device_kind": device.device_kind, "device_count": jax.local_device_count(),
+            "cpu": cpu, "cpu_count": os.cpu_count(), "jax": jax.__version__}
+
+
+def formulation_figures(static: Static, runs: int, steps: int) -> dict[str, dict[str, float]]:
+    """Run-steps/s of each way of writing the paper's MLP step, and its largest gradient difference from `grid`."""
+    from grokjax.formulations import FORMULATIONS, make_runs, make_trainer
+
+    params, data = make_runs(static.p, static.width, runs, 0.5)
+    reference = jax.jit(jax.vmap(jax.grad(FORMULATIONS["grid"])))(params, data)
+    out = {}
+    for name, loss in FORMULATIONS.items():
+        fn = make_trainer(loss, steps)
+        jax.block_until_ready(fn(params, data))
+        seconds = min(timed(lambda: fn(params, data)) for _ in range(3))  # noqa: B023
+        grads = jax.jit(jax.vmap(jax.grad(loss)))(params, data)
+        diff = max(float(jnp.max(jnp.abs(grads[k] - reference[k])) / jnp.max(jnp.abs(reference[k]))) for k in grads)
+        out[name] = {"run_steps_per_s": runs * steps / seconds, "grad_rel_diff": diff}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grokjax.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m grokjax.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", nargs="?", default="sweeps/quickstart.toml", help="sweep file (default: the quickstart)")
     parser.add_argument("--runs", type=int, default=32, help="how many of its runs to time (default 32)")
     parser.add_argument("--chunk-size", type=int, help="runs per vmapped call (default: as grokjax sweep)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch loop")
+    parser.add_argument("--formulations", action="store_true", help="also time the ways to write a training step")
+    parser.add_argument("--out", metavar="FILE", help="JSON file for the figures (default: results/bench/<name>.json)")
     args = parser.parse_args(argv)
     try:
         config = load(args.file, args.overrides)
@@ -41,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     static, group = next(grid.groups(runs))
     chunk = group.iloc[: max(1, args.runs)]
-    size = args.chunk_size or auto_chunk_size(static, len(chunk), config.source)
+    size = padded_size(args.chunk_size or auto_chunk_size(static, len(chunk), config.source))
     chunks = [grid.hparams(chunk.iloc[i : i + size], pad_to=size) for i in range(0, len(chunk), size)]
     n, run_steps = len(chunk), len(chunk) * static.steps
     hp = grid.hparams(chunk)
@@ -51,16 +177,74 @@ def main(argv: list[str] | None = None) -> int:
     vmapped = timed(lambda: [train(static, c) for c in chunks])
     cold_serial = timed(lambda: train(static, singles[0], vectorized=False))
     serial = timed(lambda: [train(static, h, vectorized=False) for h in singles])
+    torch_result = "skipped (--no-torch)" if args.no_torch else torch_serial(static, chunk)
+    peak = matmul_flops()
+    flops = model_flops(static, chunk)
 
-    device = jax.devices()[0]
-    print(f"{config.name}: {n} runs of p = {static.p}, width = {static.width}, {static.steps} steps, "
-          f"on {device.platform} ({device.device_kind}, {os.cpu_count()} CPU cores), {dt.date.today()}")
-    print(f"  vmapped, {size} runs a call: {run_steps / vmapped:10,.0f} run-steps/s  ({vmapped:.1f} s; "
-          f"first call {cold_vmapped:.1f} s with compile)")
-    print(f"  serial, one run a call:  {run_steps / serial:10,.0f} run-steps/s  ({serial:.1f} s; "
-          f"first run {cold_serial:.1f} s with compile)")
-    print(f"  speed-up: {serial / vmapped:.2f}x")
+    report: dict[str, Any] = {
+        "command": "python -m grokjax.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": dt.date.today().isoformat(),
+        "machine": machine(),
+        "sweep": config.name,
+        "runs": n,
+        "p": static.p,
+        "width": static.width,
+        "steps": static.steps,
+        "chunk_size": size,
+        "grokjax_vmapped": {"run_steps_per_s": run_steps / vmapped, "seconds": vmapped, "first_call_s": cold_vmapped},
+        "grokjax_serial": {"run_steps_per_s": run_steps / serial, "seconds": serial, "first_call_s": cold_serial},
+        "matmul": peak,
+        "model_flops": flops,
+        "model_flops_per_s": flops / vmapped,
+        "fraction_of_matmul": flops / vmapped / peak["flops_per_s"],
+    }
+    if isinstance(torch_result, str):
+        report["pytorch_serial"] = {"skipped": torch_result}
+    else:
+        import torch
+
+        report["pytorch_serial"] = {"run_steps_per_s": run_steps / torch_result[0], "seconds": torch_result[0],
+                                    "first_call_s": torch_result[1], "torch": torch.__version__,
+                                    "threads": torch.get_num_threads()}
+    if args.formulations:
+        report["formulations"] = formulation_figures(static, min(size, 16), max(10, min(static.steps, 100)))
+
+    print(summary(report))
+    out = Path(args.out) if args.out else Path("results") / "bench" / f"{config.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"Written: {out}")
     return 0
+
+
+def summary(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        f"{r['sweep']}: {r['runs']} runs of p = {r['p']}, width = {r['width']}, {r['steps']} steps, "
+        f"on {m['platform']} ({m['device_kind']}; {m['cpu']}, {m['cpu_count']} cores), {r['date']}",
+    ]
+    vm, se, pt = r["grokjax_vmapped"], r["grokjax_serial"], r["pytorch_serial"]
+    lines.append(f"  grokjax vmapped ({r['chunk_size']} runs a call): {vm['run_steps_per_s']:10,.0f} run-steps/s "
+                 f"({vm['seconds']:.1f} s; first call {vm['first_call_s']:.1f} s with compile)")
+    lines.append(f"  grokjax serial (one run a call):  {se['run_steps_per_s']:10,.0f} run-steps/s "
+                 f"({se['seconds']:.1f} s; first run {se['first_call_s']:.1f} s with compile)")
+    if "skipped" in pt:
+        lines.append(f"  PyTorch serial: skipped: {pt['skipped']}")
+    else:
+        lines.append(f"  PyTorch serial (torch {pt['torch']}, {pt['threads']} threads): {pt['run_steps_per_s']:10,.0f} "
+                     f"run-steps/s ({pt['seconds']:.1f} s)")
+    ratios = f"  vmapped / grokjax serial: {vm['run_steps_per_s'] / se['run_steps_per_s']:.2f}x"
+    if "skipped" not in pt:
+        ratios += f"; vmapped / PyTorch serial: {vm['run_steps_per_s'] / pt['run_steps_per_s']:.2f}x"
+    lines.append(ratios)
+    if np.isfinite(r["model_flops"]):
+        lines.append(f"  model FLOP/s (vmapped): {r['model_flops_per_s'] / 1e9:,.1f} GFLOP/s = "
+                     f"{r['fraction_of_matmul']:.0%} of a dense {r['matmul']['size']}^2 float32 matmul "
+                     f"({r['matmul']['flops_per_s'] / 1e9:,.1f} GFLOP/s on the same device)")
+    for name, f in r.get("formulations", {}).items():
+        lines.append(f"  formulation {name:14s} {f['run_steps_per_s']:10,.0f} run-steps/s "
+                     f"(gradient vs grid: {f['grad_rel_diff']:.1e})")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ BAD_FILES = [
     ("[train]\nsteps = true\n", "train.steps", "integer"),
     ("[train]\nlearning_rate = nan\n", "train.learning_rate", "> 0"),
     ("[train]\noptimizer = 'lion'\n", "train.optimizer", '"adamw"'),
+    ("[train]\nprecision = 'float16'\n", "train.precision", '"float32", "tf32", "bfloat16"'),
     ("[train]\nbetas = [0.9]\n", "train.betas", "two numbers"),
     ("[task]\np = 1\n", "task.p", ">= 2"),
     ("[task]\ndata_fraction = 1.5\n", "task.data_fraction", "0 < data_fraction <= 1"),

@@ -127,3 +127,48 @@ def test_last_segment_stops_at_steps():
     whole = train(tiny_static(steps=25, log_every=25), hp)
     for key in ragged:
         np.testing.assert_allclose(ragged[key][-1], whole[key][-1], rtol=1e-5, err_msg=key)
+
+
+def test_gathered_training_slots_give_the_masked_full_grid_gradient():
+    """A full-batch step gathers the training pairs (train_slots); its gradient is the masked grid gradient."""
+    from grokjax.train import init_run, training_slots
+    from grokjax.tasks import model_inputs
+
+    hp = jax.tree.map(lambda x: x[1], hparams(11, RUNS))
+    gathered = tiny_static(train_slots=96)  # >= n_train = 84; the 12 extra slots weigh 0
+    state = init_run(gathered, hp)
+    model = models.build(gathered)
+    index, weights = training_slots(gathered, state.data, hp.n_train)
+    assert int(weights.sum()) == int(hp.n_train) == int(state.data.train.sum())
+    assert bool(state.data.train[index[: int(hp.n_train)]].all())
+
+    def loss(params, inputs, labels, mask):
+        logits = model.apply({"params": params}, inputs, train=True, rate=0.0, mask=mask)
+        return masked_mean(example_losses(logits, labels, "mse"), mask)
+
+    on_slots = jax.grad(loss)(state.params, model_inputs(gathered, state.data, index), state.data.labels[index], weights)
+    on_grid = jax.grad(loss)(state.params, model_inputs(gathered, state.data), state.data.labels, state.data.train)
+    for a, b in zip(jax.tree.leaves(on_slots), jax.tree.leaves(on_grid)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
+
+
+def test_training_slots_do_not_change_training():
+    hp = hparams(11, RUNS)
+    all_examples = train(tiny_static(), hp)
+    gathered = train(tiny_static(train_slots=88), hp)
+    for key in ("train_correct", "test_correct", "corrupted_correct"):
+        np.testing.assert_array_equal(gathered[key], all_examples[key])
+    np.testing.assert_allclose(gathered["train_loss"], all_examples["train_loss"], rtol=1e-4)
+
+
+def test_precision_settings():
+    """tf32 only changes GPU matmuls (on CPU it is float32 exactly); bfloat16 computes in bfloat16, weights stay float32."""
+    hp = hparams(11, RUNS)
+    f32 = train(tiny_static(), hp, final=True)
+    tf32 = train(tiny_static(precision="tf32"), hp, final=True)
+    bf16 = train(tiny_static(precision="bfloat16"), hp, final=True)
+    if jax.devices()[0].platform == "cpu":
+        np.testing.assert_array_equal(tf32.logs["train_loss"], f32.logs["train_loss"])
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(bf16.params))
+    assert not np.array_equal(bf16.logs["train_loss"], f32.logs["train_loss"])
+    np.testing.assert_allclose(bf16.logs["weight_norm"], f32.logs["weight_norm"], rtol=0.05)
