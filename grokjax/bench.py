@@ -33,8 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from grokjax import grid
-from grokjax.chunks import auto_chunk_size, padded_size
+from grokjax import grid, sweep
 from grokjax.config import ConfigError, load
 from grokjax.train import Static, train
 
@@ -167,16 +166,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     static, group = next(grid.groups(runs))
     chunk = group.iloc[: max(1, args.runs)]
-    size = padded_size(args.chunk_size or auto_chunk_size(static, len(chunk), config.source))
-    chunks = [grid.hparams(chunk.iloc[i : i + size], pad_to=size) for i in range(0, len(chunk), size)]
+    plan = sweep.plan(config, chunk, args.chunk_size)  # as grokjax sweep would train these runs
+    batches = [(c.static, grid.hparams(c.runs, pad_to=c.size)) for c in plan]
+    singles = [(c.static, jax.tree_util.tree_map(lambda x, i=i: x[i], grid.hparams(c.runs)))
+               for c in plan for i in range(len(c.runs))]
+    firsts = list({s: (s, h) for s, h in reversed(singles)}.values())  # one run per compiled program
     n, run_steps = len(chunk), len(chunk) * static.steps
-    hp = grid.hparams(chunk)
-    singles = [jax.tree_util.tree_map(lambda x, i=i: x[i], hp) for i in range(n)]
 
-    cold_vmapped = timed(lambda: train(static, chunks[0]))
-    vmapped = timed(lambda: [train(static, c) for c in chunks])
-    cold_serial = timed(lambda: train(static, singles[0], vectorized=False))
-    serial = timed(lambda: [train(static, h, vectorized=False) for h in singles])
+    cold_vmapped = timed(lambda: [train(s, h) for s, h in batches])
+    vmapped = timed(lambda: [train(s, h) for s, h in batches])
+    cold_serial = timed(lambda: [train(s, h, vectorized=False) for s, h in firsts])
+    serial = timed(lambda: [train(s, h, vectorized=False) for s, h in singles])
     torch_result = "skipped (--no-torch)" if args.no_torch else torch_serial(static, chunk)
     peak = matmul_flops()
     flops = model_flops(static, chunk)
@@ -190,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         "p": static.p,
         "width": static.width,
         "steps": static.steps,
-        "chunk_size": size,
+        "chunk_size": plan[0].size,
+        "train_slots": [c.static.train_slots for c in plan],
+        "useful_work": sweep.useful_work(plan),
         "grokjax_vmapped": {"run_steps_per_s": run_steps / vmapped, "seconds": vmapped, "first_call_s": cold_vmapped},
         "grokjax_serial": {"run_steps_per_s": run_steps / serial, "seconds": serial, "first_call_s": cold_serial},
         "matmul": peak,
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                                     "first_call_s": torch_result[1], "torch": torch.__version__,
                                     "threads": torch.get_num_threads()}
     if args.formulations:
-        report["formulations"] = formulation_figures(static, min(size, 16), max(10, min(static.steps, 100)))
+        report["formulations"] = formulation_figures(static, min(plan[0].size, 16), max(10, min(static.steps, 100)))
 
     print(summary(report))
     out = Path(args.out) if args.out else Path("results") / "bench" / f"{config.name}.json"
@@ -225,9 +227,10 @@ def summary(r: dict[str, Any]) -> str:
     ]
     vm, se, pt = r["grokjax_vmapped"], r["grokjax_serial"], r["pytorch_serial"]
     lines.append(f"  grokjax vmapped ({r['chunk_size']} runs a call): {vm['run_steps_per_s']:10,.0f} run-steps/s "
-                 f"({vm['seconds']:.1f} s; first call {vm['first_call_s']:.1f} s with compile)")
+                 f"({vm['seconds']:.1f} s; first pass {vm['first_call_s']:.1f} s with compile; "
+                 f"{r['useful_work']:.0%} of the step's examples are training examples)")
     lines.append(f"  grokjax serial (one run a call):  {se['run_steps_per_s']:10,.0f} run-steps/s "
-                 f"({se['seconds']:.1f} s; first run {se['first_call_s']:.1f} s with compile)")
+                 f"({se['seconds']:.1f} s; first runs {se['first_call_s']:.1f} s with compile)")
     if "skipped" in pt:
         lines.append(f"  PyTorch serial: skipped: {pt['skipped']}")
     else:

@@ -89,7 +89,7 @@ def _modular_examples(task: str, p: int, symmetric: bool) -> int:
 
 
 DERIVED_FIELDS = ("betas", "has_dropout", "train_slots")  # Static fields that are not run columns
-SLOT_MULTIPLE = 8
+SLOT_STEPS_PER_DOUBLING = 4  # train_slots take values 8 * 2^(k/4): at most 19% padding, few distinct shapes
 
 
 def static_of(row: pd.Series) -> Static:
@@ -101,16 +101,23 @@ def static_of(row: pd.Series) -> Static:
     )
 
 
-def train_slots(static: Static, group: pd.DataFrame) -> int:
-    """Examples a full-batch step gathers for these runs: their largest n_train, rounded up to a multiple of 8.
+def train_slots(static: Static, runs: pd.DataFrame) -> int:
+    """Examples a full-batch step of these runs gathers: their largest n_train, rounded up on a ladder.
 
-    Rounding keeps sweeps with nearby data fractions on one compiled shape; it is
-    capped at the number of examples (the pool, for sparse parity). Minibatch runs gather none.
+    The ladder (8 * 2^(k/4)) bounds the padding slots to 19% while keeping the number of
+    distinct shapes, hence of compiled programs, small. When that reaches the number of
+    examples, gathering saves nothing and 0 is returned: the step then computes all examples
+    (for the mlp, the broadcast grid, with no gather or scatter) and masks the loss.
+    Minibatch runs gather their batches instead (0).
     """
     if static.batch_size:
         return 0
-    rounded = -(-int(group.n_train.max()) // SLOT_MULTIPLE) * SLOT_MULTIPLE
-    return min(rounded, num_examples(static))
+    largest = int(runs.n_train.max())
+    k = math.ceil(SLOT_STEPS_PER_DOUBLING * math.log2(max(largest, 8) / 8) - 1e-9)
+    slots = -(-int(8 * 2 ** (k / SLOT_STEPS_PER_DOUBLING)) // 8) * 8
+    while slots < largest:  # guard the float rounding of the ladder
+        slots += 8
+    return 0 if slots >= num_examples(static) else slots
 
 
 def _py(value: Any) -> Any:
@@ -118,11 +125,13 @@ def _py(value: Any) -> Any:
 
 
 def groups(runs: pd.DataFrame) -> Iterator[tuple[Static, pd.DataFrame]]:
-    """(static config, its runs) for each distinct static combination, in run order."""
+    """(static config, its runs) for each distinct static combination, in run order.
+
+    The static config has train_slots = 0; a chunk of the group sets its own (`train_slots`).
+    """
     keys = [f for f in STATIC_FIELDS if f not in DERIVED_FIELDS] + ["beta1", "beta2"]
     for _, group in runs.groupby([*(runs[k] for k in keys), runs.dropout > 0], sort=False):
-        static = static_of(group.iloc[0])
-        yield dataclasses.replace(static, train_slots=train_slots(static, group)), group
+        yield static_of(group.iloc[0]), group
 
 
 def hparams(runs: pd.DataFrame, pad_to: int | None = None) -> Hparams:

@@ -53,7 +53,7 @@ def summary(results: Results) -> str:
     lines = [
         f"{len(runs)} runs in {wall:.1f} s ({len(runs) / wall:.2f} runs/s, "
         f"{meta.get('run_steps_per_s', float('nan')):,.0f} run-steps/s) on {device.get('platform')} "
-        f"({device.get('device_kind')}, {meta.get('compiled_groups')} compiled group(s))",
+        f"({device.get('device_kind')}, {meta.get('compiled_programs')} compiled program(s))",
         "Phases: " + ", ".join(f"{p} {int((runs.phase == p).sum())}" for p in PHASES if (runs.phase == p).any()),
     ]
     undefined = int(runs.phase.isna().sum())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import platform
@@ -21,6 +22,7 @@ from grokjax import analysis, grid, pruning, results
 from grokjax.chunks import auto_chunk_size, padded_size
 from grokjax.config import ConfigError, SweepConfig, load
 from grokjax.phases import TOLERANCE, classify, dynamics
+from grokjax.tasks import num_examples
 from grokjax.train import Static, train
 
 
@@ -105,12 +107,20 @@ class Chunk:
 
 
 def plan(config: SweepConfig, runs: pd.DataFrame, chunk_size: int | None) -> list[Chunk]:
-    """All chunks of the sweep, group by group in run order."""
+    """All chunks of the sweep, group by group; within a group, runs ordered by training-set size.
+
+    So each chunk gathers about as many training examples as its runs have (`grid.train_slots`),
+    and few slots are padding. The chunk size is sized for the group's largest runs.
+    """
     chunks: list[Chunk] = []
     for static, group in grid.groups(runs):
-        size = padded_size(min(len(group), chunk_size or auto_chunk_size(static, len(group), config.source)))
+        group = group.sort_values("n_train", kind="stable")
+        widest = dataclasses.replace(static, train_slots=grid.train_slots(static, group))
+        size = padded_size(min(len(group), chunk_size or auto_chunk_size(widest, len(group), config.source)))
         for start in range(0, len(group), size):
-            chunks.append(Chunk(len(chunks), static, group.iloc[start : start + size], size))
+            part = group.iloc[start : start + size]
+            chunk_static = dataclasses.replace(static, train_slots=grid.train_slots(static, part))
+            chunks.append(Chunk(len(chunks), chunk_static, part, size))
     return chunks
 
 
@@ -151,6 +161,18 @@ def with_phases(runs: pd.DataFrame, config: SweepConfig) -> pd.DataFrame:
     )
     runs["grok_delay"] = runs.step_test_acc_90 - runs.step_train_acc_90
     return runs
+
+
+def useful_work(chunks: list[Chunk]) -> float:
+    """Fraction of the training-step examples computed that are real training examples (not padding
+    slots, test examples or padding runs), over these chunks; what a step's compute is worth."""
+    useful = computed = 0
+    for chunk in chunks:
+        static = chunk.static
+        per_step = static.batch_size or static.train_slots or num_examples(static)
+        computed += chunk.size * per_step * static.steps
+        useful += int(np.minimum(chunk.runs.n_train, static.batch_size or chunk.runs.n_train).sum()) * static.steps
+    return round(useful / computed, 4) if computed else 1.0
 
 
 def barrier(name: str) -> None:
@@ -244,8 +266,9 @@ def run(
         "wall_time_s": round(wall, 3),
         "runs": len(ours),
         "run_steps_per_s": round(int(ours.steps.sum()) / wall, 1) if len(ours) else 0.0,
-        "compiled_groups": len({c.static for c in mine}),
+        "compiled_programs": len({c.static for c in mine}),
         "chunk_sizes": [c.size for c in mine],
+        "useful_work": useful_work(mine),
     }
     params = [(c.index, c.runs.run_id.to_numpy(), r.params) for c, r in zip(mine, done)] if keep_params else None
     if done:  # a process with no chunk (more processes than chunks) writes no part

@@ -54,7 +54,7 @@ class Static:
     regularization: str = "l2"
     batch_size: int = 0
     ipr_every: int = 0  # host side only: when per-neuron statistics are taken (see train)
-    train_slots: int = 0  # full batch: examples gathered per step (the group's largest n_train); 0 = all
+    train_slots: int = 0  # full batch: training examples gathered per step; 0: all examples, loss masked
     precision: str = "float32"
 
     @property
@@ -166,8 +166,7 @@ def training_slots(static: Static, data: RunData, n_train: jax.Array) -> tuple[j
     the ones past n_train 0. So forward and backward passes run on training examples
     only, never on the test set, which is evaluated once per logged step.
     """
-    slots = static.train_slots or data.order.shape[0]
-    return data.order[:slots], jnp.arange(slots) < n_train
+    return data.order[: static.train_slots], jnp.arange(static.train_slots) < n_train
 
 
 def train_segment(static: Static, state: RunState, hp: Hparams, start: jax.Array) -> tuple[RunState, dict[str, jax.Array]]:
@@ -180,9 +179,11 @@ def train_segment(static: Static, state: RunState, hp: Hparams, start: jax.Array
     def loss_fn(params: Any, model_state: Any, t: jax.Array) -> tuple[jax.Array, Any]:
         if static.batch_size:
             index, mask = minibatch(static, data, batch_key, t, hp.n_train)
-        else:
+        elif static.train_slots:
             index, mask = training_slots(static, data, hp.n_train)
-        inputs, labels = model_inputs(static, data, index), data.labels[index]
+        else:  # all examples (for the mlp, the broadcast grid), the loss masked to the training set
+            index, mask = None, data.train
+        inputs, labels = model_inputs(static, data, index), data.labels if index is None else data.labels[index]
         logits, new_state = apply_model(
             static, model, {"params": params, **model_state}, inputs, train=True, rate=hp.dropout, mask=mask,
             rngs={"dropout": jax.random.fold_in(dropout_key, t)}, mutable=list(model_state),
