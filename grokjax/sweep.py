@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import os
 import platform
 import socket
@@ -110,13 +111,15 @@ def plan(config: SweepConfig, runs: pd.DataFrame, chunk_size: int | None) -> lis
     """All chunks of the sweep, group by group; within a group, runs ordered by training-set size.
 
     So each chunk gathers about as many training examples as its runs have (`grid.train_slots`),
-    and few slots are padding. The chunk size is sized for the group's largest runs.
+    and few slots are padding. Chunks fit memory at the group's largest runs, and a group is
+    cut into chunks of equal size, so the last one is not mostly padding runs.
     """
     chunks: list[Chunk] = []
     for static, group in grid.groups(runs):
         group = group.sort_values("n_train", kind="stable")
         widest = dataclasses.replace(static, train_slots=grid.train_slots(static, group))
-        size = padded_size(min(len(group), chunk_size or auto_chunk_size(widest, len(group), config.source)))
+        most = min(len(group), chunk_size or auto_chunk_size(widest, len(group), config.source))
+        size = padded_size(math.ceil(len(group) / math.ceil(len(group) / most)))  # equal chunks: little padding
         for start in range(0, len(group), size):
             part = group.iloc[start : start + size]
             chunk_static = dataclasses.replace(static, train_slots=grid.train_slots(static, part))
