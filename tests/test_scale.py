@@ -53,8 +53,8 @@ def single(tmp_path_factory):
 
 
 def test_four_devices_give_the_single_device_results(single):
-    """12 runs, chunks of 5 padded to 8 over 4 devices: no padding run reaches the results."""
-    proc = grokjax_cli("sweep", str(single / "scale.toml"), "--out", str(single / "four"), "--chunk-size", "5",
+    """12 runs, chunks of 6 padded to 8 over 4 devices: no padding run reaches the results."""
+    proc = grokjax_cli("sweep", str(single / "scale.toml"), "--out", str(single / "four"), "--chunk-size", "6",
                        "--no-progress", "--no-plots", devices=4)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
