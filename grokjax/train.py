@@ -55,7 +55,7 @@ class Static:
     batch_size: int = 0
     ipr_every: int = 0  # host side only: when per-neuron statistics are taken (see train)
     train_slots: int = 0  # full batch: training examples gathered per step; 0: all examples, loss masked
-    precision: str = "float32"
+    precision: str = "float32"  # see PRECISIONS
 
     @property
     def logged_steps(self) -> list[int]:
@@ -162,8 +162,8 @@ def training_slots(static: Static, data: RunData, n_train: jax.Array) -> tuple[j
     """(examples, weights) of a full-batch step: the run's training set, gathered.
 
     The training set is the first n_train examples of the run's order; the step
-    gathers the first `train_slots` (the largest n_train of its group) and weights
-    the ones past n_train 0. So forward and backward passes run on training examples
+    gathers the first `train_slots` (the largest n_train of its chunk, rounded up)
+    and weights the ones past n_train 0. So forward and backward passes run on training examples
     only, never on the test set, which is evaluated once per logged step.
     """
     return data.order[: static.train_slots], jnp.arange(static.train_slots) < n_train
