@@ -14,22 +14,10 @@ import pytest
 from grokjax import chunks, grid, results, sweep, train
 from grokjax.cli import main
 from grokjax.config import ConfigError, load
+from tests.conftest import TINY_SWEEP
 
 ROOT = Path(__file__).resolve().parents[1]
-SCALE_SWEEP = """\
-name = "scale"
-[task]
-p = 11
-[model]
-width = 24
-[train]
-steps = 30
-log_every = 10
-[sweep]
-data_fraction = [0.4, 0.8]
-corruption_fraction = [0.0, 0.25]
-weight_decay = [0.0, 1.0, 2.0]
-"""
+SCALE_SWEEP = TINY_SWEEP.replace("weight_decay = [0.0, 1.0]", "weight_decay = [0.0, 1.0, 2.0]")  # 12 runs
 EXACT = ["run_id", "n_train", "n_corrupt", "train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted", "phase",
          "step_train_acc_90", "step_test_acc_90", "min_prune"]  # fmt: skip
 FLOATS = ["train_loss", "test_loss", "weight_norm", "ipr_mean", "frac_periodic"]
