@@ -30,7 +30,8 @@ SWEEP_EXAMPLES = """\
 examples:
   grokjax sweep sweeps/quickstart.toml
   grokjax sweep sweeps/quickstart.toml --set train.steps=200 --set sweep.weight_decay=[0,5]
-  grokjax sweep sweeps/doshi_fig3_wd.toml --out /scratch/fig3 --chunk-size 256"""
+  grokjax sweep sweeps/doshi_fig3_wd.toml --out /scratch/fig3 --chunk-size 256
+  grokjax sweep sweeps/doshi_fig3_wd.toml --coordinator 10.0.0.1:9876 --num-processes 2 --process-id 0"""
 
 
 PRUNE_EXAMPLES = """\
@@ -65,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-params", action="store_true", help="do not store the trained weights (params/)")
     hosts = sweep.add_argument_group(
         "several processes (hosts)",
-        "Each process runs its share of the chunks on its own devices and writes its own part files; "
-        "start the same command once per process. Under Slurm (or another cluster JAX detects), "
+        "Start the same command once per process: each runs its share of the chunks on its own\n"
+        "devices and writes its own part files. Under Slurm (or another cluster JAX detects),\n"
         "--distributed alone is enough; README.md shows an sbatch script.",
     )
     hosts.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, e.g. 10.0.0.1:1234")

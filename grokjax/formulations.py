@@ -1,9 +1,10 @@
 """Ways to write one full-batch training step of the paper's MLP, timed against each other.
 
-`python -m grokjax.bench --formulations` trains the same runs with each (quadratic
-activation, MSE, AdamW; vmapped over runs) and checks that all give the trained
-model of the first to float32 rounding. The trainer (`train.train_segment` with
-`train.training_slots`) uses the winner; docs/performance.md has the figures.
+`python -m grokjax.bench --formulations` times the same runs with each (quadratic
+activation, MSE, AdamW; vmapped over runs) and checks each gradient against the
+grid's (equal to float32 rounding). The trainer uses the winner, gather
+(`train.training_slots`), and the grid where gathering would save nothing;
+docs/performance.md has the figures.
 
 - grid: the hidden layer over all p^2 pairs as a broadcast sum U[m] + V[n], loss
   masked to the training set. No gather, but forward and backward also run on
