@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep.add_argument("--no-plots", action="store_true", help="skip the HTML and PNG charts")
     sweep.add_argument("--no-params", action="store_true", help="do not store the trained weights (params/)")
+    sweep.add_argument("--overwrite", action="store_true",
+                       help="replace the results of another config in the --out folder (otherwise refused)")
     hosts = sweep.add_argument_group(
         "several processes (hosts)",
         "Start the same command once per process: each runs its share of the chunks on its own\n"
@@ -95,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--order", choices=("low", "high", "both"), default="both",
                        help="remove the lowest-IPR neurons first, the highest first, or both (default)")
     prune.add_argument("--where", metavar="QUERY", help='a pandas query on runs.parquet, e.g. "weight_decay == 0"')
+    info = commands.add_parser(
+        "info",
+        help="print what made a results folder",
+        description="Print a results folder's provenance: config hash, sweep file and overrides, versions, "
+        "device, start and end time, chunks, and how many runs finished ok or diverged.",
+    )
+    info.add_argument("folder", metavar="RESULTS_DIR", help="a results folder, e.g. results/quickstart")
     return parser
 
 
@@ -108,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         return plot(args.folder)
     if args.command == "prune":
         return prune(args.folder, args.order, args.where)
+    if args.command == "info":
+        return info(args.folder)
     # Imported here so that --help and argument errors answer without loading JAX.
     from grokjax import report, sweep
 
@@ -121,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
             plots=not args.no_plots,
             keep_params=not args.no_params,
+            overwrite=args.overwrite,
         )
     except ConfigError as err:
         print(f"grokjax: error: {err}", file=sys.stderr)
@@ -162,6 +174,18 @@ def distributed(args: argparse.Namespace) -> None:
     except (RuntimeError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"command line: jax.distributed.initialize failed: {first}") from None
+
+
+def info(folder: str) -> int:
+    """`grokjax info RESULTS_DIR`: what made these results, from the folder's files alone."""
+    from grokjax import report
+
+    try:
+        print(report.provenance(Path(folder)))
+    except (FileNotFoundError, OSError, ValueError) as err:
+        print(f"grokjax: error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def plot(folder: str) -> int:

@@ -7,6 +7,8 @@ the key and what is allowed, so the CLI can print it and exit 2.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import re
 import tomllib
@@ -94,6 +96,11 @@ class SweepConfig:
     # ("train.weight_decay", (0.0, 5.0)), ... in file order; the grid is their product.
     axes: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     source: str = "<config>"
+
+    def hash(self) -> str:
+        """A short fingerprint of the resolved config: a results folder remembers the one that made it."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain TOML-able data (what `sweep.toml` holds)."""

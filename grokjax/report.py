@@ -1,13 +1,16 @@
-"""What the terminal shows after a sweep: totals, phase counts and a text phase map."""
+"""What the terminal shows: after a sweep, totals, phase counts and a text phase map; `grokjax info`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from grokjax.config import load
 from grokjax.grid import column_name
 from grokjax.phases import PHASES, majority_phase
 from grokjax.plots import grid_axes
-from grokjax.results import Results
+from grokjax.results import Results, read_meta
 
 SYMBOLS = {
     "coexistence": "C",
@@ -56,9 +59,46 @@ def summary(results: Results) -> str:
         f"({device.get('device_kind')}, {meta.get('compiled_programs')} compiled program(s))",
         "Phases: " + ", ".join(f"{p} {int((runs.phase == p).sum())}" for p in PHASES if (runs.phase == p).any()),
     ]
-    undefined = int(runs.phase.isna().sum())
+    diverged = int((runs.status == "diverged").sum()) if "status" in runs else 0
+    undefined = int((runs.phase.isna() & (runs.status != "diverged")).sum()) if "status" in runs else int(runs.phase.isna().sum())
     if undefined:
         lines[-1] += f", no test set {undefined}"
+    if diverged:
+        lines.append(f"Diverged: {diverged} run(s) with a NaN or infinite loss (status = 'diverged'; "
+                     "their metrics are those of their last finite logged step)")
     swept = [column_name(key) for key in meta["config"]["sweep"]]
     lines.append(phase_map(runs, swept))
+    return "\n".join(lines)
+
+
+def provenance(folder: Path) -> str:
+    """`grokjax info`: what made a results folder (config, versions, device, times, chunks, run status)."""
+    runs_path = folder / "runs.parquet"
+    config_path = folder / "sweep.toml"
+    if not runs_path.exists():
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{folder}: no runs.parquet or sweep.toml here; is it a grokjax results folder?")
+        config = load(config_path)
+        return (f"{folder}: sweep {config.name!r} (config hash {config.hash()}) started, no chunk written yet\n"
+                f"  resume or restart it with: grokjax sweep {config_path}")
+    meta = read_meta(runs_path)
+    runs = pd.read_parquet(runs_path)
+    parts = meta.get("parts", [meta])
+    versions = meta.get("versions", {})
+    device = meta.get("device", {})
+    status = runs.status.value_counts() if "status" in runs else {}
+    chunks = sum(len(p.get("chunk_sizes") or []) for p in parts)
+    lines = [
+        f"{folder}: sweep {meta['config']['name']!r}, config hash {meta.get('config_hash', 'not recorded')}",
+        f"  sweep file: {meta.get('source')}; overrides: {' '.join(meta.get('overrides') or []) or 'none'}"
+        f"; run it again with: grokjax sweep {config_path}",
+        "  versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        f"  device: {device.get('platform')} ({device.get('device_kind')}) x {device.get('device_count')} "
+        f"on {device.get('host')}" + (f", {len(parts)} processes" if len(parts) > 1 else ""),
+        f"  started {min(p['started'] for p in parts)}, finished {max(p['finished'] for p in parts)}, "
+        f"wall time {max(p['wall_time_s'] for p in parts):,.1f} s",
+        f"  chunks: {chunks} done, 0 left",
+        f"  runs: {len(runs)}; " + (f"ok {int(status.get('ok', 0))}, diverged {int(status.get('diverged', 0))}"
+                                    if len(status) else "status not recorded (an older grokjax)"),
+    ]
     return "\n".join(lines)

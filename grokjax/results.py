@@ -31,7 +31,7 @@ RUN_COLUMNS = (
     "n_train", "n_corrupt", "n_test",
     "train_loss", "test_loss", "train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted",
     "weight_norm", "ipr_mean", "frac_periodic", "min_prune", "max_test_acc", "step_train_acc_90", "step_test_acc_90",
-    "phase", "dynamics", "grok_delay",
+    "phase", "dynamics", "grok_delay", "status",
 )  # fmt: skip
 METRIC_COLUMNS = (
     "train_loss", "test_loss", "train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted", "weight_norm",
@@ -76,29 +76,23 @@ def write(
     folder: Path,
     runs: pd.DataFrame,
     curves: pd.DataFrame,
-    config: dict[str, Any],
     meta: dict[str, Any],
     neurons: pd.DataFrame | None = None,
     params: list[tuple[int, np.ndarray, Any]] | None = None,
     part: int | None = None,
 ) -> None:
-    """Write the files of a results folder (each one atomically); neurons.parquet and params/ when given.
+    """Write the tables of a results folder (each file atomically); neurons.parquet and params/ when given.
 
     With `part = i` (one process of several), the tables go to folders of parts,
     runs.parquet/part-0000i.parquet and so on, which `pd.read_parquet` reads as one
-    table; sweep.toml is written by part 0. runs.parquet (or a part of it) is written
-    last, so a folder with it is complete.
+    table. runs.parquet (or a part of it) is written last, so a folder with it is
+    complete. (sweep.toml is written when the sweep starts: `write_config`.)
     """
     folder.mkdir(parents=True, exist_ok=True)
     if part is None:
         for name in TABLES:  # a folder of parts from an earlier multi-process sweep
             if (folder / name).is_dir():
                 shutil.rmtree(folder / name)
-    if not part:
-        header = f"# Resolved sweep config written by grokjax; run it again with: grokjax sweep {folder / 'sweep.toml'}\n"
-        header += f"# source: {meta.get('source')}; overrides: {meta.get('overrides') or 'none'}\n"
-        text = header + tomli_w.dumps(config)
-        atomic_write(folder / "sweep.toml", lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
     def target(name: str) -> Path:
         if part is None:
@@ -114,6 +108,36 @@ def write(
     if params is not None:
         write_params(folder, params, clear=part is None)
     _write_parquet(target("runs.parquet"), runs[list(RUN_COLUMNS)], meta)
+
+
+def check_owner(folder: Path, config: Any, overwrite: bool) -> None:
+    """Refuse to write a sweep into a folder that holds another config's results, unless overwrite.
+
+    The folder's config is the one in its sweep.toml, written when a sweep starts.
+    """
+    from grokjax.config import ConfigError, load
+
+    path = folder / "sweep.toml"
+    if overwrite or not path.is_file():
+        return
+    try:
+        old = load(path).hash()
+    except ConfigError:
+        old = "unreadable"
+    if old != config.hash():
+        raise ConfigError(
+            f"{config.source}: {folder} holds the results of another config (hash {old}; this one is "
+            f"{config.hash()}); give another --out, or --overwrite to replace them"
+        )
+
+
+def write_config(folder: Path, config: dict[str, Any], source: str, overrides: list[str]) -> None:
+    """sweep.toml: the resolved config, with every default written out; `grokjax sweep` on it runs it again."""
+    folder.mkdir(parents=True, exist_ok=True)
+    header = f"# Resolved sweep config written by grokjax; run it again with: grokjax sweep {folder / 'sweep.toml'}\n"
+    header += f"# source: {source}; overrides: {overrides or 'none'}\n"
+    text = header + tomli_w.dumps(config)
+    atomic_write(folder / "sweep.toml", lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def clear(folder: Path) -> None:

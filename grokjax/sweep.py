@@ -58,7 +58,7 @@ def versions() -> dict[str, str]:
 
 
 def chunk_metrics(chunk: pd.DataFrame, static: Static, logs: dict[str, np.ndarray], threshold: float) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
-    """Accuracies from counts; per-run final values and first steps at threshold; curve rows."""
+    """Accuracies from counts; per-run final values, status and first steps at threshold; curve rows."""
     n = len(chunk)
     logs = {key: value[:, :n] for key, value in logs.items()}  # drop padding runs
     n_train, n_corrupt, n_test = (chunk[c].to_numpy() for c in ("n_train", "n_corrupt", "n_test"))
@@ -73,8 +73,14 @@ def chunk_metrics(chunk: pd.DataFrame, static: Static, logs: dict[str, np.ndarra
             "weight_norm": logs["weight_norm"].astype(np.float64),
             "ipr_mean": logs["ipr_mean"].astype(np.float64),
         }
+    # A run diverges at its first logged step with a non-finite loss or weight norm: from there on its
+    # curves are NaN, and its final values are those of its last finite logged step.
+    finite = np.logical_and.accumulate(np.isfinite(curves["train_loss"]) & np.isfinite(curves["weight_norm"]), axis=0)
+    curves = {key: np.where(finite, value, np.nan) for key, value in curves.items()}
+    last = np.maximum(finite.sum(axis=0) - 1, 0)
     steps = np.asarray(static.logged_steps)
-    final = {key: value[-1] for key, value in curves.items()}
+    final = {key: value[last, np.arange(n)] for key, value in curves.items()}
+    final["status"] = pd.array(np.where(finite[-1], "ok", "diverged"), dtype="string")
     final["max_test_acc"] = np.fmax.reduce(curves["test_acc"], axis=0)  # NaN only without a test set
     for name in ("train_acc", "test_acc"):
         reached = curves[name] >= threshold - TOLERANCE
@@ -143,12 +149,14 @@ def train_chunk(chunk: Chunk, config: SweepConfig, keep_params: bool, on_segment
     final["frac_periodic"] = np.full(len(runs), np.nan)
     final["min_prune"] = pd.array([pd.NA] * len(runs), dtype="Int64")
     neurons = [neuron_rows(runs, step, stats) for step, stats in snapshots]
+    ok = (final["status"] == "ok").to_numpy(dtype=bool)
     if snapshots:
         ipr = snapshots[-1][1]["ipr"]
-        final["frac_periodic"] = (ipr[: len(runs)] >= analysis.PERIODIC_IPR).mean(axis=1)
+        final["frac_periodic"] = np.where(ok, (ipr[: len(runs)] >= analysis.PERIODIC_IPR).mean(axis=1), np.nan)
         if keep_params and pruning.can_prune(static):
             pruned = pruning.prune_runs(static, runs, params, ipr, "low")
             final["min_prune"] = pd.array(pruning.minimum_pruning(pruned).loc[runs.run_id].to_numpy(), dtype="Int64")
+            final["min_prune"][~ok] = pd.NA  # a diverged run's weights are not a network to prune
     return ChunkResult(pd.DataFrame(final, index=runs.index), curves, neurons, jax.device_get(params) if keep_params else None)
 
 
@@ -194,12 +202,14 @@ def run(
     progress: bool = True,
     plots: bool = True,
     keep_params: bool = True,
+    overwrite: bool = False,
 ) -> SweepOutcome:
     """Run a sweep from a sweep file (with `--set` style overrides) or a SweepConfig.
 
     Writes runs.parquet, curves.parquet, neurons.parquet and sweep.toml into `out` (default
     results/<name>), the trained parameters into `out`/params/ unless keep_params=False,
     then the charts of `grokjax plot` unless plots=False, and returns the folder and the results.
+    A folder that holds another config's results is refused unless overwrite=True.
 
     With several processes (`jax.distributed.initialize` called first, as `grokjax sweep
     --coordinator` does), process i trains chunks i, i + n, i + 2n, ... on its own devices
@@ -218,8 +228,12 @@ def run(
     process, processes = jax.process_index(), jax.process_count()
     mine = chunks[process::processes]
     part = process if processes > 1 else None
-    if part == 0:
-        results.clear(folder)
+    results.check_owner(folder, config, overwrite)
+    barrier("grokjax-sweep-checked")  # every process has checked before process 0 writes
+    if process == 0:
+        if part == 0:
+            results.clear(folder)
+        results.write_config(folder, config.to_dict(), config.source, list(overrides))
     barrier("grokjax-sweep-start")
 
     started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
@@ -259,6 +273,7 @@ def run(
     )
     meta = {
         "config": config.to_dict(),
+        "config_hash": config.hash(),
         "source": config.source,
         "overrides": list(overrides),
         "versions": versions(),
@@ -275,7 +290,7 @@ def run(
     }
     params = [(c.index, c.runs.run_id.to_numpy(), r.params) for c, r in zip(mine, done)] if keep_params else None
     if done:  # a process with no chunk (more processes than chunks) writes no part
-        results.write(folder, ours, curves, config.to_dict(), meta, neurons, params, part=part)
+        results.write(folder, ours, curves, meta, neurons, params, part=part)
     barrier("grokjax-sweep-written")
     outcome = SweepOutcome(folder, results.load(folder))
     if plots and process == 0:

@@ -1,0 +1,77 @@
+"""Results folders that stay trustworthy: refusal to mix configs, contained divergence, `grokjax info`."""
+
+import numpy as np
+import pandas as pd
+
+from grokjax import results
+from grokjax.cli import main
+
+
+def test_a_folder_refuses_another_config_unless_overwrite(sweep_file, tmp_path, capsys):
+    path, out = sweep_file(), tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--no-progress", "--no-plots", "--no-params"]) == 0
+    before = (out / "runs.parquet").read_bytes()
+    capsys.readouterr()
+    assert main(["sweep", str(path), "--out", str(out), "--set", "train.steps=20", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "holds the results of another config" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert (out / "runs.parquet").read_bytes() == before  # untouched
+    assert main(["sweep", str(path), "--out", str(out), "--no-progress", "--no-plots", "--no-params"]) == 0  # same config
+    assert main(["sweep", str(path), "--out", str(out), "--set", "train.steps=20", "--overwrite",
+                 "--no-progress", "--no-plots", "--no-params"]) == 0
+    res = results.load(out)
+    assert (res.runs.steps == 20).all() and res.meta["config_hash"] != ""
+
+
+DIVERGE = """\
+name = "diverge"
+[task]
+p = 11
+data_fraction = 0.6
+[model]
+width = 24
+[train]
+steps = 30
+log_every = 10
+[sweep]
+learning_rate = [0.01, {lr}]
+seed = [0, 1]
+"""
+
+
+def test_a_diverged_run_is_marked_and_does_not_touch_its_chunk(sweep_file, tmp_path):
+    """One run with an absurd learning rate in a chunk of four: the other three equal a chunk without it."""
+    def sweep(lr: float, name: str) -> results.Results:
+        path = sweep_file(DIVERGE.format(lr=lr), name=f"{name}.toml")
+        assert main(["sweep", str(path), "--out", str(tmp_path / name), "--chunk-size", "4",
+                     "--no-progress", "--no-plots"]) == 0
+        return results.load(tmp_path / name)
+
+    calm, wild = sweep(0.02, "calm"), sweep(1e9, "wild")
+    assert calm.runs.status.tolist() == ["ok"] * 4
+    assert wild.runs.status.tolist() == ["ok", "ok", "diverged", "diverged"]
+    same = [c for c in wild.runs.columns if c not in ("learning_rate",)]
+    pd.testing.assert_frame_equal(wild.runs.loc[:1, same], calm.runs.loc[:1, same])
+    pd.testing.assert_frame_equal(wild.curves[wild.curves.run_id < 2], calm.curves[calm.curves.run_id < 2])
+    bad = wild.runs.iloc[2]
+    curve = wild.curves[wild.curves.run_id == 2].drop(columns="run_id").set_index("step")
+    finite = curve.dropna(subset=["train_loss"])
+    assert len(finite) < len(curve) and curve.loc[30].isna().all()  # NaN from the step it diverged
+    if len(finite):  # final values are those of the last finite logged step
+        assert bad.train_loss == finite.train_loss.iloc[-1] and bad.test_acc == finite.test_acc.iloc[-1]
+    assert np.isnan(bad.frac_periodic) and pd.isna(bad.min_prune)
+
+
+def test_info_prints_what_made_the_results(sweep_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["sweep", str(sweep_file()), "--out", str(out), "--no-progress", "--no-plots", "--no-params"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    config_hash = results.load(out).meta["config_hash"]
+    for expected in (f"config hash {config_hash}", "sweep file: ", "versions: python", "jax 0.", "device: cpu",
+                     "started 20", "chunks: 1 done, 0 left", "runs: 8; ok 8, diverged 0"):
+        assert expected in text, expected
+    assert main(["info", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert "no runs.parquet or sweep.toml here" in err and len(err.strip().splitlines()) == 1
