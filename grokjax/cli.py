@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-params", action="store_true", help="do not store the trained weights (params/)")
     sweep.add_argument("--overwrite", action="store_true",
                        help="replace the results of another config in the --out folder (otherwise refused)")
+    sweep.add_argument("--restart", action="store_true",
+                       help="train every chunk again (by default, a sweep resumes: finished chunks are kept)")
     hosts = sweep.add_argument_group(
         "several processes (hosts)",
         "Start the same command once per process: each runs its share of the chunks on its own\n"
@@ -133,12 +135,14 @@ def main(argv: list[str] | None = None) -> int:
             plots=not args.no_plots,
             keep_params=not args.no_params,
             overwrite=args.overwrite,
+            restart=args.restart,
         )
     except ConfigError as err:
         print(f"grokjax: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("grokjax: interrupted; no results were written for this sweep", file=sys.stderr)
+        print("grokjax: interrupted; the finished chunks are kept: run the same command again to resume "
+              "(--restart starts over)", file=sys.stderr)
         return 130
     import jax
 

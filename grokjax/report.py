@@ -53,10 +53,15 @@ def summary(results: Results) -> str:
     runs, meta = results.runs, results.meta
     device = meta.get("device", {})
     wall = meta.get("wall_time_s", float("nan"))
+    chunks, resumed = meta.get("chunks", 0), meta.get("chunks_resumed", 0)
+    if chunks and resumed == chunks:
+        first = f"{len(runs)} runs, all {chunks} chunks from earlier records (nothing left to train; --restart trains again)"
+    else:
+        first = (f"{len(runs)} runs in {wall:.1f} s ({meta.get('run_steps_per_s', float('nan')):,.0f} run-steps/s) on "
+                 f"{device.get('platform')} ({device.get('device_kind')}, {meta.get('compiled_programs')} compiled "
+                 f"program(s))" + (f"; {resumed} of {chunks} chunks resumed from an interrupted sweep" if resumed else ""))
     lines = [
-        f"{len(runs)} runs in {wall:.1f} s ({len(runs) / wall:.2f} runs/s, "
-        f"{meta.get('run_steps_per_s', float('nan')):,.0f} run-steps/s) on {device.get('platform')} "
-        f"({device.get('device_kind')}, {meta.get('compiled_programs')} compiled program(s))",
+        first,
         "Phases: " + ", ".join(f"{p} {int((runs.phase == p).sum())}" for p in PHASES if (runs.phase == p).any()),
     ]
     diverged = int((runs.status == "diverged").sum()) if "status" in runs else 0

@@ -41,6 +41,7 @@ CURVE_COLUMNS = ("run_id", "step", *METRIC_COLUMNS)
 PARAMS_DIR = "params"
 NEURON_COLUMNS = ("run_id", "step", "neuron", "ipr_u", "ipr_v", "ipr_w", "ipr", "dominant_frequency", "norm")
 META_KEY = b"grokjax"
+STATE_DIR = ".grokjax"  # while a sweep runs: its plan, and a record per finished chunk (what a resume starts from)
 TABLES = ("runs.parquet", "curves.parquet", "neurons.parquet", "pruning.parquet")
 
 
@@ -78,10 +79,9 @@ def write(
     curves: pd.DataFrame,
     meta: dict[str, Any],
     neurons: pd.DataFrame | None = None,
-    params: list[tuple[int, np.ndarray, Any]] | None = None,
     part: int | None = None,
 ) -> None:
-    """Write the tables of a results folder (each file atomically); neurons.parquet and params/ when given.
+    """Write the tables of a results folder (each file atomically); neurons.parquet when given.
 
     With `part = i` (one process of several), the tables go to folders of parts,
     runs.parquet/part-0000i.parquet and so on, which `pd.read_parquet` reads as one
@@ -105,8 +105,6 @@ def write(
         if neurons is None:
             neurons = pd.DataFrame({c: pd.Series(dtype="float64") for c in NEURON_COLUMNS})
         _write_parquet(target("neurons.parquet"), neurons[list(NEURON_COLUMNS)], meta)
-    if params is not None:
-        write_params(folder, params, clear=part is None)
     _write_parquet(target("runs.parquet"), runs[list(RUN_COLUMNS)], meta)
 
 
@@ -150,24 +148,64 @@ def clear(folder: Path) -> None:
             path.unlink(missing_ok=True)
     for old in (folder / PARAMS_DIR).glob("chunk_*.npz"):
         old.unlink()
+    shutil.rmtree(folder / STATE_DIR, ignore_errors=True)
 
 
-def write_params(folder: Path, chunks: list[tuple[int, np.ndarray, Any]], clear: bool = True) -> None:
+def write_plan(folder: Path, config_hash: str, chunks: list[tuple[list[int], int]]) -> None:
+    """The sweep's chunks (run ids and padded size of each), so that a resumed sweep trains exactly the same ones."""
+    (folder / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"config_hash": config_hash, "chunks": [{"run_ids": ids, "size": size} for ids, size in chunks]})
+    atomic_write(folder / STATE_DIR / "plan.json", lambda tmp: tmp.write_text(text))
+
+
+def read_plan(folder: Path) -> dict[str, Any] | None:
+    """The plan of the sweep that was started in `folder`, or None (none, or unreadable)."""
+    try:
+        return json.loads((folder / STATE_DIR / "plan.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_record(folder: Path, index: int, final: pd.DataFrame, curves: pd.DataFrame,
+                 neurons: list[pd.DataFrame]) -> None:
+    """A finished chunk's per-run rows, curves and neuron rows; the `done` marker is written last."""
+    target = folder / STATE_DIR / f"chunk_{index:05d}"
+    target.mkdir(parents=True, exist_ok=True)
+    for name, frame, keep_index in (("final", final, True), ("curves", curves, False)):
+        table = pa.Table.from_pandas(frame, preserve_index=keep_index)
+        atomic_write(target / f"{name}.parquet", lambda tmp, t=table: pq.write_table(t, tmp))
+    if neurons:
+        table = pa.Table.from_pandas(pd.concat(neurons, ignore_index=True), preserve_index=False)
+        atomic_write(target / "neurons.parquet", lambda tmp: pq.write_table(table, tmp))
+    atomic_write(target / "done", lambda tmp: tmp.write_text("done\n"))
+
+
+def read_records(folder: Path) -> dict[int, tuple[pd.DataFrame, pd.DataFrame, list[pd.DataFrame]]]:
+    """The finished chunks' records by chunk index: (final, curves, neuron frames). Unfinished ones are skipped."""
+    records = {}
+    for target in sorted((folder / STATE_DIR).glob("chunk_*")):
+        if (target / "done").is_file():
+            neurons = target / "neurons.parquet"
+            records[int(target.name.split("_")[1])] = (
+                pd.read_parquet(target / "final.parquet"),
+                pd.read_parquet(target / "curves.parquet"),
+                [pd.read_parquet(neurons)] if neurons.is_file() else [],
+            )
+    return records
+
+
+def write_params(folder: Path, index: int, run_ids: np.ndarray, params: Any) -> None:
     """params/chunk_NNNNN.npz, NNNNN the chunk's index: `run_id` and each parameter array stacked over its runs.
 
     Keys are the parameter paths joined by "/" (for the mlp: U/embedding, V/embedding,
-    W/kernel); padding runs are dropped. With clear, files of an earlier sweep into the folder are removed.
+    W/kernel); padding runs are dropped.
     """
     target = folder / PARAMS_DIR
-    target.mkdir(exist_ok=True)
-    if clear:
-        for old in target.glob("chunk_*.npz"):
-            old.unlink()
-    for index, run_ids, params in chunks:
-        arrays = {"run_id": np.asarray(run_ids, np.int64)}
-        for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-            arrays["/".join(str(k.key) for k in path)] = np.asarray(leaf)[: len(run_ids)]
-        atomic_write(target / f"chunk_{index:05d}.npz", lambda tmp, a=arrays: _savez(tmp, a))
+    target.mkdir(parents=True, exist_ok=True)
+    arrays = {"run_id": np.asarray(run_ids, np.int64)}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        arrays["/".join(str(k.key) for k in path)] = np.asarray(leaf)[: len(run_ids)]
+    atomic_write(target / f"chunk_{index:05d}.npz", lambda tmp: _savez(tmp, arrays))
 
 
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -133,6 +133,17 @@ def plan(config: SweepConfig, runs: pd.DataFrame, chunk_size: int | None) -> lis
     return chunks
 
 
+def planned(saved: dict[str, Any], runs: pd.DataFrame) -> list[Chunk]:
+    """The chunks of a sweep's saved plan (`results.write_plan`), rebuilt on these runs."""
+    chunks = []
+    for index, entry in enumerate(saved["chunks"]):
+        part = runs.loc[entry["run_ids"]]
+        static = grid.static_of(part.iloc[0])
+        static = dataclasses.replace(static, train_slots=grid.train_slots(static, part))
+        chunks.append(Chunk(index, static, part, padded_size(entry["size"])))
+    return chunks
+
+
 @dataclass
 class ChunkResult:
     final: pd.DataFrame  # per run: final metrics, first steps at threshold, frac_periodic, min_prune
@@ -203,6 +214,7 @@ def run(
     plots: bool = True,
     keep_params: bool = True,
     overwrite: bool = False,
+    restart: bool = False,
 ) -> SweepOutcome:
     """Run a sweep from a sweep file (with `--set` style overrides) or a SweepConfig.
 
@@ -210,6 +222,11 @@ def run(
     results/<name>), the trained parameters into `out`/params/ unless keep_params=False,
     then the charts of `grokjax plot` unless plots=False, and returns the folder and the results.
     A folder that holds another config's results is refused unless overwrite=True.
+
+    Each finished chunk is recorded in `out`/.grokjax/ as it completes. Running the same
+    config into the same folder again resumes: it trains only the chunks not yet recorded,
+    exactly as planned the first time, so the tables equal an uninterrupted sweep's
+    (restart=True starts over).
 
     With several processes (`jax.distributed.initialize` called first, as `grokjax sweep
     --coordinator` does), process i trains chunks i, i + n, i + 2n, ... on its own devices
@@ -224,23 +241,27 @@ def run(
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{config.source}: output {folder} exists and is not a folder")
     runs = grid.expand(config)
-    chunks = plan(config, runs, chunk_size)
-    process, processes = jax.process_index(), jax.process_count()
-    mine = chunks[process::processes]
-    part = process if processes > 1 else None
     results.check_owner(folder, config, overwrite)
+    saved = None if restart else results.read_plan(folder)
+    resuming = saved is not None and saved["config_hash"] == config.hash()
+    chunks = planned(saved, runs) if resuming else plan(config, runs, chunk_size)
+    process, processes = jax.process_index(), jax.process_count()
+    part = process if processes > 1 else None
     barrier("grokjax-sweep-checked")  # every process has checked before process 0 writes
-    if process == 0:
-        if part == 0:
-            results.clear(folder)
+    if process == 0 and not resuming:
+        results.clear(folder)
         results.write_config(folder, config.to_dict(), config.source, list(overrides))
+        results.write_plan(folder, config.hash(), [(c.runs.run_id.tolist(), c.size) for c in chunks])
     barrier("grokjax-sweep-start")
+    recorded = results.read_records(folder) if resuming else {}
+    mine = chunks[process::processes]
 
     started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
-    done: list[ChunkResult] = []
+    todo = [c for c in mine if c.index not in recorded]
     name = config.name if part is None else f"{config.name} [process {process}/{processes}]"
     bar = tqdm(
         total=sum(len(c.runs) for c in mine),
+        initial=sum(len(c.runs) for c in mine if c.index in recorded),
         unit="run",
         disable=not progress,
         bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.0f}/{total} runs [{elapsed}<{remaining}]",
@@ -249,16 +270,21 @@ def run(
 
     def advance(chunk: Chunk, i: int) -> None:
         bar.set_description_str(f"{name}:")
-        finished = sum(len(c.runs) for c in mine[: len(done)])
+        finished = sum(len(c.runs) for c in mine if c.index in recorded)
         bar.n = finished + len(chunk.runs) * (i + 1) / len(chunk.static.logged_steps)  # exact at a chunk's end
         bar.refresh()
 
     with bar:
-        for chunk in mine:
-            if chunk.index == 0 or chunk.static != chunks[chunk.index - 1].static:
+        for k, chunk in enumerate(todo):
+            if k == 0 or chunk.static != todo[k - 1].static:
                 bar.set_description_str(f"{name}: compiling p={chunk.static.p} width={chunk.static.width};")
-            done.append(train_chunk(chunk, config, keep_params, lambda i, c=chunk: advance(c, i)))
+            result = train_chunk(chunk, config, keep_params, lambda i, c=chunk: advance(c, i))
+            if result.params is not None:
+                results.write_params(folder, chunk.index, chunk.runs.run_id.to_numpy(), result.params)
+            results.write_record(folder, chunk.index, result.final, result.curves, result.neurons)
+            recorded[chunk.index] = (result.final, result.curves, result.neurons)
     wall = time.perf_counter() - t0
+    done = [ChunkResult(*recorded[c.index], params=None) for c in mine]
 
     finals = [r.final for r in done]
     final = pd.concat(finals).sort_index() if finals else pd.DataFrame(index=runs.index[:0])
@@ -283,14 +309,15 @@ def run(
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "wall_time_s": round(wall, 3),
         "runs": len(ours),
-        "run_steps_per_s": round(int(ours.steps.sum()) / wall, 1) if len(ours) else 0.0,
-        "compiled_programs": len({c.static for c in mine}),
+        "run_steps_per_s": round(sum(int(c.runs.steps.sum()) for c in todo) / wall, 1) if todo else 0.0,
+        "chunks": len(chunks),
+        "chunks_resumed": len(mine) - len(todo),
+        "compiled_programs": len({c.static for c in todo}),
         "chunk_sizes": [c.size for c in mine],
         "useful_work": useful_work(mine),
     }
-    params = [(c.index, c.runs.run_id.to_numpy(), r.params) for c, r in zip(mine, done)] if keep_params else None
     if done:  # a process with no chunk (more processes than chunks) writes no part
-        results.write(folder, ours, curves, meta, neurons, params, part=part)
+        results.write(folder, ours, curves, meta, neurons, part=part)
     barrier("grokjax-sweep-written")
     outcome = SweepOutcome(folder, results.load(folder))
     if plots and process == 0:
