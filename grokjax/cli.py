@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="replace the results of another config in the --out folder (otherwise refused)")
     sweep.add_argument("--restart", action="store_true",
                        help="train every chunk again (by default, a sweep resumes: finished chunks are kept)")
+    sweep.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
+                       help="checkpoint a chunk's state every K logged steps, so a kill loses at most K "
+                       "segments (default 10; 0: only on Ctrl-C)")
     hosts = sweep.add_argument_group(
         "several processes (hosts)",
         "Start the same command once per process: each runs its share of the chunks on its own\n"
@@ -136,12 +139,14 @@ def main(argv: list[str] | None = None) -> int:
             keep_params=not args.no_params,
             overwrite=args.overwrite,
             restart=args.restart,
+            checkpoint_every=args.checkpoint_every,
         )
     except ConfigError as err:
         print(f"grokjax: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("grokjax: interrupted; the finished chunks are kept: run the same command again to resume "
+    except KeyboardInterrupt as err:
+        where = f" ({err})" if str(err) else ""
+        print(f"grokjax: interrupted{where}; what was trained is kept: run the same command again to resume "
               "(--restart starts over)", file=sys.stderr)
         return 130
     import jax

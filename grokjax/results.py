@@ -178,6 +178,7 @@ def write_record(folder: Path, index: int, final: pd.DataFrame, curves: pd.DataF
         table = pa.Table.from_pandas(pd.concat(neurons, ignore_index=True), preserve_index=False)
         atomic_write(target / "neurons.parquet", lambda tmp: pq.write_table(table, tmp))
     atomic_write(target / "done", lambda tmp: tmp.write_text("done\n"))
+    (target / "progress.npz").unlink(missing_ok=True)  # the record supersedes any segment checkpoint
 
 
 def read_records(folder: Path) -> dict[int, tuple[pd.DataFrame, pd.DataFrame, list[pd.DataFrame]]]:
@@ -192,6 +193,43 @@ def read_records(folder: Path) -> dict[int, tuple[pd.DataFrame, pd.DataFrame, li
                 [pd.read_parquet(neurons)] if neurons.is_file() else [],
             )
     return records
+
+
+def write_progress(folder: Path, index: int, progress: Any) -> None:
+    """A chunk's segment checkpoint (`train.Progress`): state arrays, the metrics logged so far, neuron snapshots."""
+    arrays: dict[str, np.ndarray] = {"next_log": np.asarray(progress.next_log)}
+    for k, leaf in enumerate(jax.tree_util.tree_leaves(progress.state)):
+        arrays[f"state/{k}"] = np.asarray(leaf)
+    for key in progress.logs[0] if progress.logs else ():
+        arrays[f"log/{key}"] = np.stack([log[key] for log in progress.logs])
+    arrays["neuron_steps"] = np.asarray([step for step, _ in progress.neurons], np.int64)
+    for j, (_, stats) in enumerate(progress.neurons):
+        arrays.update({f"neurons/{j}/{key}": value for key, value in stats.items()})
+    target = folder / STATE_DIR / f"chunk_{index:05d}"
+    target.mkdir(parents=True, exist_ok=True)
+    atomic_write(target / "progress.npz", lambda tmp: _savez(tmp, arrays))
+
+
+def read_progress(folder: Path, index: int, state_like: Any) -> Any:
+    """The chunk's segment checkpoint as a `train.Progress` shaped like `state_like`, or None."""
+    from grokjax.train import Progress
+
+    path = folder / STATE_DIR / f"chunk_{index:05d}" / "progress.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        files = set(data.files)
+        leaves = [data[f"state/{k}"] for k in range(len(jax.tree_util.tree_leaves(state_like)))]
+        keys = sorted({name.split("/", 1)[1] for name in files if name.startswith("log/")})
+        logged = {key: data[f"log/{key}"] for key in keys}
+        n_logs = int(data["next_log"])
+        logs = [{key: logged[key][i] for key in keys} for i in range(n_logs)]
+        neurons = []
+        for j, step in enumerate(data["neuron_steps"]):
+            prefix = f"neurons/{j}/"
+            neurons.append((int(step), {n[len(prefix):]: data[n] for n in files if n.startswith(prefix)}))
+    state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(state_like), leaves)
+    return Progress(n_logs, state, logs, neurons)
 
 
 def write_params(folder: Path, index: int, run_ids: np.ndarray, params: Any) -> None:

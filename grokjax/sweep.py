@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import math
 import os
 import platform
+import signal
 import socket
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
@@ -24,7 +28,7 @@ from grokjax.chunks import auto_chunk_size, padded_size
 from grokjax.config import ConfigError, SweepConfig, load
 from grokjax.phases import TOLERANCE, classify, dynamics
 from grokjax.tasks import num_examples
-from grokjax.train import Static, train
+from grokjax.train import Progress, Static, compiled, train
 
 
 @dataclass
@@ -152,10 +156,33 @@ class ChunkResult:
     params: Any  # trained weights (padding included), or None
 
 
-def train_chunk(chunk: Chunk, config: SweepConfig, keep_params: bool, on_segment: Callable[[int], None]) -> ChunkResult:
-    """Train one chunk and turn what comes back into per-run rows, curves and neuron rows."""
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the sweep after a segment; what was done is kept, and running again resumes."""
+
+
+STOP = threading.Event()  # set by the first Ctrl-C: stop after the current segment
+
+
+def train_chunk(chunk: Chunk, config: SweepConfig, keep_params: bool, on_segment: Callable[[int], None],
+                folder: Path, checkpoint_every: int) -> ChunkResult:
+    """Train one chunk (from its segment checkpoint, if it has one) and turn what comes back into rows.
+
+    Every `checkpoint_every` logged steps, and when Ctrl-C asks to stop, the chunk's
+    state is checkpointed (`results.write_progress`), so a kill loses at most that many segments.
+    """
     static, runs = chunk.static, chunk.runs
-    logs, params, snapshots = train(static, grid.hparams(runs, pad_to=chunk.size), on_segment=on_segment, final=True)
+    hp = grid.hparams(runs, pad_to=chunk.size)
+    resume = results.read_progress(folder, chunk.index, jax.eval_shape(compiled(static)[0], hp))
+    n_logs = len(static.logged_steps)
+
+    def segment_done(i: int, progress: Callable[[], Progress]) -> None:
+        on_segment(i)
+        if i + 1 < n_logs and (STOP.is_set() or (checkpoint_every and (i + 1) % checkpoint_every == 0)):
+            results.write_progress(folder, chunk.index, progress())
+        if STOP.is_set():
+            raise Interrupted(f"stopped after logged step {static.logged_steps[i]} of chunk {chunk.index}")
+
+    logs, params, snapshots = train(static, hp, on_segment=segment_done, final=True, resume=resume)
     final, curves = chunk_metrics(runs, static, logs, config.phases.threshold)
     final["frac_periodic"] = np.full(len(runs), np.nan)
     final["min_prune"] = pd.array([pd.NA] * len(runs), dtype="Int64")
@@ -197,6 +224,27 @@ def useful_work(chunks: list[Chunk]) -> float:
     return round(useful / computed, 4) if computed else 1.0
 
 
+@contextlib.contextmanager
+def stop_after_segment() -> Iterator[None]:
+    """While training: the first Ctrl-C sets STOP (the sweep stops after its current segment), a second one stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def first(signum: int, frame: Any) -> None:
+        STOP.set()
+        print("\ngrokjax: stopping after the current segment (Ctrl-C again to stop at once)", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    STOP.clear()
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        STOP.clear()
+
+
 def barrier(name: str) -> None:
     """Wait until every process of a multi-process sweep gets here (a no-op for one process)."""
     if jax.process_count() > 1:
@@ -215,6 +263,7 @@ def run(
     keep_params: bool = True,
     overwrite: bool = False,
     restart: bool = False,
+    checkpoint_every: int = 10,
 ) -> SweepOutcome:
     """Run a sweep from a sweep file (with `--set` style overrides) or a SweepConfig.
 
@@ -226,7 +275,9 @@ def run(
     Each finished chunk is recorded in `out`/.grokjax/ as it completes. Running the same
     config into the same folder again resumes: it trains only the chunks not yet recorded,
     exactly as planned the first time, so the tables equal an uninterrupted sweep's
-    (restart=True starts over).
+    (restart=True starts over). Within a chunk, its state is checkpointed every
+    `checkpoint_every` logged steps (0: never) and when Ctrl-C stops the sweep, which
+    happens after the current segment (a second Ctrl-C stops at once).
 
     With several processes (`jax.distributed.initialize` called first, as `grokjax sweep
     --coordinator` does), process i trains chunks i, i + n, i + 2n, ... on its own devices
@@ -237,6 +288,8 @@ def run(
         config = load(config, overrides)
     if chunk_size is not None and chunk_size < 1:
         raise ConfigError(f"{config.source}: --chunk-size = {chunk_size}; allowed: an integer >= 1")
+    if checkpoint_every < 0:
+        raise ConfigError(f"{config.source}: --checkpoint-every = {checkpoint_every}; allowed: an integer >= 0")
     folder = Path(out) if out is not None else Path("results") / config.name
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{config.source}: output {folder} exists and is not a folder")
@@ -274,11 +327,11 @@ def run(
         bar.n = finished + len(chunk.runs) * (i + 1) / len(chunk.static.logged_steps)  # exact at a chunk's end
         bar.refresh()
 
-    with bar:
+    with bar, stop_after_segment():
         for k, chunk in enumerate(todo):
             if k == 0 or chunk.static != todo[k - 1].static:
                 bar.set_description_str(f"{name}: compiling p={chunk.static.p} width={chunk.static.width};")
-            result = train_chunk(chunk, config, keep_params, lambda i, c=chunk: advance(c, i))
+            result = train_chunk(chunk, config, keep_params, lambda i, c=chunk: advance(c, i), folder, checkpoint_every)
             if result.params is not None:
                 results.write_params(folder, chunk.index, chunk.runs.run_id.to_numpy(), result.params)
             results.write_record(folder, chunk.index, result.final, result.curves, result.neurons)

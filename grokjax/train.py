@@ -215,7 +215,7 @@ def local_mesh() -> Mesh:
     return Mesh(np.array(jax.local_devices()), ("runs",))
 
 
-def shard_runs(hp: Hparams, mesh: Mesh) -> Hparams:
+def shard_runs(hp: Any, mesh: Mesh) -> Any:
     """Place a chunk's per-run arrays across the mesh (its length must be a multiple of the device count).
 
     Everything computed from them (data, weights, optimizer state, metrics) follows
@@ -242,18 +242,29 @@ class Trained(NamedTuple):
     neurons: list[tuple[int, dict[str, np.ndarray]]]  # (step, per-neuron statistics (runs, width)); [] if none
 
 
+class Progress(NamedTuple):
+    """Runs part-way through training, on the host: what a segment checkpoint holds."""
+
+    next_log: int  # index of the next logged step to train
+    state: RunState
+    logs: list[dict[str, np.ndarray]]
+    neurons: list[tuple[int, dict[str, np.ndarray]]]
+
+
 def train(
     static: Static,
     hp: Hparams,
     vectorized: bool = True,
-    on_segment: Callable[[int], None] | None = None,
+    on_segment: Callable[[int, Callable[[], Progress]], None] | None = None,
     final: bool = False,
+    resume: Progress | None = None,
 ) -> Any:
     """Train runs to the end; metrics stacked over logged steps, shape (logs, runs) or (logs,).
 
     Vectorized, the runs are split over this process's devices (see `shard_runs`), so
-    their number must be a multiple of the device count. `on_segment(i)` is
-    called after logged step i has reached the host. With
+    their number must be a multiple of the device count. `on_segment(i, progress)` is
+    called after logged step i has reached the host; `progress()` fetches a `Progress`
+    to checkpoint, and `resume=` continues from one exactly as if never stopped. With
     final=True, return a `Trained`: also the trained parameters and, for models
     where `analysis.has_neurons`, per-neuron statistics at the last step and every
     `ipr_every` steps.
@@ -263,16 +274,19 @@ def train(
     take_neurons = final and analysis.has_neurons(static)
     if vectorized:
         hp = shard_runs(hp, local_mesh())
-    state = init(hp)
-    logs: list[dict[str, np.ndarray]] = []
-    neurons: list[tuple[int, dict[str, np.ndarray]]] = []
-    for i, step in enumerate(static.logged_steps):
+    if resume is None:
+        first, state, logs, neurons = 0, init(hp), [], []
+    else:
+        first, state, logs, neurons = resume.next_log, resume.state, list(resume.logs), list(resume.neurons)
+        state = shard_runs(state, local_mesh()) if vectorized else jax.device_put(state)
+    for i in range(first, len(static.logged_steps)):
+        step = static.logged_steps[i]
         state, metrics = segment(state, hp, i * static.log_every)
         logs.append(jax.device_get(metrics))
         last = step == static.steps
         if take_neurons and (last or (static.ipr_every and step % static.ipr_every == 0)):
             neurons.append((step, jax.device_get(neuron_fn(state.params))))
         if on_segment is not None:
-            on_segment(i)
+            on_segment(i, lambda i=i, state=state: Progress(i + 1, jax.device_get(state), list(logs), list(neurons)))
     stacked = {key: np.stack([log[key] for log in logs]) for key in logs[0]}
     return Trained(stacked, state.params, neurons) if final else stacked

@@ -100,3 +100,37 @@ def test_a_finished_sweep_run_again_trains_nothing_and_restart_trains_all(refere
     assert results.load(whole).meta["chunks_resumed"] == 4
     assert main(["sweep", str(reference / "sweep.toml"), "--out", str(whole), "--restart", *ARGS]) == 0
     assert results.load(whole).meta["chunks_resumed"] == 0
+
+
+def wait_for(condition, proc: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None and not condition():
+        time.sleep(0.01)
+
+
+def test_sigkill_inside_a_chunk_loses_at_most_one_segment(reference):
+    """With a checkpoint every segment, a kill mid-chunk resumes from that chunk's last segment."""
+    out = reference / "killed_mid_chunk"
+    proc = child(CLI, ["sweep", str(reference / "sweep.toml"), "--out", str(out), *ARGS, "--checkpoint-every", "1"])
+    checkpoints = lambda: list((out / results.STATE_DIR).glob("chunk_*/progress.npz"))  # noqa: E731
+    wait_for(lambda: checkpoints() and done_chunks(out) >= 1, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpoints() or done_chunks(out) == 4  # (the sweep may have finished a chunk in between)
+    assert main(["sweep", str(reference / "sweep.toml"), "--out", str(out), *ARGS]) == 0
+    assert_same_tables(out, reference / "whole")
+    assert not checkpoints()  # superseded by the chunks' records
+
+
+def test_ctrl_c_stops_after_the_segment_and_says_how_to_resume(reference):
+    out = reference / "interrupted"
+    proc = child(CLI, ["sweep", str(reference / "sweep.toml"), "--out", str(out), *ARGS])
+    wait_for(lambda: done_chunks(out) >= 1, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "stopping after the current segment" in err and "run the same command again to resume" in err
+    assert "Traceback" not in err
+    assert list((out / results.STATE_DIR).glob("chunk_*/progress.npz")) or done_chunks(out) == 4
+    assert main(["sweep", str(reference / "sweep.toml"), "--out", str(out), *ARGS]) == 0
+    assert_same_tables(out, reference / "whole")
