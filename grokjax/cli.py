@@ -144,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"grokjax: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # an unwritable or full output folder: each file is atomic, earlier ones stay whole
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"grokjax: error: cannot write the results: {where}{err.strerror or err}; the files written "
+              "before are intact, and finished chunks are kept for a resume", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as err:
         where = f" ({err})" if str(err) else ""
         print(f"grokjax: interrupted{where}; what was trained is kept: run the same command again to resume "

@@ -18,7 +18,14 @@ from typing import Any, Callable
 
 
 class ConfigError(ValueError):
-    """A sweep file or override that cannot be run; the message is one line for the user."""
+    """A sweep file or override that cannot be run; the message is one line for the user.
+
+    Characters that would break the line (newlines, other control and unprintable
+    characters, say in a key of a broken file) are shown escaped, as in Python literals.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
 
 
 # --- the tables ---------------------------------------------------------------------------

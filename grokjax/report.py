@@ -10,7 +10,7 @@ from grokjax.config import load
 from grokjax.grid import column_name
 from grokjax.phases import PHASES, majority_phase
 from grokjax.plots import grid_axes
-from grokjax.results import Results, read_meta
+from grokjax.results import STATE_DIR, Results, read_meta, read_plan
 
 SYMBOLS = {
     "coexistence": "C",
@@ -78,31 +78,36 @@ def summary(results: Results) -> str:
 
 def provenance(folder: Path) -> str:
     """`grokjax info`: what made a results folder (config, versions, device, times, chunks, run status)."""
-    runs_path = folder / "runs.parquet"
-    config_path = folder / "sweep.toml"
+    runs_path, config_path = folder / "runs.parquet", folder / "sweep.toml"
+    if not runs_path.exists() and not config_path.is_file():
+        raise FileNotFoundError(f"{folder}: no runs.parquet or sweep.toml here; is it a grokjax results folder?")
+    saved = read_plan(folder)
+    planned = len(saved["chunks"]) if saved else None
+    recorded = len(list((folder / STATE_DIR).glob("chunk_*/done")))
     if not runs_path.exists():
-        if not config_path.is_file():
-            raise FileNotFoundError(f"{folder}: no runs.parquet or sweep.toml here; is it a grokjax results folder?")
         config = load(config_path)
-        return (f"{folder}: sweep {config.name!r} (config hash {config.hash()}) started, no chunk written yet\n"
-                f"  resume or restart it with: grokjax sweep {config_path}")
+        left = f"{planned - recorded} left" if planned is not None else "none planned yet"
+        return (f"{folder}: sweep {config.name!r}, config hash {config.hash()}: unfinished\n"
+                f"  chunks: {recorded} done, {left}\n"
+                f"  resume it with: grokjax sweep {config_path} --out {folder}")
     meta = read_meta(runs_path)
     runs = pd.read_parquet(runs_path)
     parts = meta.get("parts", [meta])
-    versions = meta.get("versions", {})
     device = meta.get("device", {})
     status = runs.status.value_counts() if "status" in runs else {}
     chunks = sum(len(p.get("chunk_sizes") or []) for p in parts)
+    done, left = (recorded, planned - recorded) if planned is not None else (chunks, 0)
     lines = [
         f"{folder}: sweep {meta['config']['name']!r}, config hash {meta.get('config_hash', 'not recorded')}",
         f"  sweep file: {meta.get('source')}; overrides: {' '.join(meta.get('overrides') or []) or 'none'}"
         f"; run it again with: grokjax sweep {config_path}",
-        "  versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "  versions: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()),
         f"  device: {device.get('platform')} ({device.get('device_kind')}) x {device.get('device_count')} "
         f"on {device.get('host')}" + (f", {len(parts)} processes" if len(parts) > 1 else ""),
         f"  started {min(p['started'] for p in parts)}, finished {max(p['finished'] for p in parts)}, "
-        f"wall time {max(p['wall_time_s'] for p in parts):,.1f} s",
-        f"  chunks: {chunks} done, 0 left",
+        f"wall time {max(p['wall_time_s'] for p in parts):,.1f} s (the last invocation)",
+        f"  chunks: {done} done, {left} left" + (" (a sweep into this folder is under way or was stopped; "
+                                                 "the tables are the last finished one's)" if left else ""),
         f"  runs: {len(runs)}; " + (f"ok {int(status.get('ok', 0))}, diverged {int(status.get('diverged', 0))}"
                                     if len(status) else "status not recorded (an older grokjax)"),
     ]

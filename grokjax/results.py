@@ -108,21 +108,25 @@ def write(
     _write_parquet(target("runs.parquet"), runs[list(RUN_COLUMNS)], meta)
 
 
-def check_owner(folder: Path, config: Any, overwrite: bool) -> None:
-    """Refuse to write a sweep into a folder that holds another config's results, unless overwrite.
-
-    The folder's config is the one in its sweep.toml, written when a sweep starts.
-    """
+def owner(folder: Path) -> str | None:
+    """Hash of the config whose results `folder` holds (from its sweep.toml), "unreadable", or None if none."""
     from grokjax.config import ConfigError, load
 
     path = folder / "sweep.toml"
-    if overwrite or not path.is_file():
-        return
+    if not path.is_file():
+        return None
     try:
-        old = load(path).hash()
+        return load(path).hash()
     except ConfigError:
-        old = "unreadable"
-    if old != config.hash():
+        return "unreadable"
+
+
+def check_owner(folder: Path, config: Any, overwrite: bool) -> None:
+    """Refuse to write a sweep into a folder that holds another config's results, unless overwrite."""
+    from grokjax.config import ConfigError
+
+    old = owner(folder)
+    if old is not None and old != config.hash() and not overwrite:
         raise ConfigError(
             f"{config.source}: {folder} holds the results of another config (hash {old}; this one is "
             f"{config.hash()}); give another --out, or --overwrite to replace them"
@@ -138,14 +142,16 @@ def write_config(folder: Path, config: dict[str, Any], source: str, overrides: l
     atomic_write(folder / "sweep.toml", lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def clear(folder: Path) -> None:
-    """Remove the tables and stored weights of an earlier sweep into `folder` (before a multi-process sweep)."""
-    for name in TABLES:
-        path = folder / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+def clear(folder: Path, tables: bool = True) -> None:
+    """Remove what an earlier sweep into `folder` left: its records, checkpoints and stored weights, and
+    (with tables) its tables. A sweep of the same config keeps the old tables until the new ones replace them."""
+    if tables:
+        for name in TABLES:
+            path = folder / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
     for old in (folder / PARAMS_DIR).glob("chunk_*.npz"):
         old.unlink()
     shutil.rmtree(folder / STATE_DIR, ignore_errors=True)

@@ -295,6 +295,7 @@ def run(
         raise ConfigError(f"{config.source}: output {folder} exists and is not a folder")
     runs = grid.expand(config)
     results.check_owner(folder, config, overwrite)
+    same_config = results.owner(folder) == config.hash()
     saved = None if restart else results.read_plan(folder)
     resuming = saved is not None and saved["config_hash"] == config.hash()
     chunks = planned(saved, runs) if resuming else plan(config, runs, chunk_size)
@@ -302,7 +303,7 @@ def run(
     part = process if processes > 1 else None
     barrier("grokjax-sweep-checked")  # every process has checked before process 0 writes
     if process == 0 and not resuming:
-        results.clear(folder)
+        results.clear(folder, tables=not same_config or processes > 1)
         results.write_config(folder, config.to_dict(), config.source, list(overrides))
         results.write_plan(folder, config.hash(), [(c.runs.run_id.tolist(), c.size) for c in chunks])
     barrier("grokjax-sweep-start")

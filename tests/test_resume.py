@@ -134,3 +134,19 @@ def test_ctrl_c_stops_after_the_segment_and_says_how_to_resume(reference):
     assert list((out / results.STATE_DIR).glob("chunk_*/progress.npz")) or done_chunks(out) == 4
     assert main(["sweep", str(reference / "sweep.toml"), "--out", str(out), *ARGS]) == 0
     assert_same_tables(out, reference / "whole")
+
+
+def test_info_tells_chunks_done_and_left_of_an_unfinished_sweep(reference, capsys):
+    out = reference / "killed_after_2"  # left finished by the SIGKILL test; make an unfinished copy of its state
+    partial = reference / "unfinished"
+    partial.mkdir()
+    (partial / "sweep.toml").write_text((out / "sweep.toml").read_text())
+    state = partial / results.STATE_DIR
+    state.mkdir()
+    (state / "plan.json").write_text((out / results.STATE_DIR / "plan.json").read_text())
+    for name in ("chunk_00000", "chunk_00001"):
+        (state / name).mkdir()
+        (state / name / "done").write_text("done\n")
+    assert main(["info", str(partial)]) == 0
+    text = capsys.readouterr().out
+    assert "unfinished" in text and "chunks: 2 done, 2 left" in text and f"grokjax sweep {partial / 'sweep.toml'}" in text

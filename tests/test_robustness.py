@@ -75,3 +75,35 @@ def test_info_prints_what_made_the_results(sweep_file, tmp_path, capsys):
     assert main(["info", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err
     assert "no runs.parquet or sweep.toml here" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_unwritable_output_folder_gets_one_line(sweep_file, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert main(["sweep", str(sweep_file()), "--out", str(blocker / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the results" in err and str(blocker) in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_full_disk_leaves_earlier_results_intact_and_the_sweep_resumable(sweep_file, tmp_path, capsys, monkeypatch):
+    import errno
+
+    path, out = sweep_file(), tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--no-progress", "--no-plots"]) == 0
+    before = {p.name: p.read_bytes() for p in out.glob("*.parquet")}
+    real = results._write_parquet
+
+    def full(target, frame, meta):
+        if target.name == "runs.parquet":
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        real(target, frame, meta)
+
+    monkeypatch.setattr(results, "_write_parquet", full)
+    assert main(["sweep", str(path), "--out", str(out), "--restart", "--no-progress", "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "runs.parquet" in err and len(err.strip().splitlines()) == 1
+    assert (out / "runs.parquet").read_bytes() == before["runs.parquet"]
+    assert not list(out.glob(".*.tmp"))  # no temporary file left behind
+    monkeypatch.setattr(results, "_write_parquet", real)
+    assert main(["sweep", str(path), "--out", str(out), "--no-progress", "--no-plots"]) == 0
+    assert results.load(out).meta["chunks_resumed"] == 1  # the trained chunk was kept
