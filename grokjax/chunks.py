@@ -17,12 +17,12 @@ import jax
 from grokjax import models
 from grokjax.config import ConfigError
 from grokjax.tasks import is_modular, num_classes, num_examples
-from grokjax.train import Static
+from grokjax.train import Static, run_block
 
 MEMORY_FRACTION = 0.5  # of each device's free memory that a chunk may fill: the safety margin
-# On CPU, larger chunks fall out of cache: at the quickstart's size on 2 cores, 8-16 runs per
-# call train at about 7,100 run-steps/s, 96 runs per call at 4,900 and one run at a time at 4,500.
-CPU_MAX_CHUNK = 16
+# On CPU, chunks past a few blocks of runs gain nothing (the runs of a block share the cores;
+# blocks run one after another) and cost memory and padding.
+CPU_MAX_CHUNK = 32
 
 
 def example_floats(static: Static) -> int:
@@ -87,6 +87,7 @@ def auto_chunk_size(static: Static, n_runs: int, source: str) -> int:
 
 
 def padded_size(size: int) -> int:
-    """A chunk size rounded up to a multiple of the local device count (padding runs fill the rest)."""
-    count = jax.local_device_count()
-    return -(-size // count) * count
+    """A chunk size rounded up to a multiple of the local device count and of `train.run_block()`
+    (padding runs fill the rest)."""
+    step = math.lcm(jax.local_device_count(), run_block() or 1)
+    return -(-size // step) * step

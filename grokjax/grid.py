@@ -101,21 +101,21 @@ def static_of(row: pd.Series) -> Static:
     )
 
 
-def train_slots(static: Static, runs: pd.DataFrame) -> int:
-    """Examples a full-batch step of these runs gathers: their largest n_train, rounded up on a ladder.
+def train_slots(static: Static, n_train: int) -> int:
+    """Examples a full-batch step gathers for runs of up to n_train training examples: a rung of a ladder.
 
     The ladder (8 * 2^(k/4)) bounds the padding slots to 19% while keeping the number of
-    distinct shapes, hence of compiled programs, small. When that reaches the number of
-    examples, gathering saves nothing and 0 is returned: the step then computes all examples
-    (for the mlp, the broadcast grid, with no gather or scatter) and masks the loss.
-    Minibatch runs gather their batches instead (0).
+    distinct shapes, hence of compiled programs, small. A run's rung depends on its own
+    n_train only, so its computation does not depend on which runs share its chunk. When
+    the rung reaches the number of examples, gathering saves nothing and 0 is returned: the
+    step then computes all examples (for the mlp, the broadcast grid, with no gather or
+    scatter) and masks the loss. Minibatch runs gather their batches instead (0).
     """
     if static.batch_size:
         return 0
-    largest = int(runs.n_train.max())
-    k = math.ceil(SLOT_STEPS_PER_DOUBLING * math.log2(max(largest, 8) / 8) - 1e-9)
+    k = math.ceil(SLOT_STEPS_PER_DOUBLING * math.log2(max(n_train, 8) / 8) - 1e-9)
     slots = -(-int(8 * 2 ** (k / SLOT_STEPS_PER_DOUBLING)) // 8) * 8
-    while slots < largest:  # guard the float rounding of the ladder
+    while slots < n_train:  # guard the float rounding of the ladder
         slots += 8
     return 0 if slots >= num_examples(static) else slots
 
@@ -127,7 +127,7 @@ def _py(value: Any) -> Any:
 def groups(runs: pd.DataFrame) -> Iterator[tuple[Static, pd.DataFrame]]:
     """(static config, its runs) for each distinct static combination, in run order.
 
-    The static config has train_slots = 0; a chunk of the group sets its own (`train_slots`).
+    The static config has train_slots = 0; each chunk sets its runs' rung (`train_slots`).
     """
     keys = [f for f in STATIC_FIELDS if f not in DERIVED_FIELDS] + ["beta1", "beta2"]
     for _, group in runs.groupby([*(runs[k] for k in keys), runs.dropout > 0], sort=False):

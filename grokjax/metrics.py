@@ -10,7 +10,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from grokjax.tasks import RunData
 
@@ -19,22 +18,31 @@ def example_losses(logits: jax.Array, labels: jax.Array, loss: str) -> jax.Array
     """Loss of each example, shape (examples,).
 
     `mse` is the mean over the p outputs of the squared error against one-hot
-    targets, so its masked mean over examples equals PyTorch's MSELoss.
+    targets, so its masked mean over examples equals PyTorch's MSELoss. Sums over
+    classes are dot products, not reductions (see `masked_mean`).
     """
+    ones = jnp.ones(logits.shape[-1], logits.dtype)
     if loss == "mse":
         targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
-        return jnp.mean(jnp.square(logits - targets), axis=-1)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        return jnp.square(logits - targets) @ ones / logits.shape[-1]
+    shifted = logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))  # a max is order-free
+    picked = jnp.take_along_axis(shifted, labels[:, None], axis=-1)[:, 0]
+    return jnp.log(jnp.exp(shifted) @ ones) - picked
 
 
 def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
-    """Mean of values where mask holds; NaN for an empty mask."""
-    return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.sum(mask)
+    """Mean of values where mask holds; NaN for an empty mask.
+
+    The sum is a dot product with the mask, not a reduction: XLA's CPU reductions add in
+    an order that depends on how many runs are vmapped together, its dots do not, so a
+    run's losses do not depend on the size of the chunk it is trained in.
+    """
+    return jnp.dot(jnp.where(mask, values, 0.0), mask.astype(values.dtype)) / jnp.sum(mask)
 
 
 def weight_norm(params: Any) -> jax.Array:
     """Frobenius norm of all trainable parameters together."""
-    return jnp.sqrt(sum(jnp.sum(jnp.square(w)) for w in jax.tree_util.tree_leaves(params)))
+    return jnp.sqrt(sum(jnp.vdot(w, w) for w in jax.tree_util.tree_leaves(params)))
 
 
 def evaluate(logits: jax.Array, data: RunData, params: Any, loss: str) -> dict[str, jax.Array]:

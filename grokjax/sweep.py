@@ -118,22 +118,24 @@ class Chunk:
 
 
 def plan(config: SweepConfig, runs: pd.DataFrame, chunk_size: int | None) -> list[Chunk]:
-    """All chunks of the sweep, group by group; within a group, runs ordered by training-set size.
+    """All chunks of the sweep: per static group, per rung of training slots (`grid.train_slots`), in run order.
 
-    So each chunk gathers about as many training examples as its runs have (`grid.train_slots`),
-    and few slots are padding. Chunks fit memory at the group's largest runs, and a group is
-    cut into chunks of equal size, so the last one is not mostly padding runs.
+    Runs of one chunk share their rung, so each chunk gathers about as many training
+    examples as its runs have, and a run is computed the same whatever chunk it lands
+    in. Chunks fit memory at the group's largest runs, and each rung is cut into chunks
+    of equal size, so no chunk is mostly padding runs.
     """
     chunks: list[Chunk] = []
     for static, group in grid.groups(runs):
-        group = group.sort_values("n_train", kind="stable")
-        widest = dataclasses.replace(static, train_slots=grid.train_slots(static, group))
+        rungs = group.n_train.map(lambda n, s=static: grid.train_slots(s, int(n)))
+        widest = dataclasses.replace(static, train_slots=int(rungs.max()) if rungs.all() else 0)
         most = min(len(group), chunk_size or auto_chunk_size(widest, len(group), config.source))
-        size = padded_size(math.ceil(len(group) / math.ceil(len(group) / most)))  # equal chunks: little padding
-        for start in range(0, len(group), size):
-            part = group.iloc[start : start + size]
-            chunk_static = dataclasses.replace(static, train_slots=grid.train_slots(static, part))
-            chunks.append(Chunk(len(chunks), chunk_static, part, size))
+        for rung in sorted(rungs.unique(), key=lambda r: r or math.inf):  # smallest first, the grid (0) last
+            part = group[rungs == rung]
+            size = padded_size(math.ceil(len(part) / math.ceil(len(part) / most)))
+            chunk_static = dataclasses.replace(static, train_slots=int(rung))
+            for start in range(0, len(part), size):
+                chunks.append(Chunk(len(chunks), chunk_static, part.iloc[start : start + size], size))
     return chunks
 
 
@@ -143,7 +145,7 @@ def planned(saved: dict[str, Any], runs: pd.DataFrame) -> list[Chunk]:
     for index, entry in enumerate(saved["chunks"]):
         part = runs.loc[entry["run_ids"]]
         static = grid.static_of(part.iloc[0])
-        static = dataclasses.replace(static, train_slots=grid.train_slots(static, part))
+        static = dataclasses.replace(static, train_slots=grid.train_slots(static, int(part.n_train.max())))
         chunks.append(Chunk(index, static, part, padded_size(entry["size"])))
     return chunks
 

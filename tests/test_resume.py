@@ -15,8 +15,8 @@ from grokjax.cli import main
 from tests.conftest import TINY_SWEEP
 
 ROOT = Path(__file__).resolve().parents[1]
-SWEEP = TINY_SWEEP.replace("steps = 30", "steps = 200").replace("log_every = 10", "log_every = 20")
-ARGS = ["--chunk-size", "2", "--no-progress", "--no-plots"]
+SWEEP = TINY_SWEEP.replace("steps = 30", "steps = 200").replace("log_every = 10", "log_every = 20") + "seed = [0, 1, 2, 3]\n"
+ARGS = ["--chunk-size", "8", "--no-progress", "--no-plots"]  # 32 runs: 4 chunks of 8
 # A child that SIGKILLs itself inside its Nth atomic write, after the temporary file is written, before the rename.
 KILL_IN_WRITE = """
 import os, signal, sys

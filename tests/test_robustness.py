@@ -70,7 +70,7 @@ def test_info_prints_what_made_the_results(sweep_file, tmp_path, capsys):
     text = capsys.readouterr().out
     config_hash = results.load(out).meta["config_hash"]
     for expected in (f"config hash {config_hash}", "sweep file: ", "versions: python", "jax 0.", "device: cpu",
-                     "started 20", "chunks: 1 done, 0 left", "runs: 8; ok 8, diverged 0"):
+                     "started 20", "chunks: 2 done, 0 left", "runs: 8; ok 8, diverged 0"):
         assert expected in text, expected
     assert main(["info", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err
@@ -106,4 +106,40 @@ def test_a_full_disk_leaves_earlier_results_intact_and_the_sweep_resumable(sweep
     assert not list(out.glob(".*.tmp"))  # no temporary file left behind
     monkeypatch.setattr(results, "_write_parquet", real)
     assert main(["sweep", str(path), "--out", str(out), "--no-progress", "--no-plots"]) == 0
-    assert results.load(out).meta["chunks_resumed"] == 1  # the trained chunk was kept
+    assert results.load(out).meta["chunks_resumed"] == 2  # the trained chunks (one per rung) were kept
+
+
+DETERMINISM = """\
+name = "det"
+[task]
+p = 11
+data_fraction = 0.5
+corruption_fraction = 0.2
+[model]
+width = 24
+[train]
+steps = 30
+log_every = 10
+loss = "cross_entropy"
+[sweep]
+seed = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
+weight_decay = [0.0, 1.0]
+"""
+
+
+def test_a_runs_results_do_not_depend_on_its_chunk_or_a_second_run(sweep_file, tmp_path):
+    """40 runs in chunks of 8 and of 24 (so most runs land in another chunk, at another place), and again."""
+    path = sweep_file(DETERMINISM)
+    tables = {}
+    for size, extra in (("8", []), ("24", []), ("8", ["--restart"])):
+        out = tmp_path / f"chunks_{size}"
+        assert main(["sweep", str(path), "--out", str(out), "--chunk-size", size, "--no-progress", "--no-plots",
+                     *extra]) == 0
+        res = results.load(out)
+        tables[(size, bool(extra))] = res
+    first, other, again = tables[("8", False)], tables[("24", False)], tables[("8", True)]
+    assert first.meta["chunk_sizes"] == [8] * 5 and other.meta["chunk_sizes"] == [24, 24]
+    for res in (other, again):
+        pd.testing.assert_frame_equal(res.runs, first.runs)
+        pd.testing.assert_frame_equal(res.curves, first.curves)
+        pd.testing.assert_frame_equal(res.neurons, first.neurons)
