@@ -1,6 +1,7 @@
 """`python -m grokjax.bench [SWEEP]`: how fast grokjax trains a sweep's runs, and how close to the device's limit.
 
-On the same runs (the first --runs of the sweep file's first group), it times:
+On the same runs (the first chunks, up to --runs runs, that `grokjax sweep` would train
+from the sweep file's first group), it times:
 - grokjax vmapped: chunks of runs in one compiled program, as `grokjax sweep` trains them;
 - grokjax serial: the same runs one at a time, with grokjax's own jitted single-run code;
 - PyTorch serial (when torch is installed; the paper's MLP only): one run at a time,
@@ -19,8 +20,10 @@ Model FLOPs of one run (2-layer MLP; the first layer is a lookup and costs no mu
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime as dt
 import json
+import multiprocessing
 import os
 import platform
 import sys
@@ -118,6 +121,13 @@ def torch_serial(static: Static, runs: pd.DataFrame) -> tuple[float, float] | st
     return timed(lambda: [one(row) for row in rows]), first
 
 
+def isolated(fn: Callable, *args: Any) -> Any:
+    """fn(*args) in a fresh process: PyTorch's and XLA's thread pools spin for a while after work,
+    so in one process whichever runs second is slowed by the other's idle threads."""
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
 def machine() -> dict[str, Any]:
     device = jax.devices()[0]
     cpu = platform.processor() or platform.machine()
@@ -130,20 +140,27 @@ def machine() -> dict[str, Any]:
             "cpu": cpu, "cpu_count": os.cpu_count(), "jax": jax.__version__}
 
 
-def formulation_figures(static: Static, runs: int, steps: int) -> dict[str, dict[str, float]]:
-    """Run-steps/s of each way of writing the paper's MLP step, and its largest gradient difference from `grid`."""
+def formulation_figures(static: Static, runs: int, repeats: int = 5) -> dict[str, dict[str, float]]:
+    """Run-steps/s of each way of writing the paper's MLP step (best of `repeats`, interleaved so that
+    drifts in the machine's speed hit all alike), and its largest gradient difference from `grid`."""
     from grokjax.formulations import FORMULATIONS, make_runs, make_trainer
 
     params, data = make_runs(static.p, static.width, runs, 0.5)
+    flops_per_step = 6 * runs * (static.p**2 // 2) * static.width * static.p
+    steps = int(np.clip(3e9 / flops_per_step, 10, 300))  # about a second per call on a laptop CPU
     reference = jax.jit(jax.vmap(jax.grad(FORMULATIONS["grid"])))(params, data)
+    trainers = {name: make_trainer(loss, steps) for name, loss in FORMULATIONS.items()}
+    seconds = {name: [] for name in trainers}
+    for fn in trainers.values():
+        jax.block_until_ready(fn(params, data))
+    for _ in range(repeats):
+        for name, fn in trainers.items():
+            seconds[name].append(timed(lambda fn=fn: fn(params, data)))
     out = {}
     for name, loss in FORMULATIONS.items():
-        fn = make_trainer(loss, steps)
-        jax.block_until_ready(fn(params, data))
-        seconds = min(timed(lambda: fn(params, data)) for _ in range(2))  # noqa: B023
         grads = jax.jit(jax.vmap(jax.grad(loss)))(params, data)
         diff = max(float(jnp.max(jnp.abs(grads[k] - reference[k])) / jnp.max(jnp.abs(reference[k]))) for k in grads)
-        out[name] = {"run_steps_per_s": runs * steps / seconds, "grad_rel_diff": diff}
+        out[name] = {"run_steps_per_s": runs * steps / min(seconds[name]), "grad_rel_diff": diff}
     return out
 
 
@@ -165,8 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"grokjax.bench: error: {err}", file=sys.stderr)
         return 2
     static, group = next(grid.groups(runs))
-    chunk = group.iloc[: max(1, args.runs)]
-    plan = sweep.plan(config, chunk, args.chunk_size)  # as grokjax sweep would train these runs
+    plan = []  # the first chunks that grokjax sweep would train, up to --runs runs
+    for c in sweep.plan(config, group, args.chunk_size):
+        if plan and sum(len(p.runs) for p in plan) + len(c.runs) > max(1, args.runs):
+            break
+        plan.append(c)
+    chunk = pd.concat([c.runs for c in plan])
     batches = [(c.static, grid.hparams(c.runs, pad_to=c.size)) for c in plan]
     singles = [(c.static, jax.tree_util.tree_map(lambda x, i=i: x[i], grid.hparams(c.runs)))
                for c in plan for i in range(len(c.runs))]
@@ -177,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     vmapped = timed(lambda: [train(s, h) for s, h in batches])
     cold_serial = timed(lambda: [train(s, h, vectorized=False) for s, h in firsts])
     serial = timed(lambda: [train(s, h, vectorized=False) for s, h in singles])
-    torch_result = "skipped (--no-torch)" if args.no_torch else torch_serial(static, chunk)
     peak = matmul_flops()
     flops = model_flops(static, chunk)
+    formulations = formulation_figures(static, min(plan[0].size, 16)) if args.formulations else None
+    torch_result = "skipped (--no-torch)" if args.no_torch else isolated(torch_serial, static, chunk)
 
     report: dict[str, Any] = {
         "command": "python -m grokjax.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -208,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         report["pytorch_serial"] = {"run_steps_per_s": run_steps / torch_result[0], "seconds": torch_result[0],
                                     "first_call_s": torch_result[1], "torch": torch.__version__,
                                     "threads": torch.get_num_threads()}
-    if args.formulations:
-        report["formulations"] = formulation_figures(static, min(plan[0].size, 16), max(10, min(static.steps, 100)))
+    if formulations is not None:
+        report["formulations"] = formulations
 
     print(summary(report))
     out = Path(args.out) if args.out else Path("results") / "bench" / f"{config.name}.json"
