@@ -10,7 +10,7 @@ def test_bench_writes_its_figures(sweep_file, tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main([str(sweep_file()), "--runs", "3", "--no-torch", "--formulations", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert report["runs"] == 3 and report["p"] == 11 and report["width"] == 24
+    assert report["runs"] == 4 and report["p"] == 11 and report["width"] == 24  # one whole chunk (a rung of 4 runs)
     for key in ("grokjax_vmapped", "grokjax_serial"):
         assert report[key]["run_steps_per_s"] > 0
     assert report["matmul"]["flops_per_s"] > 0 and 0 < report["fraction_of_matmul"]

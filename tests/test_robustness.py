@@ -1,10 +1,12 @@
-"""Results folders that stay trustworthy: refusal to mix configs, contained divergence, `grokjax info`."""
+"""Results folders that stay trustworthy: refusal to mix configs, contained divergence, unwritable folders,
+determinism across chunk sizes, `grokjax info`."""
 
 import numpy as np
 import pandas as pd
 
 from grokjax import results
 from grokjax.cli import main
+from tests.conftest import TINY_SWEEP
 
 
 def test_a_folder_refuses_another_config_unless_overwrite(sweep_file, tmp_path, capsys):
@@ -23,24 +25,11 @@ def test_a_folder_refuses_another_config_unless_overwrite(sweep_file, tmp_path, 
     assert (res.runs.steps == 20).all() and res.meta["config_hash"] != ""
 
 
-DIVERGE = """\
-name = "diverge"
-[task]
-p = 11
-data_fraction = 0.6
-[model]
-width = 24
-[train]
-steps = 30
-log_every = 10
-[sweep]
-learning_rate = [0.01, {lr}]
-seed = [0, 1]
-"""
+DIVERGE = TINY_SWEEP.split("[sweep]")[0] + "[sweep]\nlearning_rate = [0.01, {lr}]\nseed = [0, 1]\n"
 
 
 def test_a_diverged_run_is_marked_and_does_not_touch_its_chunk(sweep_file, tmp_path):
-    """One run with an absurd learning rate in a chunk of four: the other three equal a chunk without it."""
+    """Two runs with an absurd learning rate in a chunk with two normal ones: those equal a chunk without them."""
     def sweep(lr: float, name: str) -> results.Results:
         path = sweep_file(DIVERGE.format(lr=lr), name=f"{name}.toml")
         assert main(["sweep", str(path), "--out", str(tmp_path / name), "--chunk-size", "4",
