@@ -142,16 +142,21 @@ def write_config(folder: Path, config: dict[str, Any], source: str, overrides: l
     atomic_write(folder / "sweep.toml", lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def clear_tables(folder: Path) -> None:
+    """Remove the tables (files, or folders of parts) that an earlier sweep wrote into `folder`."""
+    for name in TABLES:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def clear(folder: Path, tables: bool = True) -> None:
     """Remove what an earlier sweep into `folder` left: its records, checkpoints and stored weights, and
     (with tables) its tables. A sweep of the same config keeps the old tables until the new ones replace them."""
     if tables:
-        for name in TABLES:
-            path = folder / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
+        clear_tables(folder)
     for old in (folder / PARAMS_DIR).glob("chunk_*.npz"):
         old.unlink()
     shutil.rmtree(folder / STATE_DIR, ignore_errors=True)

@@ -308,6 +308,8 @@ def run(
         results.clear(folder, tables=not same_config or processes > 1)
         results.write_config(folder, config.to_dict(), config.source, list(overrides))
         results.write_plan(folder, config.hash(), [(c.runs.run_id.tolist(), c.size) for c in chunks])
+    elif process == 0 and processes > 1:
+        results.clear_tables(folder)  # parts of another process count would mix with this run's
     barrier("grokjax-sweep-start")
     recorded = results.read_records(folder) if resuming else {}
     mine = chunks[process::processes]

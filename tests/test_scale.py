@@ -81,6 +81,10 @@ def test_two_processes_write_parts_that_read_as_the_single_process_sweep(single)
     assert (out / "phase_diagram.png").is_file()  # process 0 draws the charts from the merged parts
     stored = results.load_params(out, [0, 11])
     assert stored["W"]["kernel"].shape == (2, 24, 11)
+    # Run again by one process: every chunk is recorded, so nothing trains, and the parts become one file.
+    assert main(["sweep", str(single / "scale.toml"), "--out", str(out), "--no-progress", "--no-plots"]) == 0
+    assert (out / "runs.parquet").is_file()
+    pd.testing.assert_frame_equal(results.load(out).runs, one.runs)
 
 
 def test_a_single_process_sweep_replaces_an_earlier_folder_of_parts(single, tmp_path):
