@@ -230,8 +230,8 @@ def run_block() -> int:
     On a CPU, XLA vectorizes an array of all the chunk's runs as one, so which elements fall
     in a vector's scalar tail (and get exp and log from another code path) depends on how
     many runs there are. Blocks of a fixed number of runs (`lax.map` over vmapped blocks)
-    make a run's arithmetic the same whatever the chunk size. Accelerators compute
-    elementwise per element; sharding over several devices keeps plain vmap.
+    make a run's arithmetic the same whatever the chunk size. On accelerators (not yet
+    checked for this) and when sharding over several devices, runs are plainly vmapped.
     """
     return RUN_BLOCK if jax.local_devices()[0].platform == "cpu" and jax.local_device_count() == 1 else 0
 
