@@ -23,12 +23,17 @@ def run_sweep(
     chunk_size: int | None = None,
     progress: bool = True,
     plots: bool = True,
+    overwrite: bool = False,
+    restart: bool = False,
 ) -> Path:
     """Run a sweep (a sweep file's path or a SweepConfig) and return its results folder.
 
     The folder holds runs.parquet, curves.parquet, sweep.toml and, unless plots=False,
-    the phase diagram, accuracy and curves charts as HTML and PNG.
+    the phase diagram, accuracy and curves charts as HTML and PNG. As `grokjax sweep`:
+    an interrupted sweep resumes, another config's folder is refused unless overwrite.
     """
     from grokjax import sweep
 
-    return sweep.run(config, out=out, overrides=overrides, chunk_size=chunk_size, progress=progress, plots=plots).folder
+    outcome = sweep.run(config, out=out, overrides=overrides, chunk_size=chunk_size, progress=progress, plots=plots,
+                        overwrite=overwrite, restart=restart)
+    return outcome.folder

@@ -29,7 +29,7 @@ their product. README.md lists every key."""
 SWEEP_EXAMPLES = """\
 examples:
   grokjax sweep sweeps/quickstart.toml
-  grokjax sweep sweeps/quickstart.toml --set train.steps=200 --set sweep.weight_decay=[0,5]
+  grokjax sweep sweeps/quickstart.toml --set train.steps=200 --set sweep.weight_decay=[0,5] --out results/short
   grokjax sweep sweeps/doshi_fig3_wd.toml --out /scratch/fig3 --chunk-size 256
   grokjax sweep sweeps/doshi_fig3_wd.toml --coordinator 10.0.0.1:9876 --num-processes 2 --process-id 0"""
 
