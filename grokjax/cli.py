@@ -177,6 +177,11 @@ def distributed(args: argparse.Namespace) -> None:
         missing = ", ".join(k for k, v in given.items() if v is None)
         raise ConfigError(f"command line: {missing} missing; give --coordinator, --num-processes and --process-id "
                           "together, or --distributed to let JAX detect the cluster")
+    if args.coordinator is not None:
+        host, _, port = args.coordinator.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"command line: --coordinator = {args.coordinator!r}; allowed: HOST:PORT with a port "
+                              "from 1 to 65535, e.g. 10.0.0.1:1234")
     if args.num_processes is not None and args.num_processes < 1:
         raise ConfigError(f"command line: --num-processes = {args.num_processes}; allowed: an integer >= 1")
     if args.process_id is not None and args.num_processes is not None and not 0 <= args.process_id < args.num_processes:

@@ -101,9 +101,12 @@ def test_a_single_process_sweep_replaces_an_earlier_folder_of_parts(single, tmp_
         (["--coordinator", "127.0.0.1:1"], "--num-processes, --process-id missing"),
         (["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"], "--process-id = 2; allowed: 0 to 1"),
         (["--coordinator", "127.0.0.1:1", "--num-processes", "0", "--process-id", "0"], "--num-processes = 0"),
+        (["--coordinator", "nonsense", "--num-processes", "1", "--process-id", "0"], "allowed: HOST:PORT"),
+        (["--coordinator", "h:99999", "--num-processes", "1", "--process-id", "0"], "allowed: HOST:PORT"),
+        (["--checkpoint-every", "-1"], "--checkpoint-every = -1; allowed: an integer >= 0"),
     ],
 )
-def test_bad_process_arguments_get_one_line_and_exit_2(single, capsys, args, message):
+def test_bad_arguments_get_one_line_and_exit_2(single, capsys, args, message):
     assert main(["sweep", str(single / "scale.toml"), "--out", str(single / "bad"), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
