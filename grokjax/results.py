@@ -67,9 +67,11 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def _write_parquet(path: Path, frame: pd.DataFrame, meta: dict[str, Any]) -> None:
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata({**table.schema.metadata, META_KEY: json.dumps(meta).encode()})
+def _write_parquet(path: Path, frame: pd.DataFrame, meta: dict[str, Any] | None = None, index: bool = False) -> None:
+    """A frame as Parquet, atomically; with the provenance `meta` in its schema metadata when given."""
+    table = pa.Table.from_pandas(frame, preserve_index=index)
+    if meta is not None:
+        table = table.replace_schema_metadata({**table.schema.metadata, META_KEY: json.dumps(meta).encode()})
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
@@ -121,8 +123,8 @@ def owner(folder: Path) -> str | None:
         return "unreadable"
 
 
-def check_owner(folder: Path, config: Any, overwrite: bool) -> None:
-    """Refuse to write a sweep into a folder that holds another config's results, unless overwrite."""
+def check_owner(folder: Path, config: Any, overwrite: bool) -> bool:
+    """Whether `folder` already holds this config's results; another config's are refused unless overwrite."""
     from grokjax.config import ConfigError
 
     old = owner(folder)
@@ -131,6 +133,7 @@ def check_owner(folder: Path, config: Any, overwrite: bool) -> None:
             f"{config.source}: {folder} holds the results of another config (hash {old}; this one is "
             f"{config.hash()}); give another --out, or --overwrite to replace them"
         )
+    return old == config.hash()
 
 
 def write_config(folder: Path, config: dict[str, Any], source: str, overrides: list[str]) -> None:
@@ -182,12 +185,10 @@ def write_record(folder: Path, index: int, final: pd.DataFrame, curves: pd.DataF
     """A finished chunk's per-run rows, curves and neuron rows; the `done` marker is written last."""
     target = folder / STATE_DIR / f"chunk_{index:05d}"
     target.mkdir(parents=True, exist_ok=True)
-    for name, frame, keep_index in (("final", final, True), ("curves", curves, False)):
-        table = pa.Table.from_pandas(frame, preserve_index=keep_index)
-        atomic_write(target / f"{name}.parquet", lambda tmp, t=table: pq.write_table(t, tmp))
+    _write_parquet(target / "final.parquet", final, index=True)
+    _write_parquet(target / "curves.parquet", curves)
     if neurons:
-        table = pa.Table.from_pandas(pd.concat(neurons, ignore_index=True), preserve_index=False)
-        atomic_write(target / "neurons.parquet", lambda tmp: pq.write_table(table, tmp))
+        _write_parquet(target / "neurons.parquet", pd.concat(neurons, ignore_index=True))
     atomic_write(target / "done", lambda tmp: tmp.write_text("done\n"))
     (target / "progress.npz").unlink(missing_ok=True)  # the record supersedes any segment checkpoint
 
@@ -221,13 +222,14 @@ def write_progress(folder: Path, index: int, progress: Any) -> None:
     atomic_write(target / "progress.npz", lambda tmp: _savez(tmp, arrays))
 
 
-def read_progress(folder: Path, index: int, state_like: Any) -> Any:
-    """The chunk's segment checkpoint as a `train.Progress` shaped like `state_like`, or None."""
+def read_progress(folder: Path, index: int, state_shape: Callable[[], Any]) -> Any:
+    """The chunk's segment checkpoint as a `train.Progress`, its state shaped like `state_shape()`, or None."""
     from grokjax.train import Progress
 
     path = folder / STATE_DIR / f"chunk_{index:05d}" / "progress.npz"
     if not path.is_file():
         return None
+    state_like = state_shape()
     with np.load(path) as data:
         files = set(data.files)
         leaves = [data[f"state/{k}"] for k in range(len(jax.tree_util.tree_leaves(state_like)))]

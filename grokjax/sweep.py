@@ -174,7 +174,7 @@ def train_chunk(chunk: Chunk, config: SweepConfig, keep_params: bool, on_segment
     """
     static, runs = chunk.static, chunk.runs
     hp = grid.hparams(runs, pad_to=chunk.size)
-    resume = results.read_progress(folder, chunk.index, jax.eval_shape(compiled(static)[0], hp))
+    resume = results.read_progress(folder, chunk.index, lambda: jax.eval_shape(compiled(static)[0], hp))
     n_logs = len(static.logged_steps)
 
     def segment_done(i: int, progress: Callable[[], Progress]) -> None:
@@ -296,8 +296,7 @@ def run(
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{config.source}: output {folder} exists and is not a folder")
     runs = grid.expand(config)
-    results.check_owner(folder, config, overwrite)
-    same_config = results.owner(folder) == config.hash()
+    same_config = results.check_owner(folder, config, overwrite)
     saved = None if restart else results.read_plan(folder)
     resuming = saved is not None and saved["config_hash"] == config.hash()
     chunks = planned(saved, runs) if resuming else plan(config, runs, chunk_size)

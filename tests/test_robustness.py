@@ -82,10 +82,10 @@ def test_a_full_disk_leaves_earlier_results_intact_and_the_sweep_resumable(sweep
     before = {p.name: p.read_bytes() for p in out.glob("*.parquet")}
     real = results._write_parquet
 
-    def full(target, frame, meta):
+    def full(target, frame, meta=None, **kwargs):
         if target.name == "runs.parquet":
             raise OSError(errno.ENOSPC, "No space left on device", str(target))
-        real(target, frame, meta)
+        real(target, frame, meta, **kwargs)
 
     monkeypatch.setattr(results, "_write_parquet", full)
     assert main(["sweep", str(path), "--out", str(out), "--restart", "--no-progress", "--no-plots"]) == 2
