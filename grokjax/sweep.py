@@ -179,7 +179,9 @@ def train_chunk(chunk: Chunk, config: SweepConfig, keep_params: bool, on_segment
 
     def segment_done(i: int, progress: Callable[[], Progress]) -> None:
         on_segment(i)
-        if i + 1 < n_logs and (STOP.is_set() or (checkpoint_every and (i + 1) % checkpoint_every == 0)):
+        if i + 1 == n_logs:
+            return  # the chunk is trained: it gets its record, and the sweep stops after it if asked
+        if STOP.is_set() or (checkpoint_every and (i + 1) % checkpoint_every == 0):
             results.write_progress(folder, chunk.index, progress())
         if STOP.is_set():
             raise Interrupted(f"stopped after logged step {static.logged_steps[i]} of chunk {chunk.index}")
@@ -340,6 +342,8 @@ def run(
                 results.write_params(folder, chunk.index, chunk.runs.run_id.to_numpy(), result.params)
             results.write_record(folder, chunk.index, result.final, result.curves, result.neurons)
             recorded[chunk.index] = (result.final, result.curves, result.neurons)
+            if STOP.is_set() and k + 1 < len(todo):
+                raise Interrupted(f"stopped after chunk {chunk.index}")
     wall = time.perf_counter() - t0
     done = [ChunkResult(*recorded[c.index], params=None) for c in mine]
 

@@ -112,7 +112,9 @@ def test_sigkill_inside_a_chunk_loses_at_most_one_segment(reference):
     """With a checkpoint every segment, a kill mid-chunk resumes from that chunk's last segment."""
     out = reference / "killed_mid_chunk"
     proc = child(CLI, ["sweep", str(reference / "sweep.toml"), "--out", str(out), *ARGS, "--checkpoint-every", "1"])
-    checkpoints = lambda: list((out / results.STATE_DIR).glob("chunk_*/progress.npz"))  # noqa: E731
+    # A checkpoint of a chunk not yet recorded (a recorded chunk's checkpoint is about to be deleted).
+    checkpoints = lambda: [p for p in (out / results.STATE_DIR).glob("chunk_*/progress.npz")  # noqa: E731
+                           if not (p.parent / "done").exists()]
     wait_for(lambda: checkpoints() and done_chunks(out) >= 1, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
