@@ -36,9 +36,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from grokjax import grid, sweep
+from grokjax import grid, plan as planning, runner
 from grokjax.config import ConfigError, load
-from grokjax.train import Static, train
+from grokjax.train import Static
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -181,9 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"grokjax.bench: error: {err}", file=sys.stderr)
         return 2
-    static, group = next(grid.groups(runs))
+    static, group = next(planning.groups(runs))
     plan = []  # the first chunks that grokjax sweep would train, up to --runs runs
-    for c in sweep.plan(config, group, args.chunk_size):
+    for c in planning.plan(group, config.source, args.chunk_size):
         if plan and sum(len(p.runs) for p in plan) + len(c.runs) > max(1, args.runs):
             break
         plan.append(c)
@@ -194,10 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     firsts = list({s: (s, h) for s, h in reversed(singles)}.values())  # one run per compiled program
     n, run_steps = len(chunk), len(chunk) * static.steps
 
-    cold_vmapped = timed(lambda: [train(s, h) for s, h in batches])
-    vmapped = timed(lambda: [train(s, h) for s, h in batches])
-    cold_serial = timed(lambda: [train(s, h, vectorized=False) for s, h in firsts])
-    serial = timed(lambda: [train(s, h, vectorized=False) for s, h in singles])
+    cold_vmapped = timed(lambda: [runner.train(s, h) for s, h in batches])
+    vmapped = timed(lambda: [runner.train(s, h) for s, h in batches])
+    cold_serial = timed(lambda: [runner.train(s, h, vectorized=False) for s, h in firsts])
+    serial = timed(lambda: [runner.train(s, h, vectorized=False) for s, h in singles])
     peak = matmul_flops()
     flops = model_flops(static, chunk)
     formulations = formulation_figures(static, min(plan[0].size, 16)) if args.formulations else None
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "steps": static.steps,
         "chunk_size": plan[0].size,
         "train_slots": [c.static.train_slots for c in plan],
-        "useful_work": sweep.useful_work(plan),
+        "useful_work": planning.useful_work(plan),
         "grokjax_vmapped": {"run_steps_per_s": run_steps / vmapped, "seconds": vmapped, "first_call_s": cold_vmapped},
         "grokjax_serial": {"run_steps_per_s": run_steps / serial, "seconds": serial, "first_call_s": cold_serial},
         "matmul": peak,

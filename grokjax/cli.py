@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
                        help="checkpoint a chunk's state every K logged steps, so a kill loses at most K "
                        "segments (default 10; 0: only on Ctrl-C)")
+    sweep.add_argument("--step", metavar="HOW",
+                       help="how to compute the training step: auto (default; the fastest, measured once per machine "
+                       "and shape, or $GROKJAX_STEP), or gather, onehot or grid with an optional :BLOCK (runs "
+                       "vectorized together; 0 all, 1 one at a time), e.g. gather:8")
     hosts = sweep.add_argument_group(
         "several processes (hosts)",
         "Start the same command once per process: each runs its share of the chunks on its own\n"
@@ -140,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             restart=args.restart,
             checkpoint_every=args.checkpoint_every,
+            step=args.step,
         )
     except ConfigError as err:
         print(f"grokjax: error: {err}", file=sys.stderr)

@@ -94,12 +94,22 @@ class PhaseConfig:
 
 
 @dataclass(frozen=True)
+class AnalysisConfig:
+    """Analyses the phase diagram does not need, each with its cost (measured in docs/performance.md)."""
+
+    # Per run, the fewest low-IPR neurons whose removal lowers train accuracy on the corrupted
+    # examples to chance (Figure 6): one forward pass over all examples per neuron count.
+    min_prune: bool = False
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     name: str
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     phases: PhaseConfig = field(default_factory=PhaseConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     # ("train.weight_decay", (0.0, 5.0)), ... in file order; the grid is their product.
     axes: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     source: str = "<config>"
@@ -127,6 +137,7 @@ TABLES: dict[str, type] = {
     "model": ModelConfig,
     "train": TrainConfig,
     "phases": PhaseConfig,
+    "analysis": AnalysisConfig,
 }
 SWEEPABLE_TABLES = ("task", "model", "train")
 
@@ -201,6 +212,7 @@ RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "phases.threshold": (float, lambda v: 0.0 < v <= 1.0, "a number with 0 < threshold <= 1"),
     "phases.inversion_offset": (float, lambda v: 0.0 < v <= 2.0, "a number in (0, 2]"),
     "phases.grokking_delay": (float, lambda v: 0.0 <= v <= 1.0, "a fraction of the steps in [0, 1]"),
+    "analysis.min_prune": (bool, lambda v: True, "true or false"),
 }
 
 

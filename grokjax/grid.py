@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import itertools
 import math
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -88,50 +88,21 @@ def _modular_examples(task: str, p: int, symmetric: bool) -> int:
     return int(modular_table(task, p, symmetric)[1].sum())
 
 
-DERIVED_FIELDS = ("betas", "has_dropout", "train_slots")  # Static fields that are not run columns
-SLOT_STEPS_PER_DOUBLING = 4  # train_slots take values 8 * 2^(k/4): at most 19% padding, few distinct shapes
+DERIVED_FIELDS = ("betas", "has_dropout", "train_slots", "formulation", "run_block")  # Static fields, not run columns
+STATIC_COLUMNS = tuple(f for f in STATIC_FIELDS if f not in DERIVED_FIELDS)
 
 
 def static_of(row: pd.Series) -> Static:
-    values = {f: row[f] for f in STATIC_FIELDS if f not in DERIVED_FIELDS}
+    """The static config of a run (train_slots 0 and the default formulation: the plan sets those)."""
     return Static(
         betas=(float(row.beta1), float(row.beta2)),
         has_dropout=bool(row.dropout > 0),
-        **{k: _py(v) for k, v in values.items()},
+        **{f: _py(row[f]) for f in STATIC_COLUMNS},
     )
-
-
-def train_slots(static: Static, n_train: int) -> int:
-    """Examples a full-batch step gathers for runs of up to n_train training examples: a rung of a ladder.
-
-    The ladder (8 * 2^(k/4)) bounds the padding slots to 19% while keeping the number of
-    distinct shapes, hence of compiled programs, small. A run's rung depends on its own
-    n_train only, so its computation does not depend on which runs share its chunk. When
-    the rung reaches the number of examples, gathering saves nothing and 0 is returned: the
-    step then computes all examples (for the mlp, the broadcast grid, with no gather or
-    scatter) and masks the loss. Minibatch runs gather their batches instead (0).
-    """
-    if static.batch_size:
-        return 0
-    k = math.ceil(SLOT_STEPS_PER_DOUBLING * math.log2(max(n_train, 8) / 8) - 1e-9)
-    slots = -(-int(8 * 2 ** (k / SLOT_STEPS_PER_DOUBLING)) // 8) * 8
-    while slots < n_train:  # guard the float rounding of the ladder
-        slots += 8
-    return 0 if slots >= num_examples(static) else slots
 
 
 def _py(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
-
-
-def groups(runs: pd.DataFrame) -> Iterator[tuple[Static, pd.DataFrame]]:
-    """(static config, its runs) for each distinct static combination, in run order.
-
-    The static config has train_slots = 0; each chunk sets its runs' rung (`train_slots`).
-    """
-    keys = [f for f in STATIC_FIELDS if f not in DERIVED_FIELDS] + ["beta1", "beta2"]
-    for _, group in runs.groupby([*(runs[k] for k in keys), runs.dropout > 0], sort=False):
-        yield static_of(group.iloc[0]), group
 
 
 def hparams(runs: pd.DataFrame, pad_to: int | None = None) -> Hparams:

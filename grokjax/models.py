@@ -62,7 +62,10 @@ class MLP(nn.Module):
 
     With one-hot inputs the first layer is a lookup (two `nn.Embed` tables of shape
     (p, width)); over the whole p^2 grid it is the broadcast sum U[m] + V[n], so no
-    one-hot matrix or gather is built. All weights ~ N(0, (16 width)^(-2/3)) (Appendix A).
+    one-hot matrix or gather is built. With onehot=True, gathered examples go through
+    the first layer as the paper's code computes it, a one-hot matrix times U and V,
+    whose gradient is a matmul rather than a scatter-add (`train.FORMULATIONS`).
+    All weights ~ N(0, (16 width)^(-2/3)) (Appendix A).
     """
 
     p: int
@@ -71,6 +74,7 @@ class MLP(nn.Module):
     activation: str
     norm: str
     has_dropout: bool
+    onehot: bool = False
 
     @nn.compact
     def __call__(self, inputs: Any, *, train: bool, rate: jax.Array, mask: jax.Array | None) -> jax.Array:
@@ -78,7 +82,11 @@ class MLP(nn.Module):
         init = nn.initializers.normal((16.0 * self.width) ** (-1.0 / 3.0))
         U = nn.Embed(self.p, self.width, embedding_init=init, name="U")
         V = nn.Embed(self.p, self.width, embedding_init=init, name="V")
-        h = (U(m) + V(n)).reshape(-1, self.width)  # pairs-major (p^2, N): faster on CPU than (N, p^2)
+        if self.onehot and m.ndim == 1:
+            h = jax.nn.one_hot(m, self.p, dtype=U.embedding.dtype) @ U.embedding
+            h = h + jax.nn.one_hot(n, self.p, dtype=V.embedding.dtype) @ V.embedding
+        else:
+            h = (U(m) + V(n)).reshape(-1, self.width)  # pairs-major (p^2, N): faster on CPU than (N, p^2)
         for layer in range(self.depth - 1):
             if layer:
                 h = nn.Dense(self.width, use_bias=False, kernel_init=init, name=f"hidden_{layer}")(h)
@@ -193,7 +201,7 @@ def build(static: Any) -> nn.Module:
     """The Flax module of a static configuration."""
     common = dict(activation=static.activation, norm=static.norm, has_dropout=static.has_dropout)
     if static.model == "mlp":
-        return MLP(p=static.p, width=static.width, depth=static.depth, **common)
+        return MLP(p=static.p, width=static.width, depth=static.depth, onehot=static.formulation == "onehot", **common)
     if static.model == "pair_mlp":
         return PairMLP(p=static.p, width=static.width, embed_size=static.embed_size,
                        tied_embedding=static.tied_embedding, **common)

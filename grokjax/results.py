@@ -165,19 +165,20 @@ def clear(folder: Path, tables: bool = True) -> None:
     shutil.rmtree(folder / STATE_DIR, ignore_errors=True)
 
 
-def write_plan(folder: Path, config_hash: str, chunks: list[tuple[list[int], int]]) -> None:
-    """The sweep's chunks (run ids and padded size of each), so that a resumed sweep trains exactly the same ones."""
+def write_plan(folder: Path, config_hash: str, chunks: list[dict[str, Any]]) -> None:
+    """The sweep's plan (`plan.to_json`), so that a resumed sweep trains exactly the same chunks the same way."""
     (folder / STATE_DIR).mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"config_hash": config_hash, "chunks": [{"run_ids": ids, "size": size} for ids, size in chunks]})
+    text = json.dumps({"config_hash": config_hash, "chunks": chunks})
     atomic_write(folder / STATE_DIR / "plan.json", lambda tmp: tmp.write_text(text))
 
 
 def read_plan(folder: Path) -> dict[str, Any] | None:
-    """The plan of the sweep that was started in `folder`, or None (none, or unreadable)."""
+    """The plan of the sweep that was started in `folder`, or None (none, unreadable, or of an older grokjax)."""
     try:
-        return json.loads((folder / STATE_DIR / "plan.json").read_text())
+        saved = json.loads((folder / STATE_DIR / "plan.json").read_text())
     except (OSError, ValueError):
         return None
+    return saved if all("formulation" in c for c in saved.get("chunks", [None])) else None
 
 
 def write_record(folder: Path, index: int, final: pd.DataFrame, curves: pd.DataFrame,
@@ -208,10 +209,11 @@ def read_records(folder: Path) -> dict[int, tuple[pd.DataFrame, pd.DataFrame, li
 
 
 def write_progress(folder: Path, index: int, progress: Any) -> None:
-    """A chunk's segment checkpoint (`train.Progress`): state arrays, the metrics logged so far, neuron snapshots."""
+    """A chunk's segment checkpoint (`runner.Progress`): state arrays keyed by their path in the state
+    (e.g. `state/.params['U']['embedding']`), the metrics logged so far, neuron snapshots."""
     arrays: dict[str, np.ndarray] = {"next_log": np.asarray(progress.next_log)}
-    for k, leaf in enumerate(jax.tree_util.tree_leaves(progress.state)):
-        arrays[f"state/{k}"] = np.asarray(leaf)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(progress.state)[0]:
+        arrays[f"state/{jax.tree_util.keystr(path)}"] = np.asarray(leaf)
     for key in progress.logs[0] if progress.logs else ():
         arrays[f"log/{key}"] = np.stack([log[key] for log in progress.logs])
     arrays["neuron_steps"] = np.asarray([step for step, _ in progress.neurons], np.int64)
@@ -223,8 +225,9 @@ def write_progress(folder: Path, index: int, progress: Any) -> None:
 
 
 def read_progress(folder: Path, index: int, state_shape: Callable[[], Any]) -> Any:
-    """The chunk's segment checkpoint as a `train.Progress`, its state shaped like `state_shape()`, or None."""
-    from grokjax.train import Progress
+    """The chunk's segment checkpoint as a `runner.Progress`, its state shaped like `state_shape()`, or None
+    (none, or one whose state does not have that shape)."""
+    from grokjax.runner import Progress
 
     path = folder / STATE_DIR / f"chunk_{index:05d}" / "progress.npz"
     if not path.is_file():
@@ -232,7 +235,10 @@ def read_progress(folder: Path, index: int, state_shape: Callable[[], Any]) -> A
     state_like = state_shape()
     with np.load(path) as data:
         files = set(data.files)
-        leaves = [data[f"state/{k}"] for k in range(len(jax.tree_util.tree_leaves(state_like)))]
+        paths = [f"state/{jax.tree_util.keystr(path)}" for path, _ in jax.tree_util.tree_flatten_with_path(state_like)[0]]
+        if not set(paths) <= files:
+            return None
+        leaves = [data[path] for path in paths]
         keys = sorted({name.split("/", 1)[1] for name in files if name.startswith("log/")})
         logged = {key: data[f"log/{key}"] for key in keys}
         n_logs = int(data["next_log"])

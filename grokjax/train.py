@@ -2,24 +2,22 @@
 
 `Static` holds what changes shapes or code paths (one compiled program each);
 `Hparams` holds per-run numbers as arrays, so a sweep over them is one program
-`jit(vmap(...))` and new values never recompile. The host calls `segment`
-once per logged step: a `lax.scan` over `log_every` optimizer steps, then the
-metrics of that step, taken in evaluation mode (no dropout, BatchNorm's running
-statistics) on every example.
+`jit(vmap(...))` and new values never recompile. `train_segment` is one logged
+step: a `lax.scan` over `log_every` optimizer steps, then the metrics of that
+step, taken in evaluation mode (no dropout, BatchNorm's running statistics) on
+every example. `grokjax.runner` compiles and drives it.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from grokjax import analysis, models
 from grokjax.metrics import evaluate, example_losses, masked_mean
@@ -53,9 +51,14 @@ class Static:
     tied_embedding: bool = False
     regularization: str = "l2"
     batch_size: int = 0
-    ipr_every: int = 0  # host side only: when per-neuron statistics are taken (see train)
+    ipr_every: int = 0  # host side only: when per-neuron statistics are taken (see runner.neuron_steps)
     train_slots: int = 0  # full batch: training examples gathered per step; 0: all examples, loss masked
     precision: str = "float32"  # see PRECISIONS
+    # How the step is computed, chosen by measurement per machine (grokjax.tuning); all give the same numbers
+    # up to float32 rounding. formulation: see FORMULATIONS. run_block: runs vectorized together within
+    # a chunk (0: all of them, vmapped; b: blocks of b runs, one block after another).
+    formulation: str = "gather"
+    run_block: int = 0
 
     @property
     def logged_steps(self) -> list[int]:
@@ -139,6 +142,12 @@ def init_run(static: Static, hp: Hparams) -> RunState:
     return RunState(params, variables, opt_state, data)
 
 
+FORMULATIONS = {
+    "gather": "full batch: the run's training examples gathered (train_slots of them); gradients of lookups scatter-add",
+    "onehot": "as gather, with the mlp's first layer a one-hot matmul, as the paper's code (gradient: a matmul)",
+    "grid": "full batch: every example computed (for the mlp, the broadcast p x p grid), the loss masked",
+}
+
 PRECISIONS = {  # train.precision: (matmul precision, compute dtype); weights and optimizer stay float32
     "float32": ("float32", jnp.float32),
     "tf32": ("tensorfloat32", jnp.float32),
@@ -179,7 +188,7 @@ def train_segment(static: Static, state: RunState, hp: Hparams, start: jax.Array
     def loss_fn(params: Any, model_state: Any, t: jax.Array) -> tuple[jax.Array, Any]:
         if static.batch_size:
             index, mask = minibatch(static, data, batch_key, t, hp.n_train)
-        elif static.train_slots:
+        elif static.train_slots and static.formulation != "grid":
             index, mask = training_slots(static, data, hp.n_train)
         else:  # all examples (for the mlp, the broadcast grid), the loss masked to the training set
             index, mask = None, data.train
@@ -208,119 +217,3 @@ def train_segment(static: Static, state: RunState, hp: Hparams, start: jax.Array
     metrics = evaluate(logits, data, params, static.loss)
     metrics["ipr_mean"] = analysis.ipr_mean(params) if analysis.has_neurons(static) else jnp.float32(jnp.nan)
     return RunState(params, model_state, opt_state, data), metrics
-
-
-def local_mesh() -> Mesh:
-    """A one-axis mesh, "runs", over this process's devices: a chunk's runs are split across them."""
-    return Mesh(np.array(jax.local_devices()), ("runs",))
-
-
-def shard_runs(hp: Any, mesh: Mesh) -> Any:
-    """Place a chunk's per-run arrays across the mesh (its length must be a multiple of the device count).
-
-    Everything computed from them (data, weights, optimizer state, metrics) follows
-    that placement, since each run's computation reads only its own row.
-    """
-    return jax.device_put(hp, NamedSharding(mesh, PartitionSpec("runs")))
-
-
-def run_block() -> int:
-    """Runs computed side by side within a chunk: 8 on a single CPU device, else the whole chunk (0).
-
-    On a CPU, XLA vectorizes an array of all the chunk's runs as one, so which elements fall
-    in a vector's scalar tail (and get exp and log from another code path) depends on how
-    many runs there are. Blocks of a fixed number of runs (`lax.map` over vmapped blocks)
-    make a run's arithmetic the same whatever the chunk size. On accelerators (not yet
-    checked for this) and when sharding over several devices, runs are plainly vmapped.
-    """
-    return RUN_BLOCK if jax.local_devices()[0].platform == "cpu" and jax.local_device_count() == 1 else 0
-
-
-RUN_BLOCK = 8  # on CPU also about the fastest: 7,823 run-steps/s against 7,130 for 16 at the quickstart's size
-
-
-@functools.lru_cache(maxsize=None)
-def neuron_table() -> Callable:
-    """Per-neuron statistics over a chunk's runs, in the same blocks of runs as training."""
-    block = run_block()
-    if not block:
-        return analysis.neuron_table
-    return jax.jit(lambda params: jax.lax.map(analysis.neuron_stats, params, batch_size=block))
-
-
-@functools.lru_cache(maxsize=None)
-def compiled(static: Static, vectorized: bool = True) -> tuple[Callable, Callable]:
-    """(init, segment) jitted for one static config; over a leading run axis unless vectorized=False.
-
-    Over runs: vmapped, in blocks of `run_block()` runs when it is set (the run count
-    must then be a multiple of it).
-    """
-    init = functools.partial(init_run, static)
-    segment = functools.partial(train_segment, static)
-    if vectorized:
-        block = run_block()
-        init = jax.vmap(init)
-        if block:
-            single = segment
-            segment = lambda state, hp, start: jax.lax.map(lambda run: single(*run, start), (state, hp), batch_size=block)  # noqa: E731
-        else:
-            segment = jax.vmap(segment, in_axes=(0, 0, None))
-    return jax.jit(init), jax.jit(segment)
-
-
-class Trained(NamedTuple):
-    """What train(..., final=True) returns."""
-
-    logs: dict[str, np.ndarray]  # metrics, shape (logs, runs)
-    params: Any  # trained parameters, leading run axis
-    neurons: list[tuple[int, dict[str, np.ndarray]]]  # (step, per-neuron statistics (runs, width)); [] if none
-
-
-class Progress(NamedTuple):
-    """Runs part-way through training, on the host: what a segment checkpoint holds."""
-
-    next_log: int  # index of the next logged step to train
-    state: RunState
-    logs: list[dict[str, np.ndarray]]
-    neurons: list[tuple[int, dict[str, np.ndarray]]]
-
-
-def train(
-    static: Static,
-    hp: Hparams,
-    vectorized: bool = True,
-    on_segment: Callable[[int, Callable[[], Progress]], None] | None = None,
-    final: bool = False,
-    resume: Progress | None = None,
-) -> Any:
-    """Train runs to the end; metrics stacked over logged steps, shape (logs, runs) or (logs,).
-
-    Vectorized, the runs are split over this process's devices (see `shard_runs`), so
-    their number must be a multiple of the device count. `on_segment(i, progress)` is
-    called after logged step i has reached the host; `progress()` fetches a `Progress`
-    to checkpoint, and `resume=` continues from one exactly as if never stopped. With
-    final=True, return a `Trained`: also the trained parameters and, for models
-    where `analysis.has_neurons`, per-neuron statistics at the last step and every
-    `ipr_every` steps.
-    """
-    init, segment = compiled(static, vectorized)
-    neuron_fn = neuron_table() if vectorized else analysis.neuron_stats_jit
-    take_neurons = final and analysis.has_neurons(static)
-    if vectorized:
-        hp = shard_runs(hp, local_mesh())
-    if resume is None:
-        first, state, logs, neurons = 0, init(hp), [], []
-    else:
-        first, state, logs, neurons = resume.next_log, resume.state, list(resume.logs), list(resume.neurons)
-        state = shard_runs(state, local_mesh()) if vectorized else jax.device_put(state)
-    for i in range(first, len(static.logged_steps)):
-        step = static.logged_steps[i]
-        state, metrics = segment(state, hp, i * static.log_every)
-        logs.append(jax.device_get(metrics))
-        last = step == static.steps
-        if take_neurons and (last or (static.ipr_every and step % static.ipr_every == 0)):
-            neurons.append((step, jax.device_get(neuron_fn(state.params))))
-        if on_segment is not None:
-            on_segment(i, lambda i=i, state=state: Progress(i + 1, jax.device_get(state), list(logs), list(neurons)))
-    stacked = {key: np.stack([log[key] for log in logs]) for key in logs[0]}
-    return Trained(stacked, state.params, neurons) if final else stacked

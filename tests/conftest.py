@@ -1,7 +1,14 @@
+import os
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
+
+# Tests (and the CLI processes they start) pin the step's formulation, so that no test pays for
+# measuring the candidates (tests/test_tuning.py does that), and share one fresh compilation cache.
+os.environ["GROKJAX_STEP"] = "gather"
+os.environ["GROKJAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="grokjax-test-cache-")
 
 TINY_SWEEP = """\
 name = "tiny"

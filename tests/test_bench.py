@@ -22,11 +22,11 @@ def test_bench_writes_its_figures(sweep_file, tmp_path, capsys):
 
 
 def test_model_flops_formula(sweep_file):
-    from grokjax import grid
+    from grokjax import grid, plan
     from grokjax.config import load
 
     runs = grid.expand(load(sweep_file()))
-    static, group = next(grid.groups(runs))
+    static, group = next(plan.groups(runs))
     p, n, logs = 11, 24, 3  # 30 steps, logged every 10
     expected = sum(6 * t * n * p * 30 + 2 * p**3 * n * logs for t in group.n_train)
     assert bench.model_flops(static, group) == expected

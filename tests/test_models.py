@@ -13,12 +13,13 @@ import numpy as np
 import optax
 import pytest
 
-from grokjax import grid, models
+from grokjax import grid, models, plan
 from grokjax.cli import main
 from grokjax.config import ConfigError, from_dict
 from grokjax.tasks import (corrupt_count, make_run_data, minibatch, modular_table, permuted_position,
                            split_counts)
-from grokjax.train import Hparams, Static, init_run, make_optimizer, train
+from grokjax.runner import train
+from grokjax.train import Hparams, Static, init_run, make_optimizer
 
 
 def tiny_static(**changes) -> Static:
@@ -192,8 +193,8 @@ def test_dropout_rate_zero_trains_as_no_dropout():
     """
     rows = [{**r, "dropout": 0.0} for r in DROPOUT_RUNS]
     hp = hparams(DROPOUT_STATIC, rows)
-    with_dropout = train(DROPOUT_STATIC, hp)
-    without = train(dataclasses.replace(DROPOUT_STATIC, has_dropout=False), hp)
+    with_dropout = train(DROPOUT_STATIC, hp).logs
+    without = train(dataclasses.replace(DROPOUT_STATIC, has_dropout=False), hp).logs
     assert with_dropout.keys() == without.keys()
     assert np.isfinite(without["train_loss"]).all()
     for key in without:
@@ -201,9 +202,9 @@ def test_dropout_rate_zero_trains_as_no_dropout():
 
 
 def test_dropout_changes_training_and_is_deterministic_per_seed():
-    zero = train(DROPOUT_STATIC, hparams(DROPOUT_STATIC, [{**r, "dropout": 0.0} for r in DROPOUT_RUNS]))
+    zero = train(DROPOUT_STATIC, hparams(DROPOUT_STATIC, [{**r, "dropout": 0.0} for r in DROPOUT_RUNS])).logs
     hp = hparams(DROPOUT_STATIC, [{**r, "dropout": 0.3} for r in DROPOUT_RUNS])
-    first, second = train(DROPOUT_STATIC, hp), train(DROPOUT_STATIC, hp)
+    first, second = train(DROPOUT_STATIC, hp).logs, train(DROPOUT_STATIC, hp).logs
     for key in first:
         np.testing.assert_array_equal(first[key], second[key], err_msg=key)
     for i in range(len(DROPOUT_RUNS)):
@@ -305,10 +306,10 @@ def test_vmapped_run_equals_run_alone(name):
     changes, per_run = VMAP_CASES[name]
     static = tiny_static(**changes)
     hp = hparams(static, [{**row, **per_run} for row in VMAP_RUNS])
-    together = train(static, hp)
+    together = train(static, hp).logs
     assert np.isfinite(together["train_loss"]).all()
     for i in range(len(VMAP_RUNS)):
-        alone = train(static, jax.tree_util.tree_map(lambda x: x[i], hp), vectorized=False)
+        alone = train(static, jax.tree_util.tree_map(lambda x: x[i], hp), vectorized=False).logs
         for key, value in alone.items():
             np.testing.assert_allclose(together[key][:, i], value, rtol=2e-4, atol=1e-6, err_msg=key)
 
@@ -591,7 +592,7 @@ def test_appendix_a_batch_scaling():
     for size in (256, 0):
         assert (runs.loc[size, "steps"], runs.loc[size, "log_every"]) == (2000, 20)
         assert runs.loc[size, "learning_rate"] == 0.01
-    statics = {s.batch_size: s for s, _ in grid.groups(grid.expand(config))}
+    statics = {s.batch_size: s for s, _ in plan.groups(grid.expand(config))}
     assert (statics[64].steps, statics[64].log_every) == (8000, 80)
     unscaled = grid.expand(from_dict({"task": {"p": 7}, "train": {"batch_size": 64, "steps": 2000}}))
     assert int(unscaled.steps[0]) == 2000 and float(unscaled.learning_rate[0]) == 0.01

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokjax import grid, pruning, results
+from grokjax import grid, plan, pruning, results
 from grokjax.cli import main
 from grokjax.sweep import run
 from grokjax.tasks import make_run_data
@@ -44,7 +44,7 @@ def test_pruning_table_ends_are_exact(pruned):
         np.testing.assert_allclose(start[column], runs.loc[start.index, column])
     # Every neuron removed: all logits are 0, so argmax predicts class 0 for every example.
     end = curves[(curves.pruned == 24) & (curves.order == "low")].set_index("run_id")
-    static, group = next(grid.groups(runs.reset_index()))
+    static, group = next(plan.groups(runs.reset_index()))
     for row in group.itertuples():
         data = make_run_data(static, jax.random.key(row.data_seed), row.n_train, row.n_corrupt)
         test_labels = np.asarray(data.labels)[np.asarray(data.test)]

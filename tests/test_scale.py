@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokjax import chunks, grid, results, sweep, train
+from grokjax import grid, plan, results, runner
 from grokjax.cli import main
 from grokjax.config import ConfigError, load
 from tests.conftest import TINY_SWEEP
@@ -129,31 +129,31 @@ SIZES = [  # one static configuration of each model kind and step shape, and the
 def test_run_bytes_bounds_what_xla_allocates(path, overrides):
     """The estimate is at least XLA's own accounting of a compiled segment, and not wastefully above it."""
     config = load(ROOT / path, ["train.steps=2", "train.log_every=1", *overrides])
-    static, group = next(grid.groups(grid.expand(config)))
+    static, group = next(plan.groups(grid.expand(config)))
     runs = 4
     hp = grid.hparams(group.iloc[:1], pad_to=runs)
-    init, segment = train.compiled(static)
+    init, segment = runner.compiled(static)
     memory = segment.lower(jax.eval_shape(init, hp), hp, 0).compile().memory_analysis()
     actual = (memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes) / runs
-    assert actual <= chunks.run_bytes(static) <= 4 * actual
+    assert actual <= plan.run_bytes(static) <= 4 * actual
 
 
 def test_chunk_size_fits_memory_and_fails_clearly_when_one_run_cannot(monkeypatch):
-    static, group = next(grid.groups(grid.expand(load(ROOT / "sweeps/doshi_fig3_wd.toml"))))
-    per_run = chunks.run_bytes(static)
-    monkeypatch.setattr(chunks, "free_bytes", lambda device: 40 * per_run)
-    monkeypatch.setattr(chunks, "CPU_MAX_CHUNK", 10_000)
-    assert chunks.auto_chunk_size(static, len(group), "f.toml") == 20  # half of free memory
-    monkeypatch.setattr(chunks, "free_bytes", lambda device: per_run)
+    static, group = next(plan.groups(grid.expand(load(ROOT / "sweeps/doshi_fig3_wd.toml"))))
+    per_run = plan.run_bytes(static)
+    monkeypatch.setattr(plan, "free_bytes", lambda device: 40 * per_run)
+    monkeypatch.setattr(plan, "CPU_MAX_CHUNK", 10_000)
+    assert plan.auto_chunk_size(static, len(group), "f.toml") == 20  # half of free memory
+    monkeypatch.setattr(plan, "free_bytes", lambda device: per_run)
     with pytest.raises(ConfigError, match=r"f.toml: one run at p = 97, width = 500 needs about"):
-        chunks.auto_chunk_size(static, len(group), "f.toml")
+        plan.auto_chunk_size(static, len(group), "f.toml")
 
 
 def test_the_full_figure_3_sweep_is_planned_in_chunks_that_fit(monkeypatch):
     """All 1,292 runs of doshi_fig3_wd on a device with 80 GiB free: no chunk above half of it."""
-    monkeypatch.setattr(chunks, "free_bytes", lambda device: 80 * 2**30)
-    monkeypatch.setattr(chunks, "CPU_MAX_CHUNK", 10_000)
+    monkeypatch.setattr(plan, "free_bytes", lambda device: 80 * 2**30)
+    monkeypatch.setattr(plan, "CPU_MAX_CHUNK", 10_000)
     config = load(ROOT / "sweeps/doshi_fig3_wd.toml")
-    plan = sweep.plan(config, grid.expand(config), None)
-    assert sum(len(c.runs) for c in plan) == 1292
-    assert all(c.size * chunks.run_bytes(c.static) <= 40 * 2**30 for c in plan)
+    chunks = plan.plan(grid.expand(config), config.source, None, step="gather")
+    assert sum(len(c.runs) for c in chunks) == 1292
+    assert all(c.size * plan.run_bytes(c.static) <= 40 * 2**30 for c in chunks)

@@ -6,7 +6,8 @@ import pytest
 from grokjax.metrics import example_losses, masked_mean
 from grokjax import models
 from grokjax.tasks import split_counts
-from grokjax.train import Hparams, Static, make_optimizer, train
+from grokjax.runner import train
+from grokjax.train import Hparams, Static, make_optimizer
 
 
 def tiny_static(**changes) -> Static:
@@ -48,9 +49,9 @@ RUNS = [
 def test_vmapped_run_equals_run_alone(loss, optimizer, activation):
     static = tiny_static(loss=loss, optimizer=optimizer, activation=activation)
     hp = hparams(static.p, RUNS)
-    together = train(static, hp)
+    together = train(static, hp).logs
     for i in range(len(RUNS)):
-        alone = train(static, jax.tree_util.tree_map(lambda x: x[i], hp), vectorized=False)
+        alone = train(static, jax.tree_util.tree_map(lambda x: x[i], hp), vectorized=False).logs
         for key, value in alone.items():
             np.testing.assert_allclose(together[key][:, i], value, rtol=2e-4, atol=1e-6, err_msg=key)
 
@@ -123,8 +124,8 @@ def test_last_segment_stops_at_steps():
     static = tiny_static(steps=25, log_every=10)
     assert static.logged_steps == [10, 20, 25]
     hp = hparams(static.p, RUNS[:1])
-    ragged = train(static, hp)
-    whole = train(tiny_static(steps=25, log_every=25), hp)
+    ragged = train(static, hp).logs
+    whole = train(tiny_static(steps=25, log_every=25), hp).logs
     for key in ragged:
         np.testing.assert_allclose(ragged[key][-1], whole[key][-1], rtol=1e-5, err_msg=key)
 
@@ -154,8 +155,8 @@ def test_gathered_training_slots_give_the_masked_full_grid_gradient():
 
 def test_training_slots_do_not_change_training():
     hp = hparams(11, RUNS)
-    all_examples = train(tiny_static(), hp)
-    gathered = train(tiny_static(train_slots=88), hp)
+    all_examples = train(tiny_static(), hp).logs
+    gathered = train(tiny_static(train_slots=88), hp).logs
     for key in ("train_correct", "test_correct", "corrupted_correct"):
         np.testing.assert_array_equal(gathered[key], all_examples[key])
     np.testing.assert_allclose(gathered["train_loss"], all_examples["train_loss"], rtol=1e-4)
@@ -164,9 +165,9 @@ def test_training_slots_do_not_change_training():
 def test_precision_settings():
     """tf32 only changes GPU matmuls (on CPU it is float32 exactly); bfloat16 computes in bfloat16, weights stay float32."""
     hp = hparams(11, RUNS)
-    f32 = train(tiny_static(), hp, final=True)
-    tf32 = train(tiny_static(precision="tf32"), hp, final=True)
-    bf16 = train(tiny_static(precision="bfloat16"), hp, final=True)
+    f32 = train(tiny_static(), hp)
+    tf32 = train(tiny_static(precision="tf32"), hp)
+    bf16 = train(tiny_static(precision="bfloat16"), hp)
     if jax.devices()[0].platform == "cpu":
         np.testing.assert_array_equal(tf32.logs["train_loss"], f32.logs["train_loss"])
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(bf16.params))

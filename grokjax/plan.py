@@ -1,0 +1,222 @@
+"""The plan of a sweep: its runs cut into chunks, each trained by one compiled call.
+
+Runs that share their static fields form a group (one model shape); within a group,
+runs are chunked per rung of training slots (`train_slots`), so each chunk gathers
+about as many training examples as its runs have; chunks are as large as the devices'
+free memory allows; and each group's step is computed the way measured fastest on
+this machine (`grokjax.tuning`). The plan is data (`to_json`): a resumed sweep reads it
+back and trains exactly the same chunks, the same way, so it gets the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import jax
+import numpy as np
+import pandas as pd
+
+from grokjax import grid, models, tuning
+from grokjax.config import ConfigError
+from grokjax.tasks import is_modular, num_classes, num_examples
+from grokjax.train import Static
+
+MEMORY_FRACTION = 0.5  # of each device's free memory that a chunk may fill: the safety margin
+# On CPU, chunks past a few dozen runs gain nothing (the cores are busy with a few) and cost memory.
+CPU_MAX_CHUNK = 32
+SLOT_STEPS_PER_DOUBLING = 4  # train_slots take values 8 * 2^(k/4): at most 19% padding, few distinct shapes
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Runs trained by one compiled call: `runs` padded to `size` (a multiple of the local device count)."""
+
+    index: int  # position among all chunks of the sweep; names its params file and its record
+    static: Static
+    runs: pd.DataFrame
+    size: int
+
+
+def groups(runs: pd.DataFrame) -> Iterator[tuple[Static, pd.DataFrame]]:
+    """(static config, its runs) for each distinct static combination, in run order.
+
+    The static config has train_slots = 0; each chunk sets its runs' rung (`train_slots`).
+    """
+    keys = [f for f in grid.STATIC_COLUMNS] + ["beta1", "beta2"]
+    for _, group in runs.groupby([*(runs[k] for k in keys), runs.dropout > 0], sort=False):
+        yield grid.static_of(group.iloc[0]), group
+
+
+def train_slots(static: Static, n_train: int) -> int:
+    """Examples a full-batch step gathers for runs of up to n_train training examples: a rung of a ladder.
+
+    The ladder (8 * 2^(k/4)) bounds the padding slots to 19% while keeping the number of
+    distinct shapes, hence of compiled programs, small. When the rung reaches the number
+    of examples, gathering saves nothing and 0 is returned: the step then computes all
+    examples (for the mlp, the broadcast grid, with no gather or scatter) and masks the
+    loss. Minibatch runs gather their batches instead (0).
+    """
+    if static.batch_size:
+        return 0
+    k = math.ceil(SLOT_STEPS_PER_DOUBLING * math.log2(max(n_train, 8) / 8) - 1e-9)
+    slots = -(-int(8 * 2 ** (k / SLOT_STEPS_PER_DOUBLING)) // 8) * 8
+    while slots < n_train:  # guard the float rounding of the ladder
+        slots += 8
+    return 0 if slots >= num_examples(static) else slots
+
+
+def plan(runs: pd.DataFrame, source: str, chunk_size: int | None = None, step: str = "auto") -> list[Chunk]:
+    """All chunks of the sweep: per static group, per rung of training slots, in run order.
+
+    Chunks fit memory at the group's largest runs, and each rung is cut into chunks
+    of equal size, so no chunk is mostly padding runs. Each group's step is computed
+    the fastest way measured on this machine (step="auto", `tuning.choose`), or as
+    `step` says (`tuning.parse_step`: e.g. "gather", "onehot:8").
+    """
+    fixed = None if step == "auto" else tuning.parse_step(step, source)
+    chunks: list[Chunk] = []
+    for static, group in groups(runs):
+        rungs = group.n_train.map(lambda n, s=static: train_slots(s, int(n)))
+        widest = dataclasses.replace(static, train_slots=0)  # the largest a step can be, whatever the formulation
+        most = min(len(group), chunk_size or auto_chunk_size(widest, len(group), source))
+        mine = []
+        for rung in sorted(rungs.unique(), key=lambda r: r or math.inf):  # smallest first, the grid (0) last
+            part = group[rungs == rung]
+            size = padded_size(math.ceil(len(part) / math.ceil(len(part) / most)))
+            chunk_static = dataclasses.replace(static, train_slots=int(rung), formulation="gather" if rung else "grid")
+            for start in range(0, len(part), size):
+                mine.append(Chunk(len(chunks) + len(mine), chunk_static, part.iloc[start : start + size], size))
+        chunks.extend(choose_step(mine, fixed))
+    return chunks
+
+
+def choose_step(chunks: list[Chunk], fixed: tuple[str, int] | None = None) -> list[Chunk]:
+    """One static group's chunks, computed the way measured fastest on its largest chunk (or the `fixed` way)."""
+    probe = max(chunks, key=lambda c: (len(c.runs), c.static.train_slots))
+    if fixed is None:
+        chosen, _ = tuning.choose(probe.static, grid.hparams(probe.runs, pad_to=probe.size), probe.size)
+    else:
+        chosen = dataclasses.replace(probe.static, formulation=fixed[0], run_block=fixed[1])
+    return [
+        dataclasses.replace(c, static=dataclasses.replace(
+            c.static, run_block=chosen.run_block, formulation=chosen.formulation if c.static.train_slots else "grid"))
+        for c in chunks
+    ]
+
+
+def to_json(chunks: list[Chunk]) -> list[dict[str, Any]]:
+    """The plan as data: each chunk's run ids, padded size and way of computing its step."""
+    return [{"run_ids": c.runs.run_id.tolist(), "size": c.size, "formulation": c.static.formulation,
+             "run_block": c.static.run_block} for c in chunks]
+
+
+def from_json(saved: list[dict[str, Any]], runs: pd.DataFrame) -> list[Chunk]:
+    """The chunks of a saved plan (`to_json`), rebuilt on these runs."""
+    chunks = []
+    for index, entry in enumerate(saved):
+        part = runs.loc[entry["run_ids"]]
+        static = grid.static_of(part.iloc[0])
+        static = dataclasses.replace(static, train_slots=train_slots(static, int(part.n_train.max())),
+                                     formulation=entry["formulation"], run_block=entry["run_block"])
+        chunks.append(Chunk(index, static, part, padded_size(entry["size"])))
+    return chunks
+
+
+def useful_work(chunks: list[Chunk]) -> float:
+    """Fraction of the training-step examples computed that are real training examples (not padding
+    slots, test examples or padding runs), over these chunks; what a step's compute is worth."""
+    useful = computed = 0
+    for chunk in chunks:
+        static = chunk.static
+        gathered = static.train_slots if static.formulation != "grid" else 0
+        per_step = static.batch_size or gathered or num_examples(static)
+        computed += chunk.size * per_step * static.steps
+        useful += int(np.minimum(chunk.runs.n_train, static.batch_size or chunk.runs.n_train).sum()) * static.steps
+    return round(useful / computed, 4) if computed else 1.0
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+
+def example_floats(static: Static) -> int:
+    """Activations of one example through the model (hidden units, logits, inputs), in floats."""
+    classes = num_classes(static)
+    if static.model == "mlp":
+        return (static.depth - 1) * static.width + classes
+    if static.model == "pair_mlp":
+        return static.width + classes
+    if static.model == "parity_mlp":
+        return static.n_bits + 1 + static.width + classes
+    e = static.embed_size  # transformer: three positions in, the last one through attention and MLP
+    return 8 * e + 3 * static.heads + static.width + classes
+
+
+def run_bytes(static: Static) -> int:
+    """Estimated peak memory of one run in a vmapped chunk, in bytes (float32).
+
+    Weights, gradients, updates and optimizer moments (8 per parameter); a training
+    step's activations and their gradients (4 per example float, over the examples a
+    step reads); the logged step's forward pass over every example (2 per example
+    float); the run's data (order, masks and labels; parity's bit strings).
+    """
+    examples = num_examples(static)
+    gathered = static.train_slots if static.formulation != "grid" else 0
+    step_examples = static.batch_size or gathered or examples
+    floats = 8 * models.param_count(static) + example_floats(static) * (4 * step_examples + 2 * examples)
+    data = examples * (11 + (0 if is_modular(static.task) else static.n_bits))
+    return 4 * floats + data + 65536
+
+
+def free_bytes(device: jax.Device) -> int:
+    """Free memory of a device; on CPU, the host's available memory."""
+    stats = device.memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def auto_chunk_size(static: Static, n_runs: int, source: str) -> int:
+    """Runs per call: as many as fit MEMORY_FRACTION of every local device, a multiple of the device count.
+
+    On CPU the devices share the host's memory, and the size is also capped (CPU_MAX_CHUNK per device).
+    """
+    devices = jax.local_devices()
+    per_run = run_bytes(static)
+    if devices[0].platform == "cpu":
+        budget, cap = MEMORY_FRACTION * free_bytes(devices[0]) / len(devices), CPU_MAX_CHUNK
+    else:
+        budget, cap = MEMORY_FRACTION * min(free_bytes(d) for d in devices), n_runs
+    if per_run > budget:
+        raise ConfigError(
+            f"{source}: one run at p = {static.p}, width = {static.width} needs about {per_run / 2**30:.1f} GiB; "
+            f"a device has {budget / 2**30:.1f} GiB to give (half its free memory); lower task.p or model.width"
+        )
+    per_device = min(math.ceil(n_runs / len(devices)), cap, int(budget // per_run))
+    return per_device * len(devices)
+
+
+def padded_size(size: int) -> int:
+    """A chunk size rounded up to a multiple of the local device count (padding runs fill the rest)."""
+    step = jax.local_device_count()
+    return -(-size // step) * step
+
+
+def formulations(chunks: list[Chunk]) -> list[dict[str, Any]]:
+    """How each static group's step is computed (for the provenance): one entry per distinct choice."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for c in chunks:
+        s = c.static
+        k = (s.model, s.p, s.width, s.formulation, s.run_block)
+        entry = seen.setdefault(k, {"model": s.model, "p": s.p, "width": s.width, "formulation": s.formulation,
+                                    "run_block": s.run_block, "chunks": 0})
+        entry["chunks"] += 1
+    return list(seen.values())

@@ -1,0 +1,40 @@
+"""What every result carries: the exact config, the versions, the device, the times, how it was computed."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from importlib import metadata
+from typing import Any
+
+import jax
+
+
+def device_info() -> dict[str, Any]:
+    devices = jax.local_devices()
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "platform": devices[0].platform,
+        "device_kind": devices[0].device_kind,
+        "device_count": len(devices),
+        "host": socket.gethostname(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def versions() -> dict[str, str]:
+    names = ("grokjax", "jax", "jaxlib", "optax", "numpy", "pandas", "pyarrow")
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out

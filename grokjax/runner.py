@@ -1,0 +1,147 @@
+"""Training a chunk of runs on the devices: a generator over its logged steps (segments).
+
+The runner keeps the device busy: it dispatches segment i + 1 before it fetches
+segment i's metrics, and donates the state buffers to it, so the host never waits
+between segments except for the metrics themselves (a few numbers per run). The
+caller (the sweep) decides what to do with each segment: move a progress bar,
+checkpoint (`keep` asks for the state at a segment: it is copied to the host
+before its buffers are donated, the one wait for the device it costs), stop (it
+simply stops iterating).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Iterator, NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from grokjax import analysis
+from grokjax.train import Hparams, RunState, Static, init_run, train_segment
+
+
+class Progress(NamedTuple):
+    """Runs part-way through training, on the host: what a segment checkpoint holds."""
+
+    next_log: int  # index of the next logged step to train
+    state: RunState
+    logs: list[dict[str, np.ndarray]]
+    neurons: list[tuple[int, dict[str, np.ndarray]]]
+
+
+class Segment(NamedTuple):
+    """One logged step of a chunk, as the caller sees it."""
+
+    index: int  # position among the logged steps
+    step: int  # optimizer steps taken
+    metrics: dict[str, np.ndarray]  # per run, on the host
+    neurons: dict[str, np.ndarray] | None  # per-neuron statistics (runs, width) when taken at this step
+    state: RunState | None  # on the host when `keep(index)` asked for it; on the devices at the last segment
+
+
+class Trained(NamedTuple):
+    """A chunk trained to the end."""
+
+    logs: dict[str, np.ndarray]  # metrics, shape (logs, runs)
+    params: Any  # trained parameters, leading run axis
+    neurons: list[tuple[int, dict[str, np.ndarray]]]  # (step, per-neuron statistics (runs, width)); [] if none
+
+
+def local_mesh() -> Mesh:
+    """A one-axis mesh, "runs", over this process's devices: a chunk's runs are split across them."""
+    return Mesh(np.array(jax.local_devices()), ("runs",))
+
+
+def shard_runs(tree: Any, mesh: Mesh) -> Any:
+    """Place a chunk's per-run arrays across the mesh (its length must be a multiple of the device count).
+
+    Everything computed from them (data, weights, optimizer state, metrics) follows
+    that placement, since each run's computation reads only its own row.
+    """
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("runs")))
+
+
+@functools.lru_cache(maxsize=None)
+def compiled(static: Static, vectorized: bool = True) -> tuple[Callable, Callable]:
+    """(init, segment), jitted for one static config; the segment donates its state's buffers.
+
+    Over a leading run axis unless vectorized=False: vmapped, or with `static.run_block`
+    in blocks of that many runs, vmapped within a block, one block after another.
+    """
+    init = functools.partial(init_run, static)
+    segment = functools.partial(train_segment, static)
+    if vectorized:
+        init = jax.vmap(init)
+        if static.run_block:
+            one = segment
+            segment = lambda state, hp, start: jax.lax.map(  # noqa: E731
+                lambda run: one(*run, start), (state, hp), batch_size=static.run_block)
+        else:
+            segment = jax.vmap(segment, in_axes=(0, 0, None))
+    return jax.jit(init), jax.jit(segment, donate_argnums=0)
+
+
+@functools.lru_cache(maxsize=None)
+def neuron_stats(vectorized: bool) -> Callable:
+    return jax.jit(jax.vmap(analysis.neuron_stats) if vectorized else analysis.neuron_stats)
+
+
+def neuron_steps(static: Static) -> set[int]:
+    """Logged steps at which per-neuron statistics are taken: every `ipr_every`, and the last."""
+    every = static.ipr_every
+    return {s for s in static.logged_steps if s == static.steps or (every and s % every == 0)}
+
+
+def segments(
+    static: Static,
+    hp: Hparams,
+    resume: Progress | None = None,
+    neurons: bool = False,
+    keep: Callable[[int], bool] = lambda i: False,
+    vectorized: bool = True,
+) -> Iterator[Segment]:
+    """Train runs from the start (or from `resume`) to the end, yielding each logged step.
+
+    Vectorized, the runs are split over this process's devices (`shard_runs`), so
+    their number must be a multiple of the device count. With neurons=True (for
+    models where `analysis.has_neurons`), per-neuron statistics come with the
+    segments of `neuron_steps`.
+    """
+    init, segment = compiled(static, vectorized)
+    stats = neuron_stats(vectorized) if neurons and analysis.has_neurons(static) else None
+    take = neuron_steps(static)
+    place = (lambda tree: shard_runs(tree, local_mesh())) if vectorized else jax.device_put
+    hp = place(hp)
+    first = 0 if resume is None else resume.next_log
+    steps = static.logged_steps
+    last = len(steps) - 1
+
+    def dispatch(i: int, state: RunState) -> tuple[RunState, Any, Any]:
+        state, metrics = segment(state, hp, i * static.log_every)
+        snapshot = stats(state.params) if stats is not None and steps[i] in take else None
+        return state, metrics, snapshot
+
+    pending = dispatch(first, init(hp) if resume is None else place(resume.state))
+    for i in range(first, last + 1):
+        state, metrics, snapshot = pending
+        if i < last:
+            saved = jax.device_get(state) if keep(i) else None
+            pending = dispatch(i + 1, state)  # runs while the host reads segment i
+        else:
+            saved = state
+        yield Segment(i, steps[i], jax.device_get(metrics), None if snapshot is None else jax.device_get(snapshot),
+                      saved)
+
+
+def train(static: Static, hp: Hparams, neurons: bool = False, vectorized: bool = True,
+          resume: Progress | None = None) -> Trained:
+    """Train runs to the end: metrics stacked over logged steps (logs, runs), the trained weights, neuron snapshots."""
+    logs, snapshots = ([], []) if resume is None else (list(resume.logs), list(resume.neurons))
+    for seg in segments(static, hp, resume, neurons, vectorized=vectorized):
+        logs.append(seg.metrics)
+        if seg.neurons is not None:
+            snapshots.append((seg.step, seg.neurons))
+        params = seg.state.params if seg.state is not None else None
+    return Trained({key: np.stack([log[key] for log in logs]) for key in logs[0]}, params, snapshots)

@@ -1,0 +1,153 @@
+"""The fastest way to compute a chunk's training step on this machine: measured once, remembered on disk.
+
+The candidates (`train.FORMULATIONS`: gathered training pairs, the paper's one-hot
+matmul, the broadcast grid; and runs vmapped all together, in blocks, or one after
+another) compute the same numbers up to float32 rounding, but which is fastest
+differs between CPUs and again on GPUs. So the first time a shape of chunk meets a
+kind of device, each candidate trains one segment of the chunk's real runs and the
+fastest wins; the choice is kept in the cache folder beside JAX's compiled programs,
+and the winner's compiled program is the one the sweep then runs.
+
+The cache folder is ~/.cache/grokjax (or $XDG_CACHE_HOME/grokjax); the environment
+variable GROKJAX_CACHE_DIR moves it, and GROKJAX_CACHE_DIR=off turns both caches off
+(the step is then measured anew in every process).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from grokjax import runner
+from grokjax.config import ConfigError
+from grokjax.results import atomic_write
+from grokjax.train import FORMULATIONS, Hparams, Static
+
+CACHE_ENV = "GROKJAX_CACHE_DIR"
+STEP_ENV = "GROKJAX_STEP"  # the default of `grokjax sweep --step`
+CHOICES_FILE = "formulations.json"
+BLOCK = 8  # the block size tried between all runs vmapped and one run at a time
+
+
+def cache_dir() -> Path | None:
+    """The cache folder, or None when GROKJAX_CACHE_DIR turns caching off."""
+    value = os.environ.get(CACHE_ENV)
+    if value is not None:
+        return None if value.strip().lower() in ("", "off", "none", "0") else Path(value).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "grokjax"
+
+
+def enable_compile_cache() -> Path | None:
+    """Turn on JAX's persistent compilation cache in the cache folder; returns where (None: off)."""
+    folder = cache_dir()
+    if folder is not None:
+        jax.config.update("jax_compilation_cache_dir", str(folder / "jax"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return folder
+
+
+def default_step() -> str:
+    return os.environ.get(STEP_ENV, "auto")
+
+
+def parse_step(step: str, source: str) -> tuple[str, int]:
+    """--step FORMULATION[:BLOCK] as (formulation, run block); one line naming what is allowed otherwise."""
+    form, _, block = step.partition(":")
+    if form not in FORMULATIONS or (block and not (block.isdigit() and int(block) >= 0)):
+        raise ConfigError(f"{source}: --step = {step!r}; allowed: auto, or one of {', '.join(FORMULATIONS)} with an "
+                          "optional :BLOCK (runs vectorized together; 0 all, 1 one at a time), e.g. gather or gather:8")
+    return form, int(block or 0)
+
+
+def candidates(static: Static, runs: int) -> tuple[list[str], list[int]]:
+    """(formulations, run blocks) worth timing for a chunk of `runs` runs of this static config."""
+    if static.batch_size:
+        forms = ["gather", "onehot"] if static.model == "mlp" else ["gather"]
+    elif not static.train_slots:
+        forms = ["grid"]  # the rung reaches every example: gathering saves nothing
+    else:
+        forms = ["gather", "onehot", "grid"] if static.model == "mlp" else ["gather", "grid"]
+    sharded = jax.local_device_count() > 1  # blocks would serialize what the devices could split
+    blocks = [0] if runs == 1 or sharded else [0, *[b for b in (BLOCK, 1) if b < runs]]
+    return forms, blocks
+
+
+def key(static: Static, runs: int) -> str:
+    """What a measurement depends on: the device, JAX's version, the program's shape and the run count."""
+    device = jax.local_devices()[0]
+    shape = {k: v for k, v in dataclasses.asdict(static).items() if k not in ("formulation", "run_block", "ipr_every")}
+    what = {"platform": device.platform, "device_kind": device.device_kind, "devices": jax.local_device_count(),
+            "jax": jax.__version__, "runs": runs, **shape}
+    return json.dumps(what, sort_keys=True, default=str)
+
+
+def segment_seconds(static: Static, hp: Hparams) -> float:
+    """Wall time of one segment of these runs, compiled and warmed up first (best of two)."""
+    init, segment = runner.compiled(static)
+    hp = runner.shard_runs(hp, runner.local_mesh())
+    jax.block_until_ready(segment(init(hp), hp, 0))
+    best = float("inf")
+    for _ in range(2):
+        state = jax.block_until_ready(init(hp))
+        start = time.perf_counter()
+        jax.block_until_ready(segment(state, hp, 0))
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure(static: Static, hp: Hparams, runs: int) -> dict[str, Any]:
+    """Time the candidates: first the formulations (all runs vmapped), then the run blocks with the winner."""
+    forms, blocks = candidates(static, runs)
+    timed: dict[str, float] = {}
+
+    def time_it(form: str, block: int) -> float:
+        name = f"{form}/{block}"
+        if name not in timed:
+            timed[name] = segment_seconds(dataclasses.replace(static, formulation=form, run_block=block), hp)
+        return timed[name]
+
+    form = min(forms, key=lambda f: time_it(f, 0)) if len(forms) > 1 else forms[0]
+    block = min(blocks, key=lambda b: time_it(form, b)) if len(blocks) > 1 else blocks[0]
+    return {"formulation": form, "run_block": block, "seconds": {k: round(v, 6) for k, v in timed.items()}}
+
+
+def choose(static: Static, hp: Hparams, runs: int) -> tuple[Static, dict[str, Any]]:
+    """`static` with the fastest formulation and run block for chunks of `runs` runs, and the record of the choice.
+
+    The record says whether it was measured now or read from the cache, and the timings.
+    """
+    folder = cache_dir()
+    path = folder / CHOICES_FILE if folder is not None else None
+    k = key(static, runs)
+    known = read_choices(path)
+    if k in known:
+        choice = {**known[k], "measured": "cached"}
+    else:
+        choice = {**measure(static, hp, runs), "measured": "now"}
+        if path is not None:
+            write_choice(path, k, choice)
+    return dataclasses.replace(static, formulation=choice["formulation"], run_block=choice["run_block"]), choice
+
+
+def read_choices(path: Path | None) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text()) if path is not None else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def write_choice(path: Path, k: str, choice: dict[str, Any]) -> None:
+    """Add one choice to the file (re-read first, so that processes measuring side by side keep each other's)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        choices = {**read_choices(path), k: {name: v for name, v in choice.items() if name != "measured"}}
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(choices, indent=1)))
+    except OSError:
+        pass  # an unwritable cache only costs measuring again next time

@@ -1,0 +1,73 @@
+"""The step's formulations and run blocks compute the same training; the fastest is measured once and remembered."""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from grokjax import grid, plan, results, runner, tuning
+from grokjax.cli import main
+from grokjax.config import ConfigError, load
+from grokjax.train import FORMULATIONS
+
+COUNTS = ("train_correct", "test_correct", "clean_correct", "corrupted_correct")
+
+
+@pytest.fixture
+def chunk(sweep_file):
+    """The tiny sweep's largest gathered chunk (4 runs at weight decay 0 and 1)."""
+    chunks = plan.plan(grid.expand(load(sweep_file())), "tiny", None, step="gather")
+    return max(chunks, key=lambda c: (len(c.runs), c.static.train_slots))
+
+
+def test_every_formulation_and_block_trains_the_same(chunk):
+    hp = grid.hparams(chunk.runs, pad_to=chunk.size)
+    forms, blocks = tuning.candidates(chunk.static, chunk.size)
+    assert set(forms) == set(FORMULATIONS) and blocks == [0, 1]  # 4 runs: all vmapped, or one at a time
+    reference = runner.train(chunk.static, hp).logs
+    for form in forms:
+        for block in (0, 1, 2):
+            logs = runner.train(dataclasses.replace(chunk.static, formulation=form, run_block=block), hp).logs
+            for key in COUNTS:
+                np.testing.assert_array_equal(logs[key], reference[key], err_msg=f"{form}:{block} {key}")
+            for key in ("train_loss", "test_loss", "weight_norm"):
+                np.testing.assert_allclose(logs[key], reference[key], rtol=1e-4, err_msg=f"{form}:{block} {key}")
+
+
+def test_the_choice_is_measured_once_then_read_from_the_cache(chunk, tmp_path, monkeypatch):
+    monkeypatch.setenv("GROKJAX_CACHE_DIR", str(tmp_path / "cache"))
+    hp = grid.hparams(chunk.runs, pad_to=chunk.size)
+    first, record = tuning.choose(chunk.static, hp, chunk.size)
+    assert record["measured"] == "now" and (first.formulation, first.run_block) == (record["formulation"], record["run_block"])
+    forms, blocks = tuning.candidates(chunk.static, chunk.size)
+    assert {f"{f}/0" for f in forms} <= set(record["seconds"])  # every formulation was timed
+    assert record["seconds"][f"{first.formulation}/{first.run_block}"] == min(
+        v for k, v in record["seconds"].items() if k.startswith(f"{first.formulation}/") or k.endswith("/0"))
+    again, cached = tuning.choose(chunk.static, hp, chunk.size)
+    assert cached["measured"] == "cached" and again == first
+    stored = json.loads((tmp_path / "cache" / tuning.CHOICES_FILE).read_text())
+    assert len(stored) == 1
+    monkeypatch.setenv("GROKJAX_CACHE_DIR", "off")
+    assert tuning.cache_dir() is None and tuning.choose(chunk.static, hp, chunk.size)[1]["measured"] == "now"
+
+
+def test_a_sweep_records_how_its_step_was_computed(sweep_file, tmp_path):
+    assert main(["sweep", str(sweep_file()), "--out", str(tmp_path / "out"), "--step", "onehot:1",
+                 "--no-progress", "--no-plots", "--no-params"]) == 0
+    meta = results.load(tmp_path / "out").meta
+    steps = {(s["formulation"], s["run_block"]) for s in meta["step"]}
+    assert ("onehot", 1) in steps and steps <= {("onehot", 1), ("grid", 1)}  # grid where a rung holds every example
+    saved = results.read_plan(tmp_path / "out")["chunks"]
+    assert all(c["run_block"] == 1 and c["formulation"] in ("onehot", "grid") for c in saved)
+
+
+@pytest.mark.parametrize("bad", ["fast", "gather:x", "gather:-1", ":8"])
+def test_a_bad_step_is_one_line_and_exit_2(sweep_file, tmp_path, capsys, bad):
+    assert main(["sweep", str(sweep_file()), "--out", str(tmp_path / "out"), "--step", bad, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--step" in err and "allowed: auto" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError):
+        tuning.parse_step(bad, "x")
