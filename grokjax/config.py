@@ -14,7 +14,9 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from grokjax.fields import FIELDS, MODULAR_TASKS, RULES, SWEEPABLE_TABLES  # noqa: F401 (MODULAR_TASKS: re-exported)
 
 
 class ConfigError(ValueError):
@@ -28,78 +30,21 @@ class ConfigError(ValueError):
         super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
 
 
-# --- the tables ---------------------------------------------------------------------------
+# --- the tables (their fields are declared in grokjax.fields) ------------------------------
 
 
-@dataclass(frozen=True)
-class TaskConfig:
-    name: str = "modular_addition"
-    p: int = 97
-    data_fraction: float = 0.5
-    corruption_fraction: float = 0.0
-    data_seed: int = 0
-    # Modular tasks: only pairs with m <= n (the PAIR explorable's symmetric input).
-    symmetric: bool = False
-    # sparse_parity: n-bit strings labelled by the parity of their first k bits; a fixed
-    # pool of pool_size strings whose last test_size are the test set and whose first
-    # train_size are the training set.
-    n_bits: int = 30
-    k_bits: int = 3
-    train_size: int = 1200
-    test_size: int = 1000
-    pool_size: int = 3000
+def _table(name: str, doc: str) -> type:
+    fields = [(f.name, type(f.default), dataclasses.field(default=f.default)) for f in FIELDS if f.table == name]
+    cls = dataclasses.make_dataclass(f"{name.capitalize()}Config", fields, frozen=True)
+    cls.__doc__ = doc
+    return cls
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str = "mlp"
-    width: int = 500  # neurons of the hidden layer(s); the transformer's d_mlp
-    depth: int = 2  # mlp: layers of weights (2 as in the paper, 3 as in its Appendix G)
-    activation: str = "quadratic"
-    norm: str = "none"  # after the activation, as in the paper's eq. 5
-    dropout: float = 0.0  # on the pre-activations, as in the paper's code
-    embed_size: int = 128  # pair_mlp: embedding size; transformer: d_model
-    heads: int = 4  # transformer
-    tied_embedding: bool = False  # pair_mlp, transformer: unembedding = embedding transposed
-    init_scale: float = 1.0
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    loss: str = "mse"
-    optimizer: str = "adamw"
-    learning_rate: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.98)
-    momentum: float = 0.0  # sgd
-    weight_decay: float = 0.0
-    regularization: str = "l2"
-    batch_size: int = 0  # 0: full batch
-    batch_scaling: str = "none"  # "appendix_a": steps x 256/batch_size, lr x sqrt(batch_size/256)
-    steps: int = 2000
-    log_every: int = 20
-    ipr_every: int = 0  # per-neuron IPR every this many steps (a multiple of log_every); 0: at the end only
-    precision: str = "float32"  # matmul precision / compute dtype: float32 | tf32 | bfloat16
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class PhaseConfig:
-    """Thresholds of the paper's Appendix C, Table 2."""
-
-    threshold: float = 0.9
-    inversion_offset: float = 1.05
-    # Dynamics: test reaching the threshold more than this fraction of the run's steps
-    # after train did counts as grokking rather than comprehension.
-    grokking_delay: float = 0.1
-
-
-@dataclass(frozen=True)
-class AnalysisConfig:
-    """Analyses the phase diagram does not need, each with its cost (measured in docs/performance.md)."""
-
-    # Per run, the fewest low-IPR neurons whose removal lowers train accuracy on the corrupted
-    # examples to chance (Figure 6): one forward pass over all examples per neuron count.
-    min_prune: bool = False
+TaskConfig = _table("task", "[task]: what is learned, and the run's split")
+ModelConfig = _table("model", "[model]: the network")
+TrainConfig = _table("train", "[train]: loss, optimizer, steps, precision, seed")
+PhaseConfig = _table("phases", "[phases]: the thresholds of the paper's Appendix C, Table 2")
+AnalysisConfig = _table("analysis", "[analysis]: analyses the phase diagram does not need, each with its cost")
 
 
 @dataclass(frozen=True)
@@ -138,81 +83,6 @@ TABLES: dict[str, type] = {
     "train": TrainConfig,
     "phases": PhaseConfig,
     "analysis": AnalysisConfig,
-}
-SWEEPABLE_TABLES = ("task", "model", "train")
-
-MODULAR_TASKS = ("modular_addition", "modular_subtraction", "modular_multiplication", "modular_division")
-TASKS = (*MODULAR_TASKS, "sparse_parity")
-MODELS = ("mlp", "pair_mlp", "parity_mlp", "transformer")
-ACTIVATIONS = ("quadratic", "relu")
-NORMS = ("none", "batchnorm", "layernorm")
-LOSSES = ("mse", "cross_entropy")
-OPTIMIZERS = ("adamw", "adam", "sgd")
-REGULARIZATIONS = ("l2", "l1")
-BATCH_SCALINGS = ("none", "appendix_a")
-PRECISIONS = ("float32", "tf32", "bfloat16")
-MAX_SEED = 2**31 - 1
-
-
-# --- field rules: (type, check, what is allowed) ------------------------------------------
-
-
-def _choice(options: tuple[str, ...]) -> tuple[type, Callable[[Any], bool], str]:
-    return str, lambda v: v in options, "one of " + ", ".join(f'"{o}"' for o in options)
-
-
-def _betas_ok(v: Any) -> bool:
-    return (
-        isinstance(v, tuple)
-        and len(v) == 2
-        and all(isinstance(b, float) and 0.0 <= b < 1.0 for b in v)
-    )
-
-
-RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
-    "task.name": _choice(TASKS),
-    "task.p": (int, lambda v: v >= 2, "an integer >= 2"),
-    "task.data_fraction": (float, lambda v: 0.0 < v <= 1.0, "a number with 0 < data_fraction <= 1"),
-    "task.corruption_fraction": (
-        float,
-        lambda v: 0.0 <= v < 1.0,
-        "a number with 0 <= corruption_fraction < 1",
-    ),
-    "task.data_seed": (int, lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
-    "task.symmetric": (bool, lambda v: True, "true or false"),
-    "task.n_bits": (int, lambda v: 1 <= v <= 31, "an integer from 1 to 31"),
-    "task.k_bits": (int, lambda v: 1 <= v <= 31, "an integer from 1 to 31 (at most n_bits)"),
-    "task.train_size": (int, lambda v: v >= 1, "an integer >= 1"),
-    "task.test_size": (int, lambda v: v >= 1, "an integer >= 1"),
-    "task.pool_size": (int, lambda v: 2 <= v <= 10_000_000, "an integer from 2 to 10000000"),
-    "model.name": _choice(MODELS),
-    "model.width": (int, lambda v: v >= 1, "an integer >= 1"),
-    "model.depth": (int, lambda v: 2 <= v <= 8, "an integer from 2 to 8"),
-    "model.activation": _choice(ACTIVATIONS),
-    "model.norm": _choice(NORMS),
-    "model.dropout": (float, lambda v: 0.0 <= v < 1.0, "a probability with 0 <= dropout < 1"),
-    "model.embed_size": (int, lambda v: v >= 1, "an integer >= 1"),
-    "model.heads": (int, lambda v: v >= 1, "an integer >= 1 that divides embed_size"),
-    "model.tied_embedding": (bool, lambda v: True, "true or false"),
-    "model.init_scale": (float, lambda v: v > 0.0, "a number > 0"),
-    "train.loss": _choice(LOSSES),
-    "train.optimizer": _choice(OPTIMIZERS),
-    "train.learning_rate": (float, lambda v: v > 0.0, "a number > 0"),
-    "train.betas": (tuple, _betas_ok, "two numbers in [0, 1), e.g. [0.9, 0.98]"),
-    "train.momentum": (float, lambda v: 0.0 <= v < 1.0, "a number with 0 <= momentum < 1"),
-    "train.weight_decay": (float, lambda v: v >= 0.0, "a number >= 0"),
-    "train.regularization": _choice(REGULARIZATIONS),
-    "train.batch_size": (int, lambda v: v >= 0, "an integer >= 0 (0: full batch)"),
-    "train.batch_scaling": _choice(BATCH_SCALINGS),
-    "train.steps": (int, lambda v: v >= 1, "an integer >= 1"),
-    "train.log_every": (int, lambda v: v >= 1, "an integer >= 1"),
-    "train.ipr_every": (int, lambda v: v >= 0, "an integer >= 0, a multiple of log_every (0: at the end only)"),
-    "train.precision": _choice(PRECISIONS),
-    "train.seed": (int, lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
-    "phases.threshold": (float, lambda v: 0.0 < v <= 1.0, "a number with 0 < threshold <= 1"),
-    "phases.inversion_offset": (float, lambda v: 0.0 < v <= 2.0, "a number in (0, 2]"),
-    "phases.grokking_delay": (float, lambda v: 0.0 <= v <= 1.0, "a fraction of the steps in [0, 1]"),
-    "analysis.min_prune": (bool, lambda v: True, "true or false"),
 }
 
 

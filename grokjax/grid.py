@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from grokjax.config import SWEEPABLE_TABLES, ConfigError, SweepConfig, check_run
-from grokjax.tasks import corrupt_count, modular_table, num_examples, split_counts
-from grokjax.train import HPARAM_DTYPES, STATIC_FIELDS, Hparams, Static
+from grokjax.config import ConfigError, SweepConfig, check_run
+from grokjax.fields import STATIC_COLUMNS, SWEEPABLE_TABLES
+from grokjax.tasks import corrupt_count, modular_table, split_counts
+from grokjax.train import HPARAM_DTYPES, Hparams, Static
 
 
 def column_name(qualified: str) -> str:
@@ -86,10 +87,6 @@ def _counts(row: Any) -> tuple[int, int, int]:
 @functools.lru_cache(maxsize=None)
 def _modular_examples(task: str, p: int, symmetric: bool) -> int:
     return int(modular_table(task, p, symmetric)[1].sum())
-
-
-DERIVED_FIELDS = ("betas", "has_dropout", "train_slots", "formulation", "run_block")  # Static fields, not run columns
-STATIC_COLUMNS = tuple(f for f in STATIC_FIELDS if f not in DERIVED_FIELDS)
 
 
 def static_of(row: pd.Series) -> Static:

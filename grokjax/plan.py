@@ -22,6 +22,7 @@ import pandas as pd
 
 from grokjax import grid, models, tuning
 from grokjax.config import ConfigError
+from grokjax.fields import STATIC_COLUMNS
 from grokjax.tasks import is_modular, num_classes, num_examples
 from grokjax.train import Static
 
@@ -46,7 +47,7 @@ def groups(runs: pd.DataFrame) -> Iterator[tuple[Static, pd.DataFrame]]:
 
     The static config has train_slots = 0; each chunk sets its runs' rung (`train_slots`).
     """
-    keys = [f for f in grid.STATIC_COLUMNS] + ["beta1", "beta2"]
+    keys = [*STATIC_COLUMNS, "beta1", "beta2", "ipr_every"]  # ipr_every: the chunk's neuron snapshots
     for _, group in runs.groupby([*(runs[k] for k in keys), runs.dropout > 0], sort=False):
         yield grid.static_of(group.iloc[0]), group
 

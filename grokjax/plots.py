@@ -8,6 +8,7 @@ far below Altair's 5,000-row limit for sweeps of thousands of runs.
 
 from __future__ import annotations
 
+import concurrent.futures
 from pathlib import Path
 
 import altair as alt
@@ -371,17 +372,17 @@ def save(chart: alt.Chart, path: Path) -> None:
 
 
 def write_all(folder: str | Path, runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None = None) -> list[Path]:
-    """phase_diagram, accuracy, curves (and ipr, where there are neurons), each as .html and .png."""
+    """phase_diagram, accuracy, curves (and ipr, frequencies, where there are neurons), each as .html and .png.
+
+    The files are rendered concurrently: vl-convert works outside Python's lock, so the
+    ten files take about the time of the slowest few.
+    """
     folder = Path(folder)
-    written = []
     charts = dict(CHARTS)
     if neurons is not None and len(neurons):
         charts["ipr"] = lambda runs, curves: ipr_histograms(neurons, runs)
         charts["frequencies"] = lambda runs, curves: frequency_counts(neurons, runs)
-    for name, make in charts.items():
-        chart = make(runs, curves)
-        for kind in ("html", "png"):
-            path = folder / f"{name}.{kind}"
-            save(chart, path)
-            written.append(path)
-    return written
+    jobs = [(make(runs, curves), folder / f"{name}.{kind}") for name, make in charts.items() for kind in ("html", "png")]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda job: save(*job), jobs))
+    return [path for _, path in jobs]

@@ -22,13 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tomli_w
 
+from grokjax.fields import config_columns
+
 RUN_COLUMNS = (
-    "run_id", "seed", "data_seed", "weight_decay", "learning_rate", "data_fraction",
-    "corruption_fraction", "task", "p", "symmetric", "n_bits", "k_bits", "train_size", "test_size", "pool_size",
-    "model", "width", "depth", "activation", "norm", "dropout", "embed_size", "heads", "tied_embedding", "init_scale",
-    "loss", "optimizer", "beta1", "beta2", "momentum", "regularization", "batch_size", "batch_scaling",
-    "steps", "log_every", "ipr_every", "precision",
-    "n_train", "n_corrupt", "n_test",
+    *config_columns(),
     "train_loss", "test_loss", "train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted",
     "weight_norm", "ipr_mean", "frac_periodic", "min_prune", "max_test_acc", "step_train_acc_90", "step_test_acc_90",
     "phase", "dynamics", "grok_delay", "status",

@@ -88,10 +88,9 @@ def neuron_stats(vectorized: bool) -> Callable:
     return jax.jit(jax.vmap(analysis.neuron_stats) if vectorized else analysis.neuron_stats)
 
 
-def neuron_steps(static: Static) -> set[int]:
-    """Logged steps at which per-neuron statistics are taken: every `ipr_every`, and the last."""
-    every = static.ipr_every
-    return {s for s in static.logged_steps if s == static.steps or (every and s % every == 0)}
+def neuron_steps(static: Static, ipr_every: int) -> set[int]:
+    """Logged steps at which per-neuron statistics are taken: every `ipr_every` (0: none), and the last."""
+    return {s for s in static.logged_steps if s == static.steps or (ipr_every and s % ipr_every == 0)}
 
 
 def segments(
@@ -99,6 +98,7 @@ def segments(
     hp: Hparams,
     resume: Progress | None = None,
     neurons: bool = False,
+    ipr_every: int = 0,
     keep: Callable[[int], bool] = lambda i: False,
     vectorized: bool = True,
 ) -> Iterator[Segment]:
@@ -107,11 +107,11 @@ def segments(
     Vectorized, the runs are split over this process's devices (`shard_runs`), so
     their number must be a multiple of the device count. With neurons=True (for
     models where `analysis.has_neurons`), per-neuron statistics come with the
-    segments of `neuron_steps`.
+    segments of `neuron_steps` (the last, and every `ipr_every` steps).
     """
     init, segment = compiled(static, vectorized)
     stats = neuron_stats(vectorized) if neurons and analysis.has_neurons(static) else None
-    take = neuron_steps(static)
+    take = neuron_steps(static, ipr_every)
     place = (lambda tree: shard_runs(tree, local_mesh())) if vectorized else jax.device_put
     hp = place(hp)
     first = 0 if resume is None else resume.next_log

@@ -65,7 +65,8 @@ def train_chunk(chunk: Chunk, config: SweepConfig, folder: Path, checkpoint_ever
     def keep(i: int) -> bool:
         return stop.is_set() or bool(checkpoint_every and (i + 1) % checkpoint_every == 0)
 
-    for seg in runner.segments(static, hp, resume, neurons=True, keep=keep):
+    ipr_every = int(runs.ipr_every.iloc[0])  # one value per chunk (plan.groups)
+    for seg in runner.segments(static, hp, resume, neurons=True, ipr_every=ipr_every, keep=keep):
         logs.append(seg.metrics)
         if seg.neurons is not None:
             snapshots.append((seg.step, seg.neurons))

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax.config import MODULAR_TASKS
+from grokjax.fields import MODULAR_TASKS
 
 _OPS = {
     "modular_addition": lambda m, n, p: (m + n) % p,

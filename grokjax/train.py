@@ -10,91 +10,35 @@ every example. `grokjax.runner` compiles and drives it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from grokjax import analysis, models
+from grokjax.fields import static_fields, traced_fields
 from grokjax.metrics import evaluate, example_losses, masked_mean
 from grokjax.tasks import RunData, make_run_data, minibatch, model_inputs
 
 
-@dataclass(frozen=True)
-class Static:
-    """The fields that shape the compiled program; runs that share them share one."""
-
-    task: str
-    p: int
-    model: str
-    width: int
-    activation: str
-    loss: str
-    optimizer: str
-    betas: tuple[float, float]
-    steps: int
-    log_every: int
-    symmetric: bool = False
-    n_bits: int = 30
-    k_bits: int = 3
-    test_size: int = 1000
-    pool_size: int = 3000
-    depth: int = 2
-    norm: str = "none"
-    has_dropout: bool = False  # any dropout > 0; runs at rate 0 use the program without it
-    embed_size: int = 128
-    heads: int = 4
-    tied_embedding: bool = False
-    regularization: str = "l2"
-    batch_size: int = 0
-    ipr_every: int = 0  # host side only: when per-neuron statistics are taken (see runner.neuron_steps)
-    train_slots: int = 0  # full batch: training examples gathered per step; 0: all examples, loss masked
-    precision: str = "float32"  # see PRECISIONS
-    # How the step is computed, chosen by measurement per machine (grokjax.tuning); all give the same numbers
-    # up to float32 rounding. formulation: see FORMULATIONS. run_block: runs vectorized together within
-    # a chunk (0: all of them, vmapped; b: blocks of b runs, one block after another).
-    formulation: str = "gather"
-    run_block: int = 0
-
-    @property
-    def logged_steps(self) -> list[int]:
-        """Steps after which metrics are taken: every log_every, and the last."""
-        n = math.ceil(self.steps / self.log_every)
-        return [min((i + 1) * self.log_every, self.steps) for i in range(n)]
+def _logged_steps(self: Any) -> list[int]:
+    """Steps after which metrics are taken: every log_every, and the last."""
+    n = math.ceil(self.steps / self.log_every)
+    return [min((i + 1) * self.log_every, self.steps) for i in range(n)]
 
 
+# The fields that shape the compiled program (`fields.static_fields`); runs that share them share one.
+Static = dataclasses.make_dataclass("Static", [(name, Any, dataclasses.field(default=default))
+                                               for name, default in static_fields()],
+                                    frozen=True, namespace={"logged_steps": property(_logged_steps)})
 STATIC_FIELDS = tuple(Static.__dataclass_fields__)
 
-
-class Hparams(NamedTuple):
-    """Per-run numbers (traced); each field is a scalar, or a vector with a leading run axis."""
-
-    seed: Any
-    data_seed: Any
-    weight_decay: Any
-    learning_rate: Any
-    init_scale: Any
-    n_train: Any
-    n_corrupt: Any
-    dropout: Any = 0.0
-    momentum: Any = 0.0
-
-
-HPARAM_DTYPES = Hparams(
-    seed=np.int32,
-    data_seed=np.int32,
-    weight_decay=np.float32,
-    learning_rate=np.float32,
-    init_scale=np.float32,
-    n_train=np.int32,
-    n_corrupt=np.int32,
-    dropout=np.float32,
-    momentum=np.float32,
-)
+# Per-run numbers (traced; `fields.traced_fields`): each a scalar, or a vector with a leading run axis.
+Hparams = NamedTuple("Hparams", [(name, Any) for name, _ in traced_fields()])
+HPARAM_DTYPES = Hparams(*(dtype for _, dtype in traced_fields()))
 
 
 class RunState(NamedTuple):

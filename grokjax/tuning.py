@@ -82,7 +82,7 @@ def candidates(static: Static, runs: int) -> tuple[list[str], list[int]]:
 def key(static: Static, runs: int) -> str:
     """What a measurement depends on: the device, JAX's version, the program's shape and the run count."""
     device = jax.local_devices()[0]
-    shape = {k: v for k, v in dataclasses.asdict(static).items() if k not in ("formulation", "run_block", "ipr_every")}
+    shape = {k: v for k, v in dataclasses.asdict(static).items() if k not in ("formulation", "run_block")}
     what = {"platform": device.platform, "device_kind": device.device_kind, "devices": jax.local_device_count(),
             "jax": jax.__version__, "runs": runs, **shape}
     return json.dumps(what, sort_keys=True, default=str)

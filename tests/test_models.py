@@ -61,7 +61,8 @@ def hparams(static: Static, rows: list[dict]) -> Hparams:
 
 
 def one_run(lr: float, wd: float, momentum: float = 0.0) -> Hparams:
-    return Hparams(0, 0, jnp.float32(wd), jnp.float32(lr), 1.0, 1, 0, 0.0, jnp.float32(momentum))
+    return Hparams(seed=0, data_seed=0, weight_decay=jnp.float32(wd), learning_rate=jnp.float32(lr), init_scale=1.0,
+                   n_train=1, n_corrupt=0, dropout=0.0, momentum=jnp.float32(momentum))
 
 
 def leaf_shapes(tree) -> list[tuple[int, ...]]:
@@ -525,7 +526,8 @@ def test_sparse_parity_pool_depends_on_data_seed_only():
     static = parity_static()
 
     def data(seed, data_seed, n_train=100):
-        hp = Hparams(seed, data_seed, 0.0, 0.01, 1.0, n_train, 0, 0.0, 0.0)
+        hp = Hparams(seed=seed, data_seed=data_seed, weight_decay=0.0, learning_rate=0.01, init_scale=1.0,
+                     n_train=n_train, n_corrupt=0, dropout=0.0, momentum=0.0)
         return init_run(static, hp).data
 
     base = data(0, 3)

@@ -74,7 +74,8 @@ def test_changing_per_run_values_never_recompiles():
 
 
 def one_run(lr: float, wd: float, momentum: float = 0.0) -> Hparams:
-    return Hparams(0, 0, jnp.float32(wd), jnp.float32(lr), 1.0, 1, 0, 0.0, jnp.float32(momentum))
+    return Hparams(seed=0, data_seed=0, weight_decay=jnp.float32(wd), learning_rate=jnp.float32(lr), init_scale=1.0,
+                   n_train=1, n_corrupt=0, dropout=0.0, momentum=jnp.float32(momentum))
 
 
 def test_adamw_decay_is_decoupled_as_in_pytorch():
