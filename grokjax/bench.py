@@ -1,16 +1,22 @@
-"""`python -m grokjax.bench [SWEEP]`: how fast grokjax trains a sweep's runs, and how close to the device's limit.
+"""`python -m grokjax.bench [SWEEP]`: how fast grokjax trains a sweep's runs, against the paper's own way.
 
-On the same runs (the first chunks, up to --runs runs, that `grokjax sweep` would train
-from the sweep file's first group), it times:
+Steady state, on the same runs (the first chunks, up to --runs runs, that `grokjax
+sweep` would train from the sweep file's first group), each timed warm after a first
+call that compiles:
 - grokjax vmapped: chunks of runs in one compiled program, as `grokjax sweep` trains them;
 - grokjax serial: the same runs one at a time, with grokjax's own jitted single-run code;
 - PyTorch serial (when torch is installed; the paper's MLP only): one run at a time,
   written as the paper's code is: full batch, one-hot inputs through nn.Linear layers,
-  torch.optim.AdamW, test metrics at each logged step.
-Each is timed warm, after a first call that compiles. It also measures a dense
-float32 matmul on the same device, and reports the vmapped run's model FLOP/s as a
-fraction of it. With --formulations, it times the ways of writing a training step
-(grokjax.formulations). Figures are printed and written as JSON (--out).
+  torch.optim.AdamW, test metrics at each logged step;
+- a dense float32 matmul on the same device, and the vmapped runs' model FLOP/s as a
+  fraction of it.
+With --formulations: every way of computing the step that `grokjax.tuning` chooses from.
+
+With --whole: the time a user waits, as whole processes, compile included, for the whole
+sweep: `grokjax sweep` with a cold cache (a fresh GROKJAX_CACHE_DIR: the step measured,
+every program compiled), the same again with that cache warm, and the PyTorch loop
+training the same runs in a process of its own. --charts lets the sweep draw its charts.
+Figures are printed and written as JSON (--out).
 
 Model FLOPs of one run (2-layer MLP; the first layer is a lookup and costs no multiplies):
   6 n_train N p per training step (the readout, forward and backward),
@@ -25,8 +31,9 @@ import datetime as dt
 import json
 import multiprocessing
 import os
-import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -36,7 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from grokjax import grid, plan as planning, runner
+from grokjax import grid, plan as planning, runner, tuning
+from grokjax.provenance import device_info
 from grokjax.config import ConfigError, load
 from grokjax.train import Static
 
@@ -128,40 +136,44 @@ def isolated(fn: Callable, *args: Any) -> Any:
         return pool.submit(fn, *args).result()
 
 
-def machine() -> dict[str, Any]:
-    device = jax.devices()[0]
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"platform": device.platform, "device_kind": device.device_kind, "device_count": jax.local_device_count(),
-            "cpu": cpu, "cpu_count": os.cpu_count(), "jax": jax.__version__}
+def formulation_figures(chunk: Any) -> dict[str, Any]:
+    """Seconds per segment of each candidate way of computing this chunk's step (`tuning.measure`)."""
+    return tuning.measure(chunk.static, grid.hparams(chunk.runs, pad_to=chunk.size), chunk.size)
 
 
-def formulation_figures(static: Static, runs: int, repeats: int = 5) -> dict[str, dict[str, float]]:
-    """Run-steps/s of each way of writing the paper's MLP step (best of `repeats`, interleaved so that
-    drifts in the machine's speed hit all alike), and its largest gradient difference from `grid`."""
-    from grokjax.formulations import FORMULATIONS, make_runs, make_trainer
-
-    params, data = make_runs(static.p, static.width, runs, 0.5)
-    flops_per_step = 6 * runs * (static.p**2 // 2) * static.width * static.p
-    steps = int(np.clip(3e9 / flops_per_step, 10, 300))  # about a second per call on a laptop CPU
-    reference = jax.jit(jax.vmap(jax.grad(FORMULATIONS["grid"])))(params, data)
-    trainers = {name: make_trainer(loss, steps) for name, loss in FORMULATIONS.items()}
-    seconds = {name: [] for name in trainers}
-    for fn in trainers.values():
-        jax.block_until_ready(fn(params, data))
-    for _ in range(repeats):
-        for name, fn in trainers.items():
-            seconds[name].append(timed(lambda fn=fn: fn(params, data)))
-    out = {}
-    for name, loss in FORMULATIONS.items():
-        grads = jax.jit(jax.vmap(jax.grad(loss)))(params, data)
-        diff = max(float(jnp.max(jnp.abs(grads[k] - reference[k])) / jnp.max(jnp.abs(reference[k]))) for k in grads)
-        out[name] = {"run_steps_per_s": runs * steps / min(seconds[name]), "grad_rel_diff": diff}
+def whole_processes(args: argparse.Namespace, config: Any, runs: pd.DataFrame) -> dict[str, Any]:
+    """Wall seconds of whole processes: the sweep with a cold cache, with a warm one, and the PyTorch loop."""
+    sets = [f"--set={item}" for item in args.overrides]
+    out: dict[str, Any] = {"runs": len(runs), "charts": args.charts}
+    with tempfile.TemporaryDirectory(prefix="grokjax-bench-") as tmp:
+        env = {**os.environ, tuning.CACHE_ENV: str(Path(tmp) / "cache")}
+        sweep = [sys.executable, "-m", "grokjax", "sweep", args.file, *sets, "--out", str(Path(tmp) / "out"),
+                 "--no-progress", "--no-params", *([] if args.charts else ["--no-plots"])]
+        out["grokjax_cold_cache_s"] = wall(sweep, env)
+        out["grokjax_warm_cache_s"] = wall([*sweep, "--restart"], env)
+        if not args.no_torch:
+            out["pytorch_s"] = wall([sys.executable, "-m", "grokjax.bench", args.file, *sets, "--torch-process"],
+                                    dict(os.environ))
     return out
+
+
+def wall(command: list[str], env: dict[str, str]) -> float | str:
+    """Wall seconds of a command run to its end (or what it printed last, if it failed)."""
+    start = time.perf_counter()
+    proc = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        return f"failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}"
+    return time.perf_counter() - start
+
+
+def torch_process(config: Any, runs: pd.DataFrame) -> int:
+    """Train every run of the sweep with the PyTorch loop, group by group, in this process (timed from outside)."""
+    for static, group in planning.groups(runs):
+        result = torch_serial(static, group)
+        if isinstance(result, str):
+            print(f"grokjax.bench: error: {result}", file=sys.stderr)
+            return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-size", type=int, help="runs per vmapped call (default: as grokjax sweep)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch loop")
-    parser.add_argument("--formulations", action="store_true", help="also time the ways to write a training step")
+    parser.add_argument("--formulations", action="store_true", help="also time every way of computing the step")
+    parser.add_argument("--whole", action="store_true",
+                        help="also time whole processes: the sweep, cold and warm cache, and the PyTorch loop")
+    parser.add_argument("--charts", action="store_true", help="with --whole: the sweep draws its charts")
+    parser.add_argument("--torch-process", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", metavar="FILE", help="JSON file for the figures (default: results/bench/<name>.json)")
     args = parser.parse_args(argv)
     try:
@@ -181,9 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"grokjax.bench: error: {err}", file=sys.stderr)
         return 2
+    if args.torch_process:
+        return torch_process(config, runs)
+    tuning.enable_compile_cache()
     static, group = next(planning.groups(runs))
     plan = []  # the first chunks that grokjax sweep would train, up to --runs runs
-    for c in planning.plan(group, config.source, args.chunk_size):
+    for c in planning.plan(group, config.source, args.chunk_size, tuning.default_step()):
         if plan and sum(len(p.runs) for p in plan) + len(c.runs) > max(1, args.runs):
             break
         plan.append(c)
@@ -200,13 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     serial = timed(lambda: [runner.train(s, h, vectorized=False) for s, h in singles])
     peak = matmul_flops()
     flops = model_flops(static, chunk)
-    formulations = formulation_figures(static, min(plan[0].size, 16)) if args.formulations else None
+    formulations = formulation_figures(max(plan, key=lambda c: len(c.runs))) if args.formulations else None
+    whole = whole_processes(args, config, runs) if args.whole else None
     torch_result = "skipped (--no-torch)" if args.no_torch else isolated(torch_serial, static, chunk)
 
     report: dict[str, Any] = {
         "command": "python -m grokjax.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": dt.date.today().isoformat(),
-        "machine": machine(),
+        "machine": {**device_info(), "jax": jax.__version__},
         "sweep": config.name,
         "runs": n,
         "p": static.p,
@@ -230,8 +250,11 @@ def main(argv: list[str] | None = None) -> int:
         report["pytorch_serial"] = {"run_steps_per_s": run_steps / torch_result[0], "seconds": torch_result[0],
                                     "first_call_s": torch_result[1], "torch": torch.__version__,
                                     "threads": torch.get_num_threads()}
+    report["step"] = planning.formulations(plan)
     if formulations is not None:
         report["formulations"] = formulations
+    if whole is not None:
+        report["whole_process"] = whole
 
     print(summary(report))
     out = Path(args.out) if args.out else Path("results") / "bench" / f"{config.name}.json"
@@ -266,10 +289,27 @@ def summary(r: dict[str, Any]) -> str:
         lines.append(f"  model FLOP/s (vmapped): {r['model_flops_per_s'] / 1e9:,.1f} GFLOP/s = "
                      f"{r['fraction_of_matmul']:.0%} of a dense {r['matmul']['size']}^2 float32 matmul "
                      f"({r['matmul']['flops_per_s'] / 1e9:,.1f} GFLOP/s on the same device)")
-    for name, f in r.get("formulations", {}).items():
-        lines.append(f"  formulation {name:14s} {f['run_steps_per_s']:10,.0f} run-steps/s "
-                     f"(gradient vs grid: {f['grad_rel_diff']:.1e})")
+    lines.append("  step: " + "; ".join(f"{s['formulation']}, run block {s['run_block'] or 'all'}" for s in r["step"]))
+    if "formulations" in r:
+        f = r["formulations"]
+        timings = ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in f["seconds"].items())
+        lines.append(f"  candidates (formulation/run block, one segment): {timings}; fastest: "
+                     f"{f['formulation']}/{f['run_block']}")
+    if "whole_process" in r:
+        w = r["whole_process"]
+        line = (f"  whole processes, all {w['runs']} runs{' with charts' if w['charts'] else ''}: grokjax "
+                f"{_seconds(w['grokjax_cold_cache_s'])} cold cache, {_seconds(w['grokjax_warm_cache_s'])} warm")
+        if "pytorch_s" in w:
+            line += f"; PyTorch loop {_seconds(w['pytorch_s'])}"
+            if all(isinstance(w[k], float) for k in ("pytorch_s", "grokjax_cold_cache_s", "grokjax_warm_cache_s")):
+                line += (f"; PyTorch / grokjax: {w['pytorch_s'] / w['grokjax_cold_cache_s']:.2f}x cold, "
+                         f"{w['pytorch_s'] / w['grokjax_warm_cache_s']:.2f}x warm")
+        lines.append(line)
     return "\n".join(lines)
+
+
+def _seconds(value: float | str) -> str:
+    return f"{value:.1f} s" if isinstance(value, float) else value
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from grokjax import analysis, grid, models, results
+from grokjax import analysis, grid, models, plan, results
 from grokjax.metrics import evaluate
 from grokjax.tasks import make_run_data, model_inputs
 from grokjax.train import Static, apply_model
@@ -120,7 +120,7 @@ def prune(folder: str, order: str = "low", where: str | None = None) -> pd.DataF
             raise ValueError(f'{folder}: --where "{where}" is not a query on runs.parquet: {err}') from None
     orders = ORDERS if order == "both" else (order,)
     frames = []
-    for static, group in grid.groups(runs):
+    for static, group in plan.groups(runs):
         if can_prune(static):
             params = results.load_params(folder, group.run_id.to_numpy())
             ipr = jax.device_get(analysis.neuron_table(params)["ipr"])

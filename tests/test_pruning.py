@@ -13,13 +13,13 @@ from grokjax.tasks import make_run_data
 
 @pytest.fixture(scope="module")
 def pruned(tmp_path_factory):
-    """The tiny sweep (8 runs, p = 11, width 24) with its params, pruned both ways through the CLI."""
+    """The tiny sweep (8 runs, p = 11, width 24) with its params and min_prune, pruned both ways through the CLI."""
     from tests.conftest import TINY_SWEEP
 
     folder = tmp_path_factory.mktemp("pruned")
     path = folder / "tiny.toml"
     path.write_text(TINY_SWEEP)
-    run(path, out=folder / "out", progress=False, plots=False)
+    run(path, out=folder / "out", overrides=["analysis.min_prune=true"], progress=False, plots=False)
     assert main(["prune", str(folder / "out")]) == 0
     return folder / "out"
 

@@ -11,7 +11,7 @@ from grokjax.config import load
 from grokjax.sweep import run
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
-FILES = sorted(SWEEPS.glob("*.toml")) + sorted(SWEEPS.glob("small/*.toml"))
+FILES = sorted(SWEEPS.glob("*.toml")) + sorted(SWEEPS.glob("small/*.toml")) + sorted(SWEEPS.glob("bench/*.toml"))
 
 
 def test_every_figure_has_a_small_variant():
