@@ -33,18 +33,18 @@ class ConfigError(ValueError):
 # --- the tables (their fields are declared in grokjax.fields) ------------------------------
 
 
-def _table(name: str, doc: str) -> type:
-    fields = [(f.name, type(f.default), dataclasses.field(default=f.default)) for f in FIELDS if f.table == name]
-    cls = dataclasses.make_dataclass(f"{name.capitalize()}Config", fields, frozen=True)
-    cls.__doc__ = doc
+def _table(cls_name: str, table: str, doc: str) -> type:
+    fields = [(f.name, type(f.default), dataclasses.field(default=f.default)) for f in FIELDS if f.table == table]
+    cls = dataclasses.make_dataclass(cls_name, fields, frozen=True)
+    cls.__module__, cls.__doc__ = __name__, doc
     return cls
 
 
-TaskConfig = _table("task", "[task]: what is learned, and the run's split")
-ModelConfig = _table("model", "[model]: the network")
-TrainConfig = _table("train", "[train]: loss, optimizer, steps, precision, seed")
-PhaseConfig = _table("phases", "[phases]: the thresholds of the paper's Appendix C, Table 2")
-AnalysisConfig = _table("analysis", "[analysis]: analyses the phase diagram does not need, each with its cost")
+TaskConfig = _table("TaskConfig", "task", "[task]: what is learned, and the run's split")
+ModelConfig = _table("ModelConfig", "model", "[model]: the network")
+TrainConfig = _table("TrainConfig", "train", "[train]: loss, optimizer, steps, precision, seed")
+PhaseConfig = _table("PhaseConfig", "phases", "[phases]: the thresholds of the paper's Appendix C, Table 2")
+AnalysisConfig = _table("AnalysisConfig", "analysis", "[analysis]: analyses the phase diagram does not need")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from grokjax.config import load
 from grokjax.grid import column_name
 from grokjax.phases import PHASES, majority_phase
 from grokjax.plots import grid_axes
-from grokjax.results import STATE_DIR, Results, read_meta, read_plan
+from grokjax.resume import STATE_DIR, read_plan
+from grokjax.results import Results, read_meta
 
 SYMBOLS = {
     "coexistence": "C",
@@ -103,11 +104,16 @@ def provenance(folder: Path) -> str:
         f"; run it again with: grokjax sweep {config_path}",
         "  versions: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()),
         f"  device: {device.get('platform')} ({device.get('device_kind')}) x {device.get('device_count')} "
-        f"on {device.get('host')}" + (f", {len(parts)} processes" if len(parts) > 1 else ""),
+        f"on {device.get('host')}" + (f" ({device['cpu']})" if device.get("cpu") else "")
+        + (f", {len(parts)} processes" if len(parts) > 1 else ""),
         f"  started {min(p['started'] for p in parts)}, finished {max(p['finished'] for p in parts)}, "
         f"wall time {max(p['wall_time_s'] for p in parts):,.1f} s (the last invocation)",
         f"  chunks: {done} done, {left} left" + (" (a sweep into this folder is under way or was stopped; "
                                                  "the tables are the last finished one's)" if left else ""),
+        "  step: " + ("; ".join(f"{s['model']} p={s['p']} width={s['width']}: {s['formulation']}, runs "
+                                + (f"in blocks of {s['run_block']}" if s["run_block"] else "all vmapped together")
+                                for s in meta["step"]) + f" (compile cache: {meta.get('compile_cache')})"
+                      if meta.get("step") else "not recorded (an older grokjax)"),
         f"  runs: {len(runs)}; " + (f"ok {int(status.get('ok', 0))}, diverged {int(status.get('diverged', 0))}"
                                     if len(status) else "status not recorded (an older grokjax)"),
     ]

@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import tomli_w
 
 from grokjax.fields import config_columns
 
@@ -38,7 +37,6 @@ CURVE_COLUMNS = ("run_id", "step", *METRIC_COLUMNS)
 PARAMS_DIR = "params"
 NEURON_COLUMNS = ("run_id", "step", "neuron", "ipr_u", "ipr_v", "ipr_w", "ipr", "dominant_frequency", "norm")
 META_KEY = b"grokjax"
-STATE_DIR = ".grokjax"  # while a sweep runs: its plan, and a record per finished chunk (what a resume starts from)
 TABLES = ("runs.parquet", "curves.parquet", "neurons.parquet", "pruning.parquet")
 
 
@@ -64,7 +62,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def _write_parquet(path: Path, frame: pd.DataFrame, meta: dict[str, Any] | None = None, index: bool = False) -> None:
+def write_parquet(path: Path, frame: pd.DataFrame, meta: dict[str, Any] | None = None, index: bool = False) -> None:
     """A frame as Parquet, atomically; with the provenance `meta` in its schema metadata when given."""
     table = pa.Table.from_pandas(frame, preserve_index=index)
     if meta is not None:
@@ -99,153 +97,12 @@ def write(
         (folder / name).mkdir(exist_ok=True)
         return folder / name / f"part-{part:05d}.parquet"
 
-    _write_parquet(target("curves.parquet"), curves[list(CURVE_COLUMNS)], meta)
+    write_parquet(target("curves.parquet"), curves[list(CURVE_COLUMNS)], meta)
     if neurons is not None or part is None:
         if neurons is None:
             neurons = pd.DataFrame({c: pd.Series(dtype="float64") for c in NEURON_COLUMNS})
-        _write_parquet(target("neurons.parquet"), neurons[list(NEURON_COLUMNS)], meta)
-    _write_parquet(target("runs.parquet"), runs[list(RUN_COLUMNS)], meta)
-
-
-def owner(folder: Path) -> str | None:
-    """Hash of the config whose results `folder` holds (from its sweep.toml), "unreadable", or None if none."""
-    from grokjax.config import ConfigError, load
-
-    path = folder / "sweep.toml"
-    if not path.is_file():
-        return None
-    try:
-        return load(path).hash()
-    except ConfigError:
-        return "unreadable"
-
-
-def check_owner(folder: Path, config: Any, overwrite: bool) -> bool:
-    """Whether `folder` already holds this config's results; another config's are refused unless overwrite."""
-    from grokjax.config import ConfigError
-
-    old = owner(folder)
-    if old is not None and old != config.hash() and not overwrite:
-        raise ConfigError(
-            f"{config.source}: {folder} holds the results of another config (hash {old}; this one is "
-            f"{config.hash()}); give another --out, or --overwrite to replace them"
-        )
-    return old == config.hash()
-
-
-def write_config(folder: Path, config: dict[str, Any], source: str, overrides: list[str]) -> None:
-    """sweep.toml: the resolved config, with every default written out; `grokjax sweep` on it runs it again."""
-    folder.mkdir(parents=True, exist_ok=True)
-    header = f"# Resolved sweep config written by grokjax; run it again with: grokjax sweep {folder / 'sweep.toml'}\n"
-    header += f"# source: {source}; overrides: {overrides or 'none'}\n"
-    text = header + tomli_w.dumps(config)
-    atomic_write(folder / "sweep.toml", lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def clear_tables(folder: Path) -> None:
-    """Remove the tables (files, or folders of parts) that an earlier sweep wrote into `folder`."""
-    for name in TABLES:
-        path = folder / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-
-
-def clear(folder: Path, tables: bool = True) -> None:
-    """Remove what an earlier sweep into `folder` left: its records, checkpoints and stored weights, and
-    (with tables) its tables. A sweep of the same config keeps the old tables until the new ones replace them."""
-    if tables:
-        clear_tables(folder)
-    for old in (folder / PARAMS_DIR).glob("chunk_*.npz"):
-        old.unlink()
-    shutil.rmtree(folder / STATE_DIR, ignore_errors=True)
-
-
-def write_plan(folder: Path, config_hash: str, chunks: list[dict[str, Any]]) -> None:
-    """The sweep's plan (`plan.to_json`), so that a resumed sweep trains exactly the same chunks the same way."""
-    (folder / STATE_DIR).mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"config_hash": config_hash, "chunks": chunks})
-    atomic_write(folder / STATE_DIR / "plan.json", lambda tmp: tmp.write_text(text))
-
-
-def read_plan(folder: Path) -> dict[str, Any] | None:
-    """The plan of the sweep that was started in `folder`, or None (none, unreadable, or of an older grokjax)."""
-    try:
-        saved = json.loads((folder / STATE_DIR / "plan.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return saved if all("formulation" in c for c in saved.get("chunks", [None])) else None
-
-
-def write_record(folder: Path, index: int, final: pd.DataFrame, curves: pd.DataFrame,
-                 neurons: list[pd.DataFrame]) -> None:
-    """A finished chunk's per-run rows, curves and neuron rows; the `done` marker is written last."""
-    target = folder / STATE_DIR / f"chunk_{index:05d}"
-    target.mkdir(parents=True, exist_ok=True)
-    _write_parquet(target / "final.parquet", final, index=True)
-    _write_parquet(target / "curves.parquet", curves)
-    if neurons:
-        _write_parquet(target / "neurons.parquet", pd.concat(neurons, ignore_index=True))
-    atomic_write(target / "done", lambda tmp: tmp.write_text("done\n"))
-    (target / "progress.npz").unlink(missing_ok=True)  # the record supersedes any segment checkpoint
-
-
-def read_records(folder: Path) -> dict[int, tuple[pd.DataFrame, pd.DataFrame, list[pd.DataFrame]]]:
-    """The finished chunks' records by chunk index: (final, curves, neuron frames). Unfinished ones are skipped."""
-    records = {}
-    for target in sorted((folder / STATE_DIR).glob("chunk_*")):
-        if (target / "done").is_file():
-            neurons = target / "neurons.parquet"
-            records[int(target.name.split("_")[1])] = (
-                pd.read_parquet(target / "final.parquet"),
-                pd.read_parquet(target / "curves.parquet"),
-                [pd.read_parquet(neurons)] if neurons.is_file() else [],
-            )
-    return records
-
-
-def write_progress(folder: Path, index: int, progress: Any) -> None:
-    """A chunk's segment checkpoint (`runner.Progress`): state arrays keyed by their path in the state
-    (e.g. `state/.params['U']['embedding']`), the metrics logged so far, neuron snapshots."""
-    arrays: dict[str, np.ndarray] = {"next_log": np.asarray(progress.next_log)}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(progress.state)[0]:
-        arrays[f"state/{jax.tree_util.keystr(path)}"] = np.asarray(leaf)
-    for key in progress.logs[0] if progress.logs else ():
-        arrays[f"log/{key}"] = np.stack([log[key] for log in progress.logs])
-    arrays["neuron_steps"] = np.asarray([step for step, _ in progress.neurons], np.int64)
-    for j, (_, stats) in enumerate(progress.neurons):
-        arrays.update({f"neurons/{j}/{key}": value for key, value in stats.items()})
-    target = folder / STATE_DIR / f"chunk_{index:05d}"
-    target.mkdir(parents=True, exist_ok=True)
-    atomic_write(target / "progress.npz", lambda tmp: _savez(tmp, arrays))
-
-
-def read_progress(folder: Path, index: int, state_shape: Callable[[], Any]) -> Any:
-    """The chunk's segment checkpoint as a `runner.Progress`, its state shaped like `state_shape()`, or None
-    (none, or one whose state does not have that shape)."""
-    from grokjax.runner import Progress
-
-    path = folder / STATE_DIR / f"chunk_{index:05d}" / "progress.npz"
-    if not path.is_file():
-        return None
-    state_like = state_shape()
-    with np.load(path) as data:
-        files = set(data.files)
-        paths = [f"state/{jax.tree_util.keystr(path)}" for path, _ in jax.tree_util.tree_flatten_with_path(state_like)[0]]
-        if not set(paths) <= files:
-            return None
-        leaves = [data[path] for path in paths]
-        keys = sorted({name.split("/", 1)[1] for name in files if name.startswith("log/")})
-        logged = {key: data[f"log/{key}"] for key in keys}
-        n_logs = int(data["next_log"])
-        logs = [{key: logged[key][i] for key in keys} for i in range(n_logs)]
-        neurons = []
-        for j, step in enumerate(data["neuron_steps"]):
-            prefix = f"neurons/{j}/"
-            neurons.append((int(step), {n[len(prefix):]: data[n] for n in files if n.startswith(prefix)}))
-    state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(state_like), leaves)
-    return Progress(n_logs, state, logs, neurons)
+        write_parquet(target("neurons.parquet"), neurons[list(NEURON_COLUMNS)], meta)
+    write_parquet(target("runs.parquet"), runs[list(RUN_COLUMNS)], meta)
 
 
 def write_params(folder: Path, index: int, run_ids: np.ndarray, params: Any) -> None:
@@ -259,10 +116,10 @@ def write_params(folder: Path, index: int, run_ids: np.ndarray, params: Any) -> 
     arrays = {"run_id": np.asarray(run_ids, np.int64)}
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         arrays["/".join(str(k.key) for k in path)] = np.asarray(leaf)[: len(run_ids)]
-    atomic_write(target / f"chunk_{index:05d}.npz", lambda tmp: _savez(tmp, arrays))
+    atomic_write(target / f"chunk_{index:05d}.npz", lambda tmp: savez(tmp, arrays))
 
 
-def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with path.open("wb") as f:  # a file object, so numpy does not append ".npz" to the temporary name
         np.savez(f, **arrays)
 
@@ -301,7 +158,7 @@ def load_params(folder: str | Path, run_ids: list[int] | np.ndarray) -> dict[str
 def write_pruning(folder: str | Path, curves: pd.DataFrame) -> None:
     """pruning.parquet, with the provenance of the runs it was computed from."""
     folder = Path(folder)
-    _write_parquet(folder / "pruning.parquet", curves, read_meta(folder / "runs.parquet"))
+    write_parquet(folder / "pruning.parquet", curves, read_meta(folder / "runs.parquet"))
 
 
 def final_neurons(neurons: pd.DataFrame) -> pd.DataFrame:

@@ -11,7 +11,10 @@ simply stops iterating).
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
+import os
+import threading
 from typing import Any, Callable, Iterator, NamedTuple
 
 import jax
@@ -83,6 +86,51 @@ def compiled(static: Static, vectorized: bool = True) -> tuple[Callable, Callabl
     return jax.jit(init), jax.jit(segment, donate_argnums=0)
 
 
+_PROGRAMS: dict[tuple, concurrent.futures.Future] = {}  # (static, shapes) -> its compiled (init, segment)
+_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def _compile_pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(4, (os.cpu_count() or 2) // 4)))
+
+
+def programs(static: Static, hp: Hparams) -> tuple[Callable, Callable]:
+    """(init, segment) compiled for these runs (vectorized): once per static config and shape, in this
+    thread unless `compile_ahead` has started it in a worker."""
+    return _program(static, hp, ahead=False).result()
+
+
+def compile_ahead(static: Static, hp: Hparams) -> None:
+    """Start compiling a chunk's programs in a worker thread, so that they are ready when its turn
+    comes (an earlier chunk trains meanwhile)."""
+    _program(static, hp, ahead=True)
+
+
+def _program(static: Static, hp: Hparams, ahead: bool) -> concurrent.futures.Future:
+    key = (static, tuple(np.shape(x) for x in hp))
+    with _LOCK:
+        future = _PROGRAMS.get(key)
+        if future is not None:
+            return future
+        future = _compile_pool().submit(_compile, static, hp) if ahead else concurrent.futures.Future()
+        _PROGRAMS[key] = future
+    if not ahead:
+        try:
+            future.set_result(_compile(static, hp))
+        except BaseException as err:
+            future.set_exception(err)
+            _PROGRAMS.pop(key, None)
+            raise
+    return future
+
+
+def _compile(static: Static, hp: Hparams) -> tuple[Callable, Callable]:
+    init, segment = compiled(static)
+    hp = shard_runs(hp, local_mesh())
+    return init.lower(hp).compile(), segment.lower(jax.eval_shape(init, hp), hp, 0).compile()
+
+
 @functools.lru_cache(maxsize=None)
 def neuron_stats(vectorized: bool) -> Callable:
     return jax.jit(jax.vmap(analysis.neuron_stats) if vectorized else analysis.neuron_stats)
@@ -109,7 +157,7 @@ def segments(
     models where `analysis.has_neurons`), per-neuron statistics come with the
     segments of `neuron_steps` (the last, and every `ipr_every` steps).
     """
-    init, segment = compiled(static, vectorized)
+    init, segment = programs(static, hp) if vectorized else compiled(static, vectorized=False)
     stats = neuron_stats(vectorized) if neurons and analysis.has_neurons(static) else None
     take = neuron_steps(static, ipr_every)
     place = (lambda tree: shard_runs(tree, local_mesh())) if vectorized else jax.device_put

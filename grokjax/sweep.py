@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from grokjax import grid, plan, pruning, results, runner, summarize, tuning
+from grokjax import grid, plan, pruning, results, resume, runner, summarize, tuning
 from grokjax.config import ConfigError, SweepConfig, load
 from grokjax.plan import Chunk
 from grokjax.provenance import device_info, versions
@@ -53,26 +53,26 @@ def train_chunk(chunk: Chunk, config: SweepConfig, folder: Path, checkpoint_ever
     """Train one chunk (from its segment checkpoint, if it has one) and turn what comes back into rows.
 
     Every `checkpoint_every` logged steps, and when `stop` is set, the chunk's state is
-    checkpointed (`results.write_progress`), so a kill loses at most that many segments;
+    checkpointed (`resume.write_progress`), so a kill loses at most that many segments;
     after a checkpoint for `stop`, None is returned. `moved(fraction)` follows the training.
     """
     static, runs = chunk.static, chunk.runs
     hp = grid.hparams(runs, pad_to=chunk.size)
-    resume = results.read_progress(folder, chunk.index, lambda: jax.eval_shape(runner.compiled(static)[0], hp))
-    logs, snapshots = ([], []) if resume is None else (list(resume.logs), list(resume.neurons))
+    saved = resume.read_progress(folder, chunk.index, lambda: jax.eval_shape(runner.compiled(static)[0], hp))
+    logs, snapshots = ([], []) if saved is None else (list(saved.logs), list(saved.neurons))
     n_logs = len(static.logged_steps)
 
     def keep(i: int) -> bool:
         return stop.is_set() or bool(checkpoint_every and (i + 1) % checkpoint_every == 0)
 
     ipr_every = int(runs.ipr_every.iloc[0])  # one value per chunk (plan.groups)
-    for seg in runner.segments(static, hp, resume, neurons=True, ipr_every=ipr_every, keep=keep):
+    for seg in runner.segments(static, hp, saved, neurons=True, ipr_every=ipr_every, keep=keep):
         logs.append(seg.metrics)
         if seg.neurons is not None:
             snapshots.append((seg.step, seg.neurons))
         moved((seg.index + 1) / n_logs)
         if seg.index + 1 < n_logs and seg.state is not None:
-            results.write_progress(folder, chunk.index, runner.Progress(seg.index + 1, seg.state, logs, snapshots))
+            resume.write_progress(folder, chunk.index, runner.Progress(seg.index + 1, seg.state, logs, snapshots))
             if stop.is_set():
                 return None
     params = seg.state.params
@@ -187,14 +187,14 @@ def run(
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{config.source}: output {folder} exists and is not a folder")
     runs = grid.expand(config)
-    same_config = results.check_owner(folder, config, overwrite)
+    same_config = resume.check_owner(folder, config, overwrite)
     step = tuning.default_step() if step is None else step
     if step != "auto":
         tuning.parse_step(step, config.source)
     tuning.enable_compile_cache()
 
     # --- plan (process 0 plans and measures; a resume reads the plan back) ------------------
-    saved = None if restart else results.read_plan(folder)
+    saved = None if restart else resume.read_plan(folder)
     resuming = saved is not None and saved["config_hash"] == config.hash()
     process, processes = jax.process_index(), jax.process_count()
     chunks = None
@@ -204,21 +204,23 @@ def run(
         chunks = plan.plan(runs, config.source, chunk_size, step)
     barrier("grokjax-sweep-checked")  # every process has checked before process 0 writes
     if process == 0 and not resuming:
-        results.clear(folder, tables=not same_config or processes > 1)
-        results.write_config(folder, config.to_dict(), config.source, list(overrides))
-        results.write_plan(folder, config.hash(), plan.to_json(chunks))
+        resume.clear(folder, tables=not same_config or processes > 1)
+        resume.write_config(folder, config.to_dict(), config.source, list(overrides))
+        resume.write_plan(folder, config.hash(), plan.to_json(chunks))
     elif process == 0 and processes > 1:
-        results.clear_tables(folder)  # parts of another process count would mix with this run's
+        resume.clear_tables(folder)  # parts of another process count would mix with this run's
     barrier("grokjax-sweep-start")
     if chunks is None:
-        chunks = plan.from_json(results.read_plan(folder)["chunks"], runs)
-    recorded = results.read_records(folder) if resuming else {}
+        chunks = plan.from_json(resume.read_plan(folder)["chunks"], runs)
+    recorded = resume.read_records(folder) if resuming else {}
     mine = chunks[process::processes]
     todo = [c for c in mine if c.index not in recorded]
 
     # --- train and summarize, chunk by chunk (each recorded as it finishes) -----------------
     started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
     name = config.name if processes == 1 else f"{config.name} [process {process}/{processes}]"
+    for chunk in todo:  # compiled in worker threads, each chunk's while earlier ones train
+        runner.compile_ahead(chunk.static, grid.hparams(chunk.runs, pad_to=chunk.size))
     bar, moved = progress_bar(name, mine, recorded, progress)
     with bar, stop_on_ctrl_c() as stop:
         for k, chunk in enumerate(todo):
@@ -230,7 +232,7 @@ def run(
                 raise Interrupted(f"stopped in chunk {chunk.index}")
             if result.params is not None:
                 results.write_params(folder, chunk.index, chunk.runs.run_id.to_numpy(), result.params)
-            results.write_record(folder, chunk.index, result.final, result.curves, result.neurons)
+            resume.write_record(folder, chunk.index, result.final, result.curves, result.neurons)
             recorded[chunk.index] = (result.final, result.curves, result.neurons)
             if stop.is_set() and k + 1 < len(todo):
                 raise Interrupted(f"stopped after chunk {chunk.index}")

@@ -34,6 +34,7 @@ def _logged_steps(self: Any) -> list[int]:
 Static = dataclasses.make_dataclass("Static", [(name, Any, dataclasses.field(default=default))
                                                for name, default in static_fields()],
                                     frozen=True, namespace={"logged_steps": property(_logged_steps)})
+Static.__module__ = __name__  # so that it pickles (the benchmark hands it to another process)
 STATIC_FIELDS = tuple(Static.__dataclass_fields__)
 
 # Per-run numbers (traced; `fields.traced_fields`): each a scalar, or a vector with a leading run axis.

@@ -90,7 +90,7 @@ def key(static: Static, runs: int) -> str:
 
 def segment_seconds(static: Static, hp: Hparams) -> float:
     """Wall time of one segment of these runs, compiled and warmed up first (best of two)."""
-    init, segment = runner.compiled(static)
+    init, segment = runner.programs(static, hp)
     hp = runner.shard_runs(hp, runner.local_mesh())
     jax.block_until_ready(segment(init(hp), hp, 0))
     best = float("inf")

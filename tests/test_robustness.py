@@ -80,20 +80,20 @@ def test_a_full_disk_leaves_earlier_results_intact_and_the_sweep_resumable(sweep
     path, out = sweep_file(), tmp_path / "out"
     assert main(["sweep", str(path), "--out", str(out), "--no-progress", "--no-plots"]) == 0
     before = {p.name: p.read_bytes() for p in out.glob("*.parquet")}
-    real = results._write_parquet
+    real = results.write_parquet
 
     def full(target, frame, meta=None, **kwargs):
         if target.name == "runs.parquet":
             raise OSError(errno.ENOSPC, "No space left on device", str(target))
         real(target, frame, meta, **kwargs)
 
-    monkeypatch.setattr(results, "_write_parquet", full)
+    monkeypatch.setattr(results, "write_parquet", full)
     assert main(["sweep", str(path), "--out", str(out), "--restart", "--no-progress", "--no-plots"]) == 2
     err = capsys.readouterr().err
     assert "No space left on device" in err and "runs.parquet" in err and len(err.strip().splitlines()) == 1
     assert (out / "runs.parquet").read_bytes() == before["runs.parquet"]
     assert not list(out.glob(".*.tmp"))  # no temporary file left behind
-    monkeypatch.setattr(results, "_write_parquet", real)
+    monkeypatch.setattr(results, "write_parquet", real)
     assert main(["sweep", str(path), "--out", str(out), "--no-progress", "--no-plots"]) == 0
     assert results.load(out).meta["chunks_resumed"] == 2  # the trained chunks (one per rung) were kept
 

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from grokjax import grid, plan, results, runner, tuning
+from grokjax import grid, plan, results, resume, runner, tuning
 from grokjax.cli import main
 from grokjax.config import ConfigError, load
 from grokjax.train import FORMULATIONS
@@ -59,7 +59,7 @@ def test_a_sweep_records_how_its_step_was_computed(sweep_file, tmp_path):
     meta = results.load(tmp_path / "out").meta
     steps = {(s["formulation"], s["run_block"]) for s in meta["step"]}
     assert ("onehot", 1) in steps and steps <= {("onehot", 1), ("grid", 1)}  # grid where a rung holds every example
-    saved = results.read_plan(tmp_path / "out")["chunks"]
+    saved = resume.read_plan(tmp_path / "out")["chunks"]
     assert all(c["run_block"] == 1 and c["formulation"] in ("onehot", "grid") for c in saved)
 
 
