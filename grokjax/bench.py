@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.torch_process:
         return torch_process(config, runs)
+    # Whole processes first, while this process has done no work whose threads could still spin.
+    whole = whole_processes(args, config, runs) if args.whole else None
     tuning.enable_compile_cache()
     static, group = next(planning.groups(runs))
     plan = []  # the first chunks that grokjax sweep would train, up to --runs runs
@@ -220,7 +222,6 @@ def main(argv: list[str] | None = None) -> int:
     peak = matmul_flops()
     flops = model_flops(static, chunk)
     formulations = formulation_figures(max(plan, key=lambda c: len(c.runs))) if args.formulations else None
-    whole = whole_processes(args, config, runs) if args.whole else None
     torch_result = "skipped (--no-torch)" if args.no_torch else isolated(torch_serial, static, chunk)
 
     report: dict[str, Any] = {
@@ -293,7 +294,7 @@ def summary(r: dict[str, Any]) -> str:
     if "formulations" in r:
         f = r["formulations"]
         timings = ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in f["seconds"].items())
-        lines.append(f"  candidates (formulation/run block, one segment): {timings}; fastest: "
+        lines.append(f"  candidates (formulation/run block, a few steps): {timings}; fastest: "
                      f"{f['formulation']}/{f['run_block']}")
     if "whole_process" in r:
         w = r["whole_process"]

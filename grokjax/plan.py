@@ -96,17 +96,31 @@ def plan(runs: pd.DataFrame, source: str, chunk_size: int | None = None, step: s
 
 
 def choose_step(chunks: list[Chunk], fixed: tuple[str, int] | None = None) -> list[Chunk]:
-    """One static group's chunks, computed the way measured fastest on its largest chunk (or the `fixed` way)."""
-    probe = max(chunks, key=lambda c: (len(c.runs), c.static.train_slots))
-    if fixed is None:
-        chosen, _ = tuning.choose(probe.static, grid.hparams(probe.runs, pad_to=probe.size), probe.size)
-    else:
-        chosen = dataclasses.replace(probe.static, formulation=fixed[0], run_block=fixed[1])
-    return [
-        dataclasses.replace(c, static=dataclasses.replace(
-            c.static, run_block=chosen.run_block, formulation=chosen.formulation if c.static.train_slots else "grid"))
-        for c in chunks
-    ]
+    """One static group's chunks, each computed the way measured fastest (or the `fixed` way).
+
+    The run block is measured once, on the group's largest chunk; the formulation on the
+    largest chunk of each rung, since gathering pays most where training sets are small.
+    """
+    if fixed is not None:
+        form, block = fixed
+        return [_with_step(c, form, block) for c in chunks]
+    gathered = [c for c in chunks if c.static.train_slots] or chunks
+    probe = max(gathered, key=lambda c: (len(c.runs), c.static.train_slots))
+    block = tuning.choose(probe.static, grid.hparams(probe.runs, pad_to=probe.size), probe.size)[0].run_block
+    form: dict[int, str] = {}
+    for rung in sorted({c.static.train_slots for c in chunks if c.static.train_slots}):
+        largest = max((c for c in chunks if c.static.train_slots == rung), key=lambda c: len(c.runs))
+        static = dataclasses.replace(largest.static, run_block=block)
+        hp = grid.hparams(largest.runs, pad_to=largest.size)
+        form[rung] = tuning.choose(static, hp, largest.size, blocks=False)[0].formulation
+    return [_with_step(c, form.get(c.static.train_slots, "grid"), block) for c in chunks]
+
+
+def _with_step(chunk: Chunk, formulation: str, run_block: int) -> Chunk:
+    """The chunk computed this way (a rung that holds every example is computed as the grid)."""
+    formulation = formulation if chunk.static.train_slots else "grid"
+    return dataclasses.replace(chunk, static=dataclasses.replace(chunk.static, formulation=formulation,
+                                                                  run_block=run_block))
 
 
 def to_json(chunks: list[Chunk]) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ The candidates (`train.FORMULATIONS`: gathered training pairs, the paper's one-h
 matmul, the broadcast grid; and runs vmapped all together, in blocks, or one after
 another) compute the same numbers up to float32 rounding, but which is fastest
 differs between CPUs and again on GPUs. So the first time a shape of chunk meets a
-kind of device, each candidate trains one segment of the chunk's real runs and the
+kind of device, each candidate trains a few steps of the chunk's real runs and the
 fastest wins; the choice is kept in the cache folder beside JAX's compiled programs,
 and the winner's compiled program is the one the sweep then runs.
 
@@ -33,6 +33,7 @@ CACHE_ENV = "GROKJAX_CACHE_DIR"
 STEP_ENV = "GROKJAX_STEP"  # the default of `grokjax sweep --step`
 CHOICES_FILE = "formulations.json"
 BLOCK = 8  # the block size tried between all runs vmapped and one run at a time
+TIMED_STEPS = 8  # training steps per timing
 
 
 def cache_dir() -> Path | None:
@@ -66,8 +67,9 @@ def parse_step(step: str, source: str) -> tuple[str, int]:
     return form, int(block or 0)
 
 
-def candidates(static: Static, runs: int) -> tuple[list[str], list[int]]:
-    """(formulations, run blocks) worth timing for a chunk of `runs` runs of this static config."""
+def candidates(static: Static, runs: int, blocks: bool = True) -> tuple[list[str], list[int]]:
+    """(formulations, run blocks) worth timing for a chunk of `runs` runs of this static config
+    (with blocks=False, its own run block only)."""
     if static.batch_size:
         forms = ["gather", "onehot"] if static.model == "mlp" else ["gather"]
     elif not static.train_slots:
@@ -75,36 +77,46 @@ def candidates(static: Static, runs: int) -> tuple[list[str], list[int]]:
     else:
         forms = ["gather", "onehot", "grid"] if static.model == "mlp" else ["gather", "grid"]
     sharded = jax.local_device_count() > 1  # blocks would serialize what the devices could split
-    blocks = [0] if runs == 1 or sharded else [0, *[b for b in (BLOCK, 1) if b < runs]]
-    return forms, blocks
+    if not blocks:
+        return forms, [static.run_block]
+    return forms, [0] if runs == 1 or sharded else [0, *[b for b in (BLOCK, 1) if b < runs]]
 
 
-def key(static: Static, runs: int) -> str:
-    """What a measurement depends on: the device, JAX's version, the program's shape and the run count."""
+def key(static: Static, runs: int, blocks: bool) -> str:
+    """What a measurement depends on: the device, JAX's version, the program's shape, the run count
+    and whether the run block was measured too (or given)."""
     device = jax.local_devices()[0]
     shape = {k: v for k, v in dataclasses.asdict(static).items() if k not in ("formulation", "run_block")}
     what = {"platform": device.platform, "device_kind": device.device_kind, "devices": jax.local_device_count(),
-            "jax": jax.__version__, "runs": runs, **shape}
+            "jax": jax.__version__, "runs": runs, "blocks": "measured" if blocks else static.run_block, **shape}
     return json.dumps(what, sort_keys=True, default=str)
 
 
 def segment_seconds(static: Static, hp: Hparams) -> float:
-    """Wall time of one segment of these runs, compiled and warmed up first (best of two)."""
+    """Wall time of a few training steps of these runs and one logged step's metrics, compiled and
+    warmed up first (best of two).
+
+    The segment's program is the one the sweep runs; started `TIMED_STEPS` before the run's
+    end, it takes that many real steps (the rest of its scan skips), so measuring costs a
+    fraction of a segment.
+    """
     init, segment = runner.programs(static, hp)
     hp = runner.shard_runs(hp, runner.local_mesh())
-    jax.block_until_ready(segment(init(hp), hp, 0))
+    start = max(0, static.steps - TIMED_STEPS)
+    jax.block_until_ready(segment(init(hp), hp, start))
     best = float("inf")
     for _ in range(2):
         state = jax.block_until_ready(init(hp))
-        start = time.perf_counter()
-        jax.block_until_ready(segment(state, hp, 0))
-        best = min(best, time.perf_counter() - start)
+        clock = time.perf_counter()
+        jax.block_until_ready(segment(state, hp, start))
+        best = min(best, time.perf_counter() - clock)
     return best
 
 
-def measure(static: Static, hp: Hparams, runs: int) -> dict[str, Any]:
-    """Time the candidates: first the formulations (all runs vmapped), then the run blocks with the winner."""
-    forms, blocks = candidates(static, runs)
+def measure(static: Static, hp: Hparams, runs: int, blocks: bool = True) -> dict[str, Any]:
+    """Time the candidates: first the formulations (all runs vmapped, or in the given run block), then
+    the run blocks with the winner."""
+    forms, blocks = candidates(static, runs, blocks)
     timed: dict[str, float] = {}
 
     def time_it(form: str, block: int) -> float:
@@ -113,24 +125,25 @@ def measure(static: Static, hp: Hparams, runs: int) -> dict[str, Any]:
             timed[name] = segment_seconds(dataclasses.replace(static, formulation=form, run_block=block), hp)
         return timed[name]
 
-    form = min(forms, key=lambda f: time_it(f, 0)) if len(forms) > 1 else forms[0]
+    form = min(forms, key=lambda f: time_it(f, blocks[0])) if len(forms) > 1 else forms[0]
     block = min(blocks, key=lambda b: time_it(form, b)) if len(blocks) > 1 else blocks[0]
     return {"formulation": form, "run_block": block, "seconds": {k: round(v, 6) for k, v in timed.items()}}
 
 
-def choose(static: Static, hp: Hparams, runs: int) -> tuple[Static, dict[str, Any]]:
-    """`static` with the fastest formulation and run block for chunks of `runs` runs, and the record of the choice.
+def choose(static: Static, hp: Hparams, runs: int, blocks: bool = True) -> tuple[Static, dict[str, Any]]:
+    """`static` with the fastest formulation and run block for chunks of `runs` runs (with blocks=False, the
+    fastest formulation in its own run block), and the record of the choice.
 
     The record says whether it was measured now or read from the cache, and the timings.
     """
     folder = cache_dir()
     path = folder / CHOICES_FILE if folder is not None else None
-    k = key(static, runs)
+    k = key(static, runs, blocks)
     known = read_choices(path)
     if k in known:
         choice = {**known[k], "measured": "cached"}
     else:
-        choice = {**measure(static, hp, runs), "measured": "now"}
+        choice = {**measure(static, hp, runs, blocks), "measured": "now"}
         if path is not None:
             write_choice(path, k, choice)
     return dataclasses.replace(static, formulation=choice["formulation"], run_block=choice["run_block"]), choice
