@@ -98,8 +98,10 @@ def plan(runs: pd.DataFrame, source: str, chunk_size: int | None = None, step: s
 def choose_step(chunks: list[Chunk], fixed: tuple[str, int] | None = None) -> list[Chunk]:
     """One static group's chunks, each computed the way measured fastest (or the `fixed` way).
 
-    The run block is measured once, on the group's largest chunk; the formulation on the
-    largest chunk of each rung, since gathering pays most where training sets are small.
+    The run block is measured once, on the group's largest chunk. The formulation is measured
+    on the largest chunks of the smallest and the largest rung, where gathering gains most and
+    least; a rung between takes the formulation whose measured times, interpolated linearly in
+    the rung's training slots, are lowest there (a step's cost is about linear in its examples).
     """
     if fixed is not None:
         form, block = fixed
@@ -107,13 +109,22 @@ def choose_step(chunks: list[Chunk], fixed: tuple[str, int] | None = None) -> li
     gathered = [c for c in chunks if c.static.train_slots] or chunks
     probe = max(gathered, key=lambda c: (len(c.runs), c.static.train_slots))
     block = tuning.choose(probe.static, grid.hparams(probe.runs, pad_to=probe.size), probe.size)[0].run_block
-    form: dict[int, str] = {}
-    for rung in sorted({c.static.train_slots for c in chunks if c.static.train_slots}):
+    rungs = sorted({c.static.train_slots for c in chunks if c.static.train_slots})
+    seconds: dict[int, dict[str, float]] = {}
+    for rung in {rungs[0], rungs[-1]} if rungs else ():
         largest = max((c for c in chunks if c.static.train_slots == rung), key=lambda c: len(c.runs))
         static = dataclasses.replace(largest.static, run_block=block)
-        hp = grid.hparams(largest.runs, pad_to=largest.size)
-        form[rung] = tuning.choose(static, hp, largest.size, blocks=False)[0].formulation
-    return [_with_step(c, form.get(c.static.train_slots, "grid"), block) for c in chunks]
+        record = tuning.choose(static, grid.hparams(largest.runs, pad_to=largest.size), largest.size, blocks=False)[1]
+        seconds[rung] = {k.split("/")[0]: v for k, v in record["seconds"].items() if k.endswith(f"/{block}")}
+        seconds[rung] = seconds[rung] or {record["formulation"]: 0.0}  # a single candidate is not timed
+
+    def fastest(rung: int) -> str:
+        low, high = seconds[rungs[0]], seconds[rungs[-1]]
+        w = (rung - rungs[0]) / (rungs[-1] - rungs[0]) if rungs[-1] > rungs[0] else 0.0
+        common = set(low) & set(high)
+        return min(common, key=lambda f: (1 - w) * low[f] + w * high[f]) if common else min(low, key=low.get)
+
+    return [_with_step(c, fastest(c.static.train_slots) if c.static.train_slots else "grid", block) for c in chunks]
 
 
 def _with_step(chunk: Chunk, formulation: str, run_block: int) -> Chunk:

@@ -126,9 +126,14 @@ def _program(static: Static, hp: Hparams, ahead: bool) -> concurrent.futures.Fut
 
 
 def _compile(static: Static, hp: Hparams) -> tuple[Callable, Callable]:
+    """init and segment compiled for these runs; the state is laid out across devices as `shard_runs` lays it."""
     init, segment = compiled(static)
-    hp = shard_runs(hp, local_mesh())
-    return init.lower(hp).compile(), segment.lower(jax.eval_shape(init, hp), hp, 0).compile()
+    mesh = local_mesh()
+    hp = shard_runs(hp, mesh)
+    runs = NamedSharding(mesh, PartitionSpec("runs"))
+    state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runs), jax.eval_shape(init, hp))
+    init = jax.jit(init, out_shardings=runs)
+    return init.lower(hp).compile(), segment.lower(state, hp, 0).compile()
 
 
 @functools.lru_cache(maxsize=None)
