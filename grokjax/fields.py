@@ -128,8 +128,7 @@ SWEEPABLE_TABLES = ("task", "model", "train")
 BY_KEY = {f.key: f for f in FIELDS}
 RULES: dict[str, Rule] = {f.key: f.rule for f in FIELDS}
 
-# What the grid adds to a run's fields, and how the static config and per-run arrays extend them.
-DERIVED_COLUMNS = ("beta1", "beta2", "n_train", "n_corrupt", "n_test")
+# How the static config and per-run arrays extend the fields.
 DERIVED_STATIC = {  # name: default; set per chunk by the plan, or from the run's fields
     "has_dropout": False,  # any dropout > 0; runs at rate 0 use the program without it
     "train_slots": 0,  # full batch: training examples gathered per step; 0: all examples, loss masked

@@ -17,14 +17,15 @@ import numpy as np
 import pandas as pd
 
 from grokjax.config import ConfigError, SweepConfig, check_run
-from grokjax.fields import STATIC_COLUMNS, SWEEPABLE_TABLES
+from grokjax.fields import BY_KEY, STATIC_COLUMNS, SWEEPABLE_TABLES
 from grokjax.tasks import corrupt_count, modular_table, split_counts
 from grokjax.train import HPARAM_DTYPES, Hparams, Static
 
 
 def column_name(qualified: str) -> str:
-    table, _, name = qualified.partition(".")
-    return table if name == "name" else name
+    """A field's runs.parquet column (`fields.py`); betas is split into beta1 and beta2 later."""
+    field = BY_KEY[qualified]
+    return field.column_name or field.name
 
 
 def expand(config: SweepConfig) -> pd.DataFrame:

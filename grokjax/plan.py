@@ -24,7 +24,7 @@ from grokjax import grid, models, tuning
 from grokjax.config import ConfigError
 from grokjax.fields import STATIC_COLUMNS
 from grokjax.tasks import is_modular, num_classes, num_examples
-from grokjax.train import Static
+from grokjax.train import Static, step_examples
 
 MEMORY_FRACTION = 0.5  # of each device's free memory that a chunk may fill: the safety margin
 # On CPU, chunks past a few dozen runs gain nothing (the cores are busy with a few) and cost memory.
@@ -158,9 +158,7 @@ def useful_work(chunks: list[Chunk]) -> float:
     useful = computed = 0
     for chunk in chunks:
         static = chunk.static
-        gathered = static.train_slots if static.formulation != "grid" else 0
-        per_step = static.batch_size or gathered or num_examples(static)
-        computed += chunk.size * per_step * static.steps
+        computed += chunk.size * step_examples(static) * static.steps
         useful += int(np.minimum(chunk.runs.n_train, static.batch_size or chunk.runs.n_train).sum()) * static.steps
     return round(useful / computed, 4) if computed else 1.0
 
@@ -190,9 +188,7 @@ def run_bytes(static: Static) -> int:
     float); the run's data (order, masks and labels; parity's bit strings).
     """
     examples = num_examples(static)
-    gathered = static.train_slots if static.formulation != "grid" else 0
-    step_examples = static.batch_size or gathered or examples
-    floats = 8 * models.param_count(static) + example_floats(static) * (4 * step_examples + 2 * examples)
+    floats = 8 * models.param_count(static) + example_floats(static) * (4 * step_examples(static) + 2 * examples)
     data = examples * (11 + (0 if is_modular(static.task) else static.n_bits))
     return 4 * floats + data + 65536
 

@@ -21,7 +21,7 @@ import optax
 from grokjax import analysis, models
 from grokjax.fields import static_fields, traced_fields
 from grokjax.metrics import evaluate, example_losses, masked_mean
-from grokjax.tasks import RunData, make_run_data, minibatch, model_inputs
+from grokjax.tasks import RunData, make_run_data, minibatch, model_inputs, num_examples
 
 
 def _logged_steps(self: Any) -> list[int]:
@@ -35,7 +35,6 @@ Static = dataclasses.make_dataclass("Static", [(name, Any, dataclasses.field(def
                                                for name, default in static_fields()],
                                     frozen=True, namespace={"logged_steps": property(_logged_steps)})
 Static.__module__ = __name__  # so that it pickles (the benchmark hands it to another process)
-STATIC_FIELDS = tuple(Static.__dataclass_fields__)
 
 # Per-run numbers (traced; `fields.traced_fields`): each a scalar, or a vector with a leading run axis.
 Hparams = NamedTuple("Hparams", [(name, Any) for name, _ in traced_fields()])
@@ -110,6 +109,12 @@ def apply_model(static: Static, model: Any, variables: dict[str, Any], inputs: A
     if isinstance(out, tuple):
         return out[0].astype(jnp.float32), out[1]
     return out.astype(jnp.float32)
+
+
+def step_examples(static: Static) -> int:
+    """Examples one training step computes per run: a minibatch, the gathered training slots, or all."""
+    gathered = static.train_slots if static.formulation != "grid" else 0
+    return static.batch_size or gathered or num_examples(static)
 
 
 def training_slots(static: Static, data: RunData, n_train: jax.Array) -> tuple[jax.Array, jax.Array]:
