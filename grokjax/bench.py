@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import dataclasses
 import datetime as dt
 import json
 import multiprocessing
@@ -43,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from grokjax import grid, plan as planning, runner, tuning
+from grokjax import grid, paper_loop, plan as planning, runner, tuning
 from grokjax.provenance import device_info
 from grokjax.config import ConfigError, load
 from grokjax.train import Static
@@ -86,58 +87,22 @@ def torch_serial(static: Static, runs: pd.DataFrame) -> tuple[float, float] | st
 
     The first run is trained once more before the timed pass, as a warm-up.
     """
-    one = torch_loop(static)
+    one = paper_loop.loop(setting(static))
     if isinstance(one, str):
         return one
-    rows = list(runs.itertuples())
+    rows = run_fields(runs)
     first = timed(lambda: one(rows[0]))
     return timed(lambda: [one(row) for row in rows]), first
 
 
-def torch_loop(static: Static) -> Callable[[Any], None] | str:
-    """A function that trains one run (a row of the grid) as the paper's code does, or why there is none."""
-    try:
-        import torch
-    except ImportError:
-        return "torch is not installed (pip install torch)"
-    paper = (static.model, static.depth, static.activation, static.loss, static.optimizer, static.batch_size, static.task)
-    if paper != ("mlp", 2, "quadratic", "mse", "adamw", 0, "modular_addition"):
-        return "the PyTorch loop is the paper's setting only: 2-layer quadratic mlp, mse, adamw, full batch, addition"
-    p, width = static.p, static.width
-    pairs = torch.arange(p * p)
-    inputs = torch.cat([torch.nn.functional.one_hot(pairs // p, p), torch.nn.functional.one_hot(pairs % p, p)], 1).float()
-    labels = (pairs // p + pairs % p) % p
+def setting(static: Static) -> dict[str, Any]:
+    """The static fields, as `paper_loop` reads them."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(static).items()}
 
-    def one(row: Any) -> None:
-        gen = torch.Generator().manual_seed(int(row.data_seed))
-        order = torch.randperm(p * p, generator=gen)
-        train_idx, test_idx = order[: row.n_train], order[row.n_train :]
-        x_train, x_test = inputs[train_idx], inputs[test_idx]
-        y_train, y_test = labels[train_idx].clone(), labels[test_idx]
-        y_train[: row.n_corrupt] = torch.randint(0, p, (int(row.n_corrupt),), generator=gen)
-        t_train = torch.nn.functional.one_hot(y_train, p).float()
-        t_test = torch.nn.functional.one_hot(y_test, p).float()
-        torch.manual_seed(int(row.seed))
-        std = 0.25**0.5 / (2 * width) ** (1 / 3)
-        fc1, fc2 = torch.nn.Linear(2 * p, width, bias=False), torch.nn.Linear(width, p, bias=False)
-        torch.nn.init.normal_(fc1.weight, std=std)
-        torch.nn.init.normal_(fc2.weight, std=std)
-        params = [fc1.weight, fc2.weight]
-        opt = torch.optim.AdamW(params, lr=float(row.learning_rate), weight_decay=float(row.weight_decay),
-                                betas=(static.betas[0], static.betas[1]), eps=1e-8)
-        mse = torch.nn.MSELoss()
-        for step in range(1, static.steps + 1):
-            opt.zero_grad()
-            loss = mse(fc2(fc1(x_train).pow(2)), t_train)
-            loss.backward()
-            opt.step()
-            if step % static.log_every == 0 or step == static.steps:
-                with torch.no_grad():
-                    train_out, test_out = fc2(fc1(x_train).pow(2)), fc2(fc1(x_test).pow(2))
-                    _ = (mse(test_out, t_test).item(), (train_out.argmax(1) == y_train).sum().item(),
-                         (test_out.argmax(1) == y_test).sum().item())
 
-    return one
+def run_fields(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each run's fields that `paper_loop` reads, as plain numbers."""
+    return runs[["data_seed", "seed", "n_train", "n_corrupt", "learning_rate", "weight_decay"]].to_dict("records")
 
 
 def isolated(fn: Callable, *args: Any) -> Any:
@@ -163,8 +128,10 @@ def whole_processes(args: argparse.Namespace, config: Any, runs: pd.DataFrame) -
         out["grokjax_cold_cache_s"] = wall(sweep, env)
         out["grokjax_warm_cache_s"] = wall([*sweep, "--restart"], env)
         if not args.no_torch:
-            out["pytorch_s"] = wall([sys.executable, "-m", "grokjax.bench", args.file, *sets, "--torch-process"],
-                                    dict(os.environ))
+            spec = Path(tmp) / "paper_loop.json"
+            spec.write_text(json.dumps([{"setting": setting(static), "runs": run_fields(group)}
+                                        for static, group in planning.groups(runs)]))
+            out["pytorch_s"] = wall([sys.executable, paper_loop.__file__, str(spec)], dict(os.environ))
     return out
 
 
@@ -175,18 +142,6 @@ def wall(command: list[str], env: dict[str, str]) -> float | str:
     if proc.returncode != 0:
         return f"failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}"
     return time.perf_counter() - start
-
-
-def torch_process(config: Any, runs: pd.DataFrame) -> int:
-    """Train every run of the sweep once with the PyTorch loop, group by group, in this process (timed from outside)."""
-    for static, group in planning.groups(runs):
-        one = torch_loop(static)
-        if isinstance(one, str):
-            print(f"grokjax.bench: error: {one}", file=sys.stderr)
-            return 2
-        for row in group.itertuples():
-            one(row)
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,7 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--whole", action="store_true",
                         help="also time whole processes: the sweep, cold and warm cache, and the PyTorch loop")
     parser.add_argument("--charts", action="store_true", help="with --whole: the sweep draws its charts")
-    parser.add_argument("--torch-process", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", metavar="FILE", help="JSON file for the figures (default: results/bench/<name>.json)")
     args = parser.parse_args(argv)
     try:
@@ -210,10 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"grokjax.bench: error: {err}", file=sys.stderr)
         return 2
-    if args.torch_process:
-        return torch_process(config, runs)
     # Whole processes first, while this process has done no work whose threads could still spin.
     whole = whole_processes(args, config, runs) if args.whole else None
+    tuning.split_cpu()
     tuning.enable_compile_cache()
     static, group = next(planning.groups(runs))
     plan = []  # the first chunks that grokjax sweep would train, up to --runs runs
@@ -303,12 +256,13 @@ def summary(r: dict[str, Any]) -> str:
         lines.append(f"  model FLOP/s (vmapped): {r['model_flops_per_s'] / 1e9:,.1f} GFLOP/s = "
                      f"{r['fraction_of_matmul']:.0%} of a dense {r['matmul']['size']}^2 float32 matmul "
                      f"({r['matmul']['flops_per_s'] / 1e9:,.1f} GFLOP/s on the same device)")
-    lines.append("  step: " + "; ".join(f"{s['formulation']}, run block {s['run_block'] or 'all'}" for s in r["step"]))
+    lines.append("  step: " + "; ".join(f"{s['formulation']}, run block {s['run_block'] or 'all'}, "
+                                        f"{s.get('devices', 1)} device(s)" for s in r["step"]))
     if "formulations" in r:
         f = r["formulations"]
         timings = ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in f["seconds"].items())
-        lines.append(f"  candidates (formulation/run block, a few steps): {timings}; fastest: "
-                     f"{f['formulation']}/{f['run_block']}")
+        lines.append(f"  candidates (formulation/run block[@devices], a few steps): {timings}; fastest: "
+                     f"{f['formulation']}/{tuning.layout_name(f['run_block'], f.get('devices', 0))}")
     if "whole_process" in r:
         w = r["whole_process"]
         line = (f"  whole processes, all {w['runs']} runs{' with charts' if w['charts'] else ''}: grokjax "

@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--step", metavar="HOW",
                        help="how to compute the training step: auto (default; the fastest, measured once per machine "
                        "and shape, or $GROKJAX_STEP), or gather, onehot or grid with an optional :BLOCK (runs "
-                       "vectorized together; 0 all, 1 one at a time), e.g. gather:8")
+                       "vectorized together; 0 all, 1 one at a time) and @DEVICES (the local devices a chunk's "
+                       "runs are split over; default all; on CPU one per core), e.g. gather:8 or gather:8@1")
     hosts = sweep.add_argument_group(
         "several processes (hosts)",
         "Start the same command once per process: each runs its share of the chunks on its own\n"

@@ -134,6 +134,7 @@ DERIVED_STATIC = {  # name: default; set per chunk by the plan, or from the run'
     "train_slots": 0,  # full batch: training examples gathered per step; 0: all examples, loss masked
     "formulation": "gather",  # how the step is computed: train.FORMULATIONS (chosen by grokjax.tuning)
     "run_block": 0,  # runs vectorized together within a chunk: 0 all (vmapped), b blocks of b, one after another
+    "devices": 0,  # local devices a chunk's runs are split over: 0 all, d the first d (chosen by grokjax.tuning)
 }
 DERIVED_TRACED = {"n_train": I32, "n_corrupt": I32}  # the run's split sizes, from its fractions or sizes
 

@@ -34,7 +34,7 @@ SLOT_STEPS_PER_DOUBLING = 4  # train_slots take values 8 * 2^(k/4): at most 19% 
 
 @dataclass(frozen=True)
 class Chunk:
-    """Runs trained by one compiled call: `runs` padded to `size` (a multiple of the local device count)."""
+    """Runs trained by one compiled call: `runs` padded to `size` (a multiple of the devices it is split over)."""
 
     index: int  # position among all chunks of the sweep; names its params file and its record
     static: Static
@@ -87,7 +87,7 @@ def plan(runs: pd.DataFrame, source: str, chunk_size: int | None = None, step: s
         mine = []
         for rung in sorted(rungs.unique(), key=lambda r: r or math.inf):  # smallest first, the grid (0) last
             part = group[rungs == rung]
-            size = padded_size(math.ceil(len(part) / math.ceil(len(part) / most)))
+            size = math.ceil(len(part) / math.ceil(len(part) / most))  # padded for its devices by choose_step
             chunk_static = dataclasses.replace(static, train_slots=int(rung), formulation="gather" if rung else "grid")
             for start in range(0, len(part), size):
                 mine.append(Chunk(len(chunks) + len(mine), chunk_static, part.iloc[start : start + size], size))
@@ -96,26 +96,30 @@ def plan(runs: pd.DataFrame, source: str, chunk_size: int | None = None, step: s
 
 
 def choose_step(chunks: list[Chunk], fixed: tuple[str, int] | None = None) -> list[Chunk]:
-    """One static group's chunks, each computed the way measured fastest (or the `fixed` way).
+    """One static group's chunks, each computed the way measured fastest (or the `fixed` way), and padded
+    to a multiple of the devices its runs are split over.
 
-    The run block is measured once, on the group's largest chunk. The formulation is measured
+    The layout (run block, devices) is measured once, on the group's largest chunk. The formulation is measured
     on the largest chunks of the smallest and the largest rung, where gathering gains most and
     least; a rung between takes the formulation whose measured times, interpolated linearly in
     the rung's training slots, are lowest there (a step's cost is about linear in its examples).
     """
     if fixed is not None:
-        form, block = fixed
-        return [_with_step(c, form, block) for c in chunks]
+        form, block, devices = fixed
+        return [_with_step(c, form, block, devices) for c in chunks]
     gathered = [c for c in chunks if c.static.train_slots] or chunks
     probe = max(gathered, key=lambda c: (len(c.runs), c.static.train_slots))
-    block = tuning.choose(probe.static, grid.hparams(probe.runs, pad_to=probe.size), probe.size)[0].run_block
+    chosen = tuning.choose(probe.static, grid.hparams(probe.runs, pad_to=padded_size(probe.size)), probe.size)[0]
+    block, devices = chosen.run_block, chosen.devices
+    layout = tuning.layout_name(block, devices)
     rungs = sorted({c.static.train_slots for c in chunks if c.static.train_slots})
     seconds: dict[int, dict[str, float]] = {}
     for rung in {rungs[0], rungs[-1]} if rungs else ():
         largest = max((c for c in chunks if c.static.train_slots == rung), key=lambda c: len(c.runs))
-        static = dataclasses.replace(largest.static, run_block=block)
-        record = tuning.choose(static, grid.hparams(largest.runs, pad_to=largest.size), largest.size, blocks=False)[1]
-        seconds[rung] = {k.split("/")[0]: v for k, v in record["seconds"].items() if k.endswith(f"/{block}")}
+        static = dataclasses.replace(largest.static, run_block=block, devices=devices)
+        hp = grid.hparams(largest.runs, pad_to=padded_size(largest.size))
+        record = tuning.choose(static, hp, largest.size, blocks=False)[1]
+        seconds[rung] = {k.split("/")[0]: v for k, v in record["seconds"].items() if k.split("/")[1] == layout}
         seconds[rung] = seconds[rung] or {record["formulation"]: 0.0}  # a single candidate is not timed
 
     def fastest(rung: int) -> str:
@@ -124,20 +128,22 @@ def choose_step(chunks: list[Chunk], fixed: tuple[str, int] | None = None) -> li
         common = set(low) & set(high)
         return min(common, key=lambda f: (1 - w) * low[f] + w * high[f]) if common else min(low, key=low.get)
 
-    return [_with_step(c, fastest(c.static.train_slots) if c.static.train_slots else "grid", block) for c in chunks]
+    return [_with_step(c, fastest(c.static.train_slots) if c.static.train_slots else "grid", block, devices)
+            for c in chunks]
 
 
-def _with_step(chunk: Chunk, formulation: str, run_block: int) -> Chunk:
-    """The chunk computed this way (a rung that holds every example is computed as the grid)."""
+def _with_step(chunk: Chunk, formulation: str, run_block: int, devices: int) -> Chunk:
+    """The chunk computed this way (a rung that holds every example is computed as the grid), padded to a
+    multiple of its devices."""
     formulation = formulation if chunk.static.train_slots else "grid"
-    return dataclasses.replace(chunk, static=dataclasses.replace(chunk.static, formulation=formulation,
-                                                                  run_block=run_block))
+    static = dataclasses.replace(chunk.static, formulation=formulation, run_block=run_block, devices=devices)
+    return dataclasses.replace(chunk, static=static, size=padded_size(chunk.size, devices))
 
 
 def to_json(chunks: list[Chunk]) -> list[dict[str, Any]]:
     """The plan as data: each chunk's run ids, padded size and way of computing its step."""
     return [{"run_ids": c.runs.run_id.tolist(), "size": c.size, "formulation": c.static.formulation,
-             "run_block": c.static.run_block} for c in chunks]
+             "run_block": c.static.run_block, "devices": c.static.devices} for c in chunks]
 
 
 def from_json(saved: list[dict[str, Any]], runs: pd.DataFrame) -> list[Chunk]:
@@ -146,9 +152,10 @@ def from_json(saved: list[dict[str, Any]], runs: pd.DataFrame) -> list[Chunk]:
     for index, entry in enumerate(saved):
         part = runs.loc[entry["run_ids"]]
         static = grid.static_of(part.iloc[0])
+        devices = entry.get("devices", 0)  # plans of before the device split ran on all devices
         static = dataclasses.replace(static, train_slots=train_slots(static, int(part.n_train.max())),
-                                     formulation=entry["formulation"], run_block=entry["run_block"])
-        chunks.append(Chunk(index, static, part, padded_size(entry["size"])))
+                                     formulation=entry["formulation"], run_block=entry["run_block"], devices=devices)
+        chunks.append(Chunk(index, static, part, padded_size(entry["size"], devices)))
     return chunks
 
 
@@ -226,9 +233,10 @@ def auto_chunk_size(static: Static, n_runs: int, source: str) -> int:
     return per_device * len(devices)
 
 
-def padded_size(size: int) -> int:
-    """A chunk size rounded up to a multiple of the local device count (padding runs fill the rest)."""
-    step = jax.local_device_count()
+def padded_size(size: int, devices: int = 0) -> int:
+    """A chunk size rounded up to a multiple of the devices its runs are split over (0: all local devices;
+    padding runs fill the rest)."""
+    step = devices or jax.local_device_count()
     return -(-size // step) * step
 
 
@@ -237,8 +245,9 @@ def formulations(chunks: list[Chunk]) -> list[dict[str, Any]]:
     seen: dict[tuple, dict[str, Any]] = {}
     for c in chunks:
         s = c.static
-        k = (s.model, s.p, s.width, s.formulation, s.run_block)
+        k = (s.model, s.p, s.width, s.formulation, s.run_block, s.devices)
         entry = seen.setdefault(k, {"model": s.model, "p": s.p, "width": s.width, "formulation": s.formulation,
-                                    "run_block": s.run_block, "chunks": 0})
+                                    "run_block": s.run_block, "devices": s.devices or jax.local_device_count(),
+                                    "chunks": 0})
         entry["chunks"] += 1
     return list(seen.values())

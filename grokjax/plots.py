@@ -9,6 +9,7 @@ far below Altair's 5,000-row limit for sweeps of thousands of runs.
 from __future__ import annotations
 
 import concurrent.futures
+import io
 from pathlib import Path
 
 import altair as alt
@@ -369,6 +370,18 @@ def save(chart: alt.Chart, path: Path) -> None:
     kind = path.suffix.lstrip(".")
     options = {"inline": True} if kind == "html" else {"scale_factor": 2}
     atomic_write(path, lambda tmp: chart.save(str(tmp), format=kind, **options))
+
+
+def warm_up() -> None:
+    """Start vl-convert's JavaScript engine and build the bundle that HTML files inline: about 2 s, once per
+    process, that a sweep spends while its runs train rather than after. A failure here is left for
+    `write_all` to report."""
+    chart = alt.Chart(pd.DataFrame({"x": [0]})).mark_point().encode(x="x:Q")
+    try:
+        chart.to_html(inline=True)
+        chart.save(io.BytesIO(), format="png")
+    except Exception:  # noqa: BLE001 (only a head start: write_all meets the same error and says it)
+        pass
 
 
 def write_all(folder: str | Path, runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None = None) -> list[Path]:

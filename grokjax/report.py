@@ -112,6 +112,7 @@ def provenance(folder: Path) -> str:
                                                  "the tables are the last finished one's)" if left else ""),
         "  step: " + ("; ".join(f"{s['model']} p={s['p']} width={s['width']}: {s['formulation']}, runs "
                                 + (f"in blocks of {s['run_block']}" if s["run_block"] else "all vmapped together")
+                                + (f", on {s['devices']} device" + "s" * (s["devices"] > 1) if "devices" in s else "")
                                 for s in meta["step"]) + f" (compile cache: {meta.get('compile_cache')})"
                       if meta.get("step") else "not recorded (an older grokjax)"),
         f"  runs: {len(runs)}; " + (f"ok {int(status.get('ok', 0))}, diverged {int(status.get('diverged', 0))}"

@@ -52,9 +52,10 @@ class Trained(NamedTuple):
     neurons: list[tuple[int, dict[str, np.ndarray]]]  # (step, per-neuron statistics (runs, width)); [] if none
 
 
-def local_mesh() -> Mesh:
-    """A one-axis mesh, "runs", over this process's devices: a chunk's runs are split across them."""
-    return Mesh(np.array(jax.local_devices()), ("runs",))
+def local_mesh(devices: int = 0) -> Mesh:
+    """A one-axis mesh, "runs", over this process's first `devices` devices (0: all): a chunk's runs are split
+    across them."""
+    return Mesh(np.array(jax.local_devices()[: devices or None]), ("runs",))
 
 
 def shard_runs(tree: Any, mesh: Mesh) -> Any:
@@ -128,7 +129,7 @@ def _program(static: Static, hp: Hparams, ahead: bool) -> concurrent.futures.Fut
 def _compile(static: Static, hp: Hparams) -> tuple[Callable, Callable]:
     """init and segment compiled for these runs; the state is laid out across devices as `shard_runs` lays it."""
     init, segment = compiled(static)
-    mesh = local_mesh()
+    mesh = local_mesh(static.devices)
     hp = shard_runs(hp, mesh)
     runs = NamedSharding(mesh, PartitionSpec("runs"))
     state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runs), jax.eval_shape(init, hp))
@@ -157,15 +158,15 @@ def segments(
 ) -> Iterator[Segment]:
     """Train runs from the start (or from `resume`) to the end, yielding each logged step.
 
-    Vectorized, the runs are split over this process's devices (`shard_runs`), so
-    their number must be a multiple of the device count. With neurons=True (for
+    Vectorized, the runs are split over this process's devices (`shard_runs`; the first
+    `static.devices` of them, or all), so their number must be a multiple of that count. With neurons=True (for
     models where `analysis.has_neurons`), per-neuron statistics come with the
     segments of `neuron_steps` (the last, and every `ipr_every` steps).
     """
     init, segment = programs(static, hp) if vectorized else compiled(static, vectorized=False)
     stats = neuron_stats(vectorized) if neurons and analysis.has_neurons(static) else None
     take = neuron_steps(static, ipr_every)
-    place = (lambda tree: shard_runs(tree, local_mesh())) if vectorized else jax.device_put
+    place = (lambda tree: shard_runs(tree, local_mesh(static.devices))) if vectorized else jax.device_put
     hp = place(hp)
     first = 0 if resume is None else resume.next_log
     steps = static.logged_steps

@@ -168,7 +168,9 @@ def run(
 
     `step` says how to compute the training step: "auto" (the default, or $GROKJAX_STEP)
     measures the candidates once per machine and shape (`grokjax.tuning`); a fixed
-    "FORMULATION[:BLOCK]" (e.g. "gather", "onehot:8") skips the measurement.
+    "FORMULATION[:BLOCK][@DEVICES]" (e.g. "gather", "onehot:8", "gather:8@1") skips the
+    measurement. On CPU, JAX is given one device per core when the sweep starts it
+    (`tuning.split_cpu`; not if JAX was already running in this process).
 
     With several processes (`jax.distributed.initialize` called first, as `grokjax sweep
     --coordinator` does), process 0 plans (and measures the step), then process i trains
@@ -177,6 +179,7 @@ def run(
     returns the merged results and process 0 draws the charts.
     """
     # --- config -----------------------------------------------------------------------------
+    tuning.split_cpu()
     if not isinstance(config, SweepConfig):
         config = load(config, overrides)
     if chunk_size is not None and chunk_size < 1:
@@ -221,6 +224,10 @@ def run(
     name = config.name if processes == 1 else f"{config.name} [process {process}/{processes}]"
     for chunk in todo:  # compiled in worker threads, each chunk's while earlier ones train
         runner.compile_ahead(chunk.static, grid.hparams(chunk.runs, pad_to=chunk.size))
+    if plots and process == 0 and todo:
+        from grokjax import plots as charts  # Altair loads only when charts are drawn
+
+        threading.Thread(target=charts.warm_up, daemon=True).start()  # while the runs train
     bar, moved = progress_bar(name, mine, recorded, progress)
     with bar, stop_on_ctrl_c() as stop:
         for k, chunk in enumerate(todo):

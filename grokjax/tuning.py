@@ -2,7 +2,7 @@
 
 The candidates (`train.FORMULATIONS`: gathered training pairs, the paper's one-hot
 matmul, the broadcast grid; and runs vmapped all together, in blocks, or one after
-another) compute the same numbers up to float32 rounding, but which is fastest
+another, split over one CPU device per core or on one) compute the same numbers up to float32 rounding, but which is fastest
 differs between CPUs and again on GPUs. So the first time a shape of chunk meets a
 kind of device, each candidate trains a few steps of the chunk's real runs and the
 fastest wins; the choice is kept in the cache folder beside JAX's compiled programs,
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 from grokjax import runner
 from grokjax.config import ConfigError
@@ -58,37 +59,73 @@ def default_step() -> str:
     return os.environ.get(STEP_ENV, "auto")
 
 
-def parse_step(step: str, source: str) -> tuple[str, int]:
-    """--step FORMULATION[:BLOCK] as (formulation, run block); one line naming what is allowed otherwise."""
-    form, _, block = step.partition(":")
-    if form not in FORMULATIONS or (block and not (block.isdigit() and int(block) >= 0)):
+def split_cpu() -> None:
+    """One CPU device per core, unless the user says otherwise (JAX_NUM_CPU_DEVICES, or XLA's
+    --xla_force_host_platform_device_count) or JAX has started already (then nothing changes).
+
+    XLA's CPU backend keeps about one core busy with a small chunk's many small operations; split
+    over one device per core, its runs keep every core busy. Whether a chunk gains from the split
+    is measured like the rest of the step (`candidates`): large runs, whose matmuls already use
+    every core, stay on one device.
+    """
+    if "JAX_NUM_CPU_DEVICES" in os.environ or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        jax.config.update("jax_num_cpu_devices", cores)
+    except RuntimeError:
+        pass  # the backends are up (a notebook ran JAX first): keep their devices
+
+
+def layout_name(run_block: int, devices: int) -> str:
+    """How a chunk's runs are laid out, as --step writes it after the formulation: BLOCK[@DEVICES]."""
+    return f"{run_block}@{devices}" if devices else str(run_block)
+
+
+def parse_step(step: str, source: str) -> tuple[str, int, int]:
+    """--step FORMULATION[:BLOCK][@DEVICES] as (formulation, run block, devices); one line naming what is
+    allowed otherwise."""
+    rest, _, devices = step.partition("@")
+    form, _, block = rest.partition(":")
+    count = jax.local_device_count()
+    if (form not in FORMULATIONS or (block and not (block.isdigit() and int(block) >= 0))
+            or ("@" in step and not (devices.isdigit() and 1 <= int(devices) <= count))):
         raise ConfigError(f"{source}: --step = {step!r}; allowed: auto, or one of {', '.join(FORMULATIONS)} with an "
-                          "optional :BLOCK (runs vectorized together; 0 all, 1 one at a time), e.g. gather or gather:8")
-    return form, int(block or 0)
+                          "optional :BLOCK (runs vectorized together; 0 all, 1 one at a time) and @DEVICES (the local "
+                          f"devices its runs are split over, 1 to {count}; default all), e.g. gather, gather:8 or "
+                          "gather:8@1")
+    return form, int(block or 0), int(devices or 0)
 
 
-def candidates(static: Static, runs: int, blocks: bool = True) -> tuple[list[str], list[int]]:
-    """(formulations, run blocks) worth timing for a chunk of `runs` runs of this static config
-    (with blocks=False, its own run block only)."""
+def candidates(static: Static, runs: int, blocks: bool = True) -> tuple[list[str], list[tuple[int, int]]]:
+    """(formulations, layouts as (run block, devices)) worth timing for a chunk of `runs` runs of this static
+    config (with blocks=False, its own layout only).
+
+    Layouts: all runs vmapped over all local devices; and, on one device, vmapped, in blocks of
+    `BLOCK` or one at a time (blocks on several devices would serialize what they could split).
+    """
     if static.batch_size:
         forms = ["gather", "onehot"] if static.model == "mlp" else ["gather"]
     elif not static.train_slots:
         forms = ["grid"]  # the rung reaches every example: gathering saves nothing
     else:
         forms = ["gather", "onehot", "grid"] if static.model == "mlp" else ["gather", "grid"]
-    sharded = jax.local_device_count() > 1  # blocks would serialize what the devices could split
     if not blocks:
-        return forms, [static.run_block]
-    return forms, [0] if runs == 1 or sharded else [0, *[b for b in (BLOCK, 1) if b < runs]]
+        return forms, [(static.run_block, static.devices)]
+    many = jax.local_device_count()
+    one = 1 if many > 1 else 0
+    split = [(0, 0)] if many > 1 and runs >= many else []
+    return forms, split + [(0, one), *[(b, one) for b in (BLOCK, 1) if b < runs]]
 
 
 def key(static: Static, runs: int, blocks: bool) -> str:
     """What a measurement depends on: the device, JAX's version, the program's shape, the run count
-    and whether the run block was measured too (or given)."""
+    and whether the layout was measured too (or given)."""
     device = jax.local_devices()[0]
-    shape = {k: v for k, v in dataclasses.asdict(static).items() if k not in ("formulation", "run_block")}
+    shape = {k: v for k, v in dataclasses.asdict(static).items() if k not in ("formulation", "run_block", "devices")}
     what = {"platform": device.platform, "device_kind": device.device_kind, "devices": jax.local_device_count(),
-            "jax": jax.__version__, "runs": runs, "blocks": "measured" if blocks else static.run_block, **shape}
+            "jax": jax.__version__, "runs": runs,
+            "blocks": "measured" if blocks else layout_name(static.run_block, static.devices), **shape}
     return json.dumps(what, sort_keys=True, default=str)
 
 
@@ -101,7 +138,7 @@ def segment_seconds(static: Static, hp: Hparams) -> float:
     fraction of a segment.
     """
     init, segment = runner.programs(static, hp)
-    hp = runner.shard_runs(hp, runner.local_mesh())
+    hp = runner.shard_runs(hp, runner.local_mesh(static.devices))
     start = max(0, static.steps - TIMED_STEPS)
     jax.block_until_ready(segment(init(hp), hp, start))
     best = float("inf")
@@ -113,26 +150,37 @@ def segment_seconds(static: Static, hp: Hparams) -> float:
     return best
 
 
+def padded(hp: Hparams, runs: int, devices: int) -> Hparams:
+    """The first `runs` runs of hp, padded (repeating the last) to a multiple of the devices used."""
+    size = -(-runs // (devices or jax.local_device_count())) * (devices or jax.local_device_count())
+    index = np.minimum(np.arange(size), runs - 1)
+    return jax.tree.map(lambda x: x[index], hp)
+
+
 def measure(static: Static, hp: Hparams, runs: int, blocks: bool = True) -> dict[str, Any]:
-    """Time the candidates: first the formulations (all runs vmapped, or in the given run block), then
-    the run blocks with the winner."""
-    forms, blocks = candidates(static, runs, blocks)
+    """Time the candidates on the first `runs` runs of hp: first the formulations (in the first layout:
+    all runs vmapped, or the given one), then the layouts with the winner."""
+    forms, layouts = candidates(static, runs, blocks)
     timed: dict[str, float] = {}
 
-    def time_it(form: str, block: int) -> float:
-        name = f"{form}/{block}"
+    def time_it(form: str, layout: tuple[int, int]) -> float:
+        name = f"{form}/{layout_name(*layout)}"
         if name not in timed:
-            timed[name] = segment_seconds(dataclasses.replace(static, formulation=form, run_block=block), hp)
+            block, devices = layout
+            timed[name] = segment_seconds(dataclasses.replace(static, formulation=form, run_block=block,
+                                                              devices=devices), padded(hp, runs, devices))
         return timed[name]
 
-    form = min(forms, key=lambda f: time_it(f, blocks[0])) if len(forms) > 1 else forms[0]
-    block = min(blocks, key=lambda b: time_it(form, b)) if len(blocks) > 1 else blocks[0]
-    return {"formulation": form, "run_block": block, "seconds": {k: round(v, 6) for k, v in timed.items()}}
+    form = min(forms, key=lambda f: time_it(f, layouts[0])) if len(forms) > 1 else forms[0]
+    block, devices = min(layouts, key=lambda b: time_it(form, b)) if len(layouts) > 1 else layouts[0]
+    return {"formulation": form, "run_block": block, "devices": devices,
+            "seconds": {k: round(v, 6) for k, v in timed.items()}}
 
 
 def choose(static: Static, hp: Hparams, runs: int, blocks: bool = True) -> tuple[Static, dict[str, Any]]:
-    """`static` with the fastest formulation and run block for chunks of `runs` runs (with blocks=False, the
-    fastest formulation in its own run block), and the record of the choice.
+    """`static` with the fastest formulation and layout for chunks of `runs` runs (hp: at least that many,
+    padded for all devices; with blocks=False, the fastest formulation in its own layout), and the record
+    of the choice.
 
     The record says whether it was measured now or read from the cache, and the timings.
     """
@@ -146,7 +194,8 @@ def choose(static: Static, hp: Hparams, runs: int, blocks: bool = True) -> tuple
         choice = {**measure(static, hp, runs, blocks), "measured": "now"}
         if path is not None:
             write_choice(path, k, choice)
-    return dataclasses.replace(static, formulation=choice["formulation"], run_block=choice["run_block"]), choice
+    return dataclasses.replace(static, formulation=choice["formulation"], run_block=choice["run_block"],
+                               devices=choice.get("devices", 0)), choice
 
 
 def read_choices(path: Path | None) -> dict[str, Any]:

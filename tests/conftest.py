@@ -8,6 +8,10 @@ import pytest
 # Tests (and the CLI processes they start) pin the step's formulation, so that no test pays for
 # measuring the candidates (tests/test_tuning.py does that), and share one fresh compilation cache.
 os.environ["GROKJAX_STEP"] = "gather"
+# One CPU device, as the tests were written for (grokjax.tuning.split_cpu would give one per core);
+# tests of several devices start processes of their own with XLA_FLAGS set.
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=1").strip()
 os.environ["GROKJAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="grokjax-test-cache-")
 
 TINY_SWEEP = """\

@@ -24,8 +24,8 @@ def chunk(sweep_file):
 
 def test_every_formulation_and_block_trains_the_same(chunk):
     hp = grid.hparams(chunk.runs, pad_to=chunk.size)
-    forms, blocks = tuning.candidates(chunk.static, chunk.size)
-    assert set(forms) == set(FORMULATIONS) and blocks == [0, 1]  # 4 runs: all vmapped, or one at a time
+    forms, layouts = tuning.candidates(chunk.static, chunk.size)
+    assert set(forms) == set(FORMULATIONS) and layouts == [(0, 0), (1, 0)]  # 4 runs on one device: all vmapped, or one at a time
     reference = runner.train(chunk.static, hp).logs
     for form in forms:
         for block in (0, 1, 2):
@@ -41,7 +41,7 @@ def test_the_choice_is_measured_once_then_read_from_the_cache(chunk, tmp_path, m
     hp = grid.hparams(chunk.runs, pad_to=chunk.size)
     first, record = tuning.choose(chunk.static, hp, chunk.size)
     assert record["measured"] == "now" and (first.formulation, first.run_block) == (record["formulation"], record["run_block"])
-    forms, blocks = tuning.candidates(chunk.static, chunk.size)
+    forms, _ = tuning.candidates(chunk.static, chunk.size)
     assert {f"{f}/0" for f in forms} <= set(record["seconds"])  # every formulation was timed
     assert record["seconds"][f"{first.formulation}/{first.run_block}"] == min(
         v for k, v in record["seconds"].items() if k.startswith(f"{first.formulation}/") or k.endswith("/0"))
@@ -63,7 +63,7 @@ def test_a_sweep_records_how_its_step_was_computed(sweep_file, tmp_path):
     assert all(c["run_block"] == 1 and c["formulation"] in ("onehot", "grid") for c in saved)
 
 
-@pytest.mark.parametrize("bad", ["fast", "gather:x", "gather:-1", ":8"])
+@pytest.mark.parametrize("bad", ["fast", "gather:x", "gather:-1", ":8", "gather@0", "gather:8@2", "gather@x"])
 def test_a_bad_step_is_one_line_and_exit_2(sweep_file, tmp_path, capsys, bad):
     assert main(["sweep", str(sweep_file()), "--out", str(tmp_path / "out"), "--step", bad, "--no-progress"]) == 2
     err = capsys.readouterr().err
