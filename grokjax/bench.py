@@ -261,8 +261,8 @@ def summary(r: dict[str, Any]) -> str:
     if "formulations" in r:
         f = r["formulations"]
         timings = ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in f["seconds"].items())
-        lines.append(f"  candidates (formulation/run block[@devices], a few steps): {timings}; fastest: "
-                     f"{f['formulation']}/{tuning.layout_name(f['run_block'], f.get('devices', 0))}")
+        lines.append(f"  candidates (formulation:run block[@devices], a few steps): {timings}; fastest: "
+                     + tuning.step_name(f["formulation"], f["run_block"], f["devices"]))
     if "whole_process" in r:
         w = r["whole_process"]
         line = (f"  whole processes, all {w['runs']} runs{' with charts' if w['charts'] else ''}: grokjax "

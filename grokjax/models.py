@@ -13,6 +13,7 @@ dropout probability would compile its own program. Here the rate is an array.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -65,7 +66,9 @@ class MLP(nn.Module):
     one-hot matrix or gather is built. With onehot=True, gathered examples go through
     the first layer as the paper's code computes it, a one-hot matrix times U and V,
     whose gradient is a matmul rather than a scatter-add (`train.FORMULATIONS`).
-    All weights ~ N(0, (16 width)^(-2/3)) (Appendix A).
+    Depth 2, the paper's model: all weights ~ N(0, (16 width)^(-2/3)) (Appendix A; their `fcn`).
+    Deeper, the standard parameterization of Appendix G's ReLU MLPs: every layer ~ N(0, 2 / fan_in)
+    (Kaiming), the first layer's fan-in being the 2p one-hot inputs.
     """
 
     p: int
@@ -79,9 +82,12 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, inputs: Any, *, train: bool, rate: jax.Array, mask: jax.Array | None) -> jax.Array:
         m, n = inputs
-        init = nn.initializers.normal((16.0 * self.width) ** (-1.0 / 3.0))
-        U = nn.Embed(self.p, self.width, embedding_init=init, name="U")
-        V = nn.Embed(self.p, self.width, embedding_init=init, name="V")
+        if self.depth == 2:
+            first = init = nn.initializers.normal((16.0 * self.width) ** (-1.0 / 3.0))
+        else:
+            first, init = nn.initializers.normal((1.0 / self.p) ** 0.5), nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+        U = nn.Embed(self.p, self.width, embedding_init=first, name="U")
+        V = nn.Embed(self.p, self.width, embedding_init=first, name="V")
         if self.onehot and m.ndim == 1:
             h = jax.nn.one_hot(m, self.p, dtype=U.embedding.dtype) @ U.embedding
             h = h + jax.nn.one_hot(n, self.p, dtype=V.embedding.dtype) @ V.embedding
@@ -150,14 +156,17 @@ class ParityMLP(nn.Module):
 
 
 class Transformer(nn.Module):
-    """One-layer encoder-only transformer on (m, n, =), read out at the last position (Nanda et al.; paper Fig. 7).
+    """The authors' one-layer encoder-only transformer (d-doshi/Grokking, `utils/models.py`, configured as in
+    their `Notebooks/Grokking_with_transformer.ipynb`), on the two tokens (m, n), read out at the last.
 
-    With one layer, the logits depend on the other positions only through the
-    last position's attention, so only the last position's query, MLP and readout
-    are computed: exact, and three times less MLP work. Embeddings ~ N(0, 1) and
-    linear layers ~ fan-in scaled, as the paper's code; no biases. `norm =
-    "layernorm"` adds pre-LayerNorms and a final one; dropout applies to the
-    embeddings and to both residual branches.
+    Their maximal-update parameterization (s = 1): attention scores divided by d_head (not its
+    square root) and the logits multiplied by 1 / d_model, so that at initialization the logits
+    are small (about 0.016 at d_model 128) rather than of order one; token and position
+    embeddings ~ N(0, 1); linear layers ~ N(0, 1 / fan_in); no biases; an untied unembedding
+    unless tied_embedding. norm = "layernorm" adds their pre-LayerNorms and the final one
+    (if_ln); dropout applies where theirs does (embeddings, attention weights, both residual
+    branches). With one layer, the logits depend on the first position only through the last
+    position's attention, so only the last position's query, MLP and readout are computed: exact.
     """
 
     p: int
@@ -172,10 +181,11 @@ class Transformer(nn.Module):
     @nn.compact
     def __call__(self, inputs: Any, *, train: bool, rate: jax.Array, mask: jax.Array | None) -> jax.Array:
         m, n = jnp.broadcast_arrays(*inputs)
-        m, n = m.reshape(-1), n.reshape(-1)
-        tokens = jnp.stack([m, n, jnp.full_like(m, self.p)], axis=1)  # token p is "="
-        embed = nn.Embed(self.p + 1, self.embed_size, embedding_init=nn.initializers.normal(1.0), name="embed")
-        position = self.param("position", nn.initializers.normal(1.0), (3, self.embed_size))
+        tokens = jnp.stack([m.reshape(-1), n.reshape(-1)], axis=1)
+        d, head = self.embed_size, self.embed_size // self.heads
+        linear = functools.partial(nn.Dense, use_bias=False, kernel_init=nn.initializers.variance_scaling(1.0, "fan_in", "normal"))
+        embed = nn.Embed(self.p, d, embedding_init=nn.initializers.normal(1.0), name="embed")
+        position = self.param("position", nn.initializers.normal(1.0), (2, d))
 
         def drop(x: jax.Array) -> jax.Array:
             return dropout(x, rate, self.make_rng("dropout")) if train and self.has_dropout else x
@@ -183,18 +193,16 @@ class Transformer(nn.Module):
         def norm(x: jax.Array, name: str) -> jax.Array:
             return nn.LayerNorm(epsilon=1e-5, name=f"{NORM_PREFIX}_{name}")(x) if self.norm == "layernorm" else x
 
-        x = drop(embed(tokens) + position)
-        xn = norm(x, "attn")
-        attention = nn.MultiHeadDotProductAttention(
-            num_heads=self.heads, qkv_features=self.embed_size, out_features=self.embed_size, use_bias=False, name="attn"
-        )
-        r = x[:, -1] + drop(attention(xn[:, -1:], xn)[:, 0])
-        h = ACTIVATIONS[self.activation](nn.Dense(self.width, use_bias=False, name="mlp_in")(norm(r, "mlp")))
-        r = r + drop(nn.Dense(self.embed_size, use_bias=False, name="mlp_out")(h))
-        r = norm(r, "final")
-        if self.tied_embedding:
-            return embed.attend(r)[:, : self.p]
-        return nn.Dense(self.p, use_bias=False, name="unembed")(r)
+        x = drop(embed(tokens) + position)  # (examples, 2, d)
+        q, k, v = jnp.split(linear(3 * d, name="qkv")(norm(x, "attn")), 3, axis=-1)
+        q, k, v = (t.reshape(*t.shape[:-1], self.heads, head) for t in (q[:, -1], k, v))
+        scores = jnp.einsum("bhd,bthd->bht", q, k) / head  # the last query over both keys
+        attended = jnp.einsum("bht,bthd->bhd", drop(jax.nn.softmax(scores, axis=-1)), v).reshape(-1, d)
+        r = x[:, -1] + drop(linear(d, name="attn_out")(attended))
+        h = ACTIVATIONS[self.activation](linear(self.width, name="mlp_in")(norm(r, "mlp")))
+        r = norm(r + drop(linear(d, name="mlp_out")(h)), "final")
+        logits = embed.attend(r) if self.tied_embedding else linear(self.p, name="unembed")(r)
+        return logits / d
 
 
 def build(static: Any) -> nn.Module:
@@ -227,6 +235,13 @@ def init(static: Any, key: jax.Array, init_scale: jax.Array) -> dict[str, Any]:
         variables["params"],
     )
     return {**variables, "params": params}
+
+
+def decayed(params: Any) -> Any:
+    """Which of the transformer's parameters weight decay acts on, as the authors' optimizer chooses them
+    (timm's param_groups_weight_decay): the weights of two or more dimensions, not LayerNorm's scales and
+    biases. (Their MLPs decay every parameter: torch.optim.AdamW(model.parameters()).)"""
+    return jax.tree.map(lambda w: w.ndim >= 2, params)
 
 
 def param_count(static: Any) -> int:

@@ -95,41 +95,36 @@ def plan(runs: pd.DataFrame, source: str, chunk_size: int | None = None, step: s
     return chunks
 
 
-def choose_step(chunks: list[Chunk], fixed: tuple[str, int] | None = None) -> list[Chunk]:
+def choose_step(chunks: list[Chunk], fixed: tuple[str, int, int] | None = None) -> list[Chunk]:
     """One static group's chunks, each computed the way measured fastest (or the `fixed` way), and padded
     to a multiple of the devices its runs are split over.
 
-    The layout (run block, devices) is measured once, on the group's largest chunk. The formulation is measured
-    on the largest chunks of the smallest and the largest rung, where gathering gains most and
-    least; a rung between takes the formulation whose measured times, interpolated linearly in
-    the rung's training slots, are lowest there (a step's cost is about linear in its examples).
+    Every way (formulation and layout: run block, devices) is measured on the largest chunks of the
+    smallest and the largest rung, where gathering gains most and least and a chunk's runs most
+    and least fill the cores; a rung between takes the way whose measured times per run,
+    interpolated linearly in the rung's training slots, are lowest there (a step's cost is about
+    linear in its examples). Chunks of the grid rung (every example) take the largest rung's layout.
     """
     if fixed is not None:
         form, block, devices = fixed
         return [_with_step(c, form, block, devices) for c in chunks]
-    gathered = [c for c in chunks if c.static.train_slots] or chunks
-    probe = max(gathered, key=lambda c: (len(c.runs), c.static.train_slots))
-    chosen = tuning.choose(probe.static, grid.hparams(probe.runs, pad_to=padded_size(probe.size)), probe.size)[0]
-    block, devices = chosen.run_block, chosen.devices
-    layout = tuning.layout_name(block, devices)
-    rungs = sorted({c.static.train_slots for c in chunks if c.static.train_slots})
-    seconds: dict[int, dict[str, float]] = {}
-    for rung in {rungs[0], rungs[-1]} if rungs else ():
+    rungs = sorted({c.static.train_slots for c in chunks if c.static.train_slots}) or [0]
+    per_run: dict[int, dict[tuple[str, int, int], float]] = {}
+    for rung in {rungs[0], rungs[-1]}:
         largest = max((c for c in chunks if c.static.train_slots == rung), key=lambda c: len(c.runs))
-        static = dataclasses.replace(largest.static, run_block=block, devices=devices)
         hp = grid.hparams(largest.runs, pad_to=padded_size(largest.size))
-        record = tuning.choose(static, hp, largest.size, blocks=False)[1]
-        seconds[rung] = {k.split("/")[0]: v for k, v in record["seconds"].items() if k.split("/")[1] == layout}
-        seconds[rung] = seconds[rung] or {record["formulation"]: 0.0}  # a single candidate is not timed
+        record = tuning.choose(largest.static, hp, largest.size)[1]
+        chosen = (record["formulation"], record["run_block"], record["devices"])
+        seconds = {tuning.parse_step(name, "measured"): t / largest.size for name, t in record["seconds"].items()}
+        per_run[rung] = seconds or {chosen: 0.0}  # a single candidate is not timed
 
-    def fastest(rung: int) -> str:
-        low, high = seconds[rungs[0]], seconds[rungs[-1]]
+    def fastest(rung: int) -> tuple[str, int, int]:
+        low, high = per_run[rungs[0]], per_run[rungs[-1]]
         w = (rung - rungs[0]) / (rungs[-1] - rungs[0]) if rungs[-1] > rungs[0] else 0.0
         common = set(low) & set(high)
-        return min(common, key=lambda f: (1 - w) * low[f] + w * high[f]) if common else min(low, key=low.get)
+        return min(common, key=lambda way: (1 - w) * low[way] + w * high[way]) if common else min(low, key=low.get)
 
-    return [_with_step(c, fastest(c.static.train_slots) if c.static.train_slots else "grid", block, devices)
-            for c in chunks]
+    return [_with_step(c, *fastest(c.static.train_slots or rungs[-1])) for c in chunks]
 
 
 def _with_step(chunk: Chunk, formulation: str, run_block: int, devices: int) -> Chunk:
@@ -182,8 +177,8 @@ def example_floats(static: Static) -> int:
         return static.width + classes
     if static.model == "parity_mlp":
         return static.n_bits + 1 + static.width + classes
-    e = static.embed_size  # transformer: three positions in, the last one through attention and MLP
-    return 8 * e + 3 * static.heads + static.width + classes
+    e = static.embed_size  # transformer: two positions in (and their keys and values), the last through the MLP
+    return 11 * e + 2 * static.heads + static.width + classes
 
 
 def run_bytes(static: Static) -> int:

@@ -60,10 +60,13 @@ def make_optimizer(static: Static, hp: Hparams) -> optax.GradientTransformation:
     as torch.optim.AdamW), or + wd * sign(theta) for L1.
     adam, sgd: coupled, wd * theta (L2) or wd * sign(theta) (L1) added to the gradient
     before the optimizer (as torch.optim.Adam / SGD; L1 as the PAIR explorable's code).
+    The transformer's weight decay leaves its 1-D parameters alone (`models.decayed`).
     """
     b1, b2 = static.betas
     lr, wd = hp.learning_rate, hp.weight_decay
     decay = l1_decay(wd) if static.regularization == "l1" else optax.add_decayed_weights(wd)
+    if static.model == "transformer":
+        decay = optax.masked(decay, models.decayed)
     if static.optimizer == "adamw":
         return optax.chain(optax.scale_by_adam(b1=b1, b2=b2, eps=1e-8), decay, optax.scale_by_learning_rate(lr))
     if static.optimizer == "adam":

@@ -32,7 +32,7 @@ from grokjax.train import FORMULATIONS, Hparams, Static
 
 CACHE_ENV = "GROKJAX_CACHE_DIR"
 STEP_ENV = "GROKJAX_STEP"  # the default of `grokjax sweep --step`
-CHOICES_FILE = "formulations.json"
+CHOICES_FILE = "steps.json"
 BLOCK = 8  # the block size tried between all runs vmapped and one run at a time
 TIMED_STEPS = 8  # training steps per timing
 
@@ -77,9 +77,9 @@ def split_cpu() -> None:
         pass  # the backends are up (a notebook ran JAX first): keep their devices
 
 
-def layout_name(run_block: int, devices: int) -> str:
-    """How a chunk's runs are laid out, as --step writes it after the formulation: BLOCK[@DEVICES]."""
-    return f"{run_block}@{devices}" if devices else str(run_block)
+def step_name(formulation: str, run_block: int, devices: int) -> str:
+    """A way of computing the step as --step writes it: FORMULATION:BLOCK[@DEVICES]."""
+    return f"{formulation}:{run_block}" + (f"@{devices}" if devices else "")
 
 
 def parse_step(step: str, source: str) -> tuple[str, int, int]:
@@ -97,9 +97,8 @@ def parse_step(step: str, source: str) -> tuple[str, int, int]:
     return form, int(block or 0), int(devices or 0)
 
 
-def candidates(static: Static, runs: int, blocks: bool = True) -> tuple[list[str], list[tuple[int, int]]]:
-    """(formulations, layouts as (run block, devices)) worth timing for a chunk of `runs` runs of this static
-    config (with blocks=False, its own layout only).
+def candidates(static: Static, runs: int) -> tuple[list[str], list[tuple[int, int]]]:
+    """(formulations, layouts as (run block, devices)) worth timing for a chunk of `runs` runs of this static config.
 
     Layouts: all runs vmapped over all local devices; and, on one device, vmapped, in blocks of
     `BLOCK` or one at a time (blocks on several devices would serialize what they could split).
@@ -110,22 +109,18 @@ def candidates(static: Static, runs: int, blocks: bool = True) -> tuple[list[str
         forms = ["grid"]  # the rung reaches every example: gathering saves nothing
     else:
         forms = ["gather", "onehot", "grid"] if static.model == "mlp" else ["gather", "grid"]
-    if not blocks:
-        return forms, [(static.run_block, static.devices)]
     many = jax.local_device_count()
     one = 1 if many > 1 else 0
     split = [(0, 0)] if many > 1 and runs >= many else []
     return forms, split + [(0, one), *[(b, one) for b in (BLOCK, 1) if b < runs]]
 
 
-def key(static: Static, runs: int, blocks: bool) -> str:
-    """What a measurement depends on: the device, JAX's version, the program's shape, the run count
-    and whether the layout was measured too (or given)."""
+def key(static: Static, runs: int) -> str:
+    """What a measurement depends on: the device, JAX's version, the program's shape and the run count."""
     device = jax.local_devices()[0]
     shape = {k: v for k, v in dataclasses.asdict(static).items() if k not in ("formulation", "run_block", "devices")}
     what = {"platform": device.platform, "device_kind": device.device_kind, "devices": jax.local_device_count(),
-            "jax": jax.__version__, "runs": runs,
-            "blocks": "measured" if blocks else layout_name(static.run_block, static.devices), **shape}
+            "jax": jax.__version__, "runs": runs, **shape}
     return json.dumps(what, sort_keys=True, default=str)
 
 
@@ -157,16 +152,17 @@ def padded(hp: Hparams, runs: int, devices: int) -> Hparams:
     return jax.tree.map(lambda x: x[index], hp)
 
 
-def measure(static: Static, hp: Hparams, runs: int, blocks: bool = True) -> dict[str, Any]:
-    """Time the candidates on the first `runs` runs of hp: first the formulations (in the first layout:
-    all runs vmapped, or the given one), then the layouts with the winner."""
-    forms, layouts = candidates(static, runs, blocks)
+def measure(static: Static, hp: Hparams, runs: int) -> dict[str, Any]:
+    """Time the candidates on the first `runs` runs of hp: first the formulations in the first layout (all
+    runs vmapped, over all devices where there are several), then the layouts with the winner. The
+    timings are keyed by `step_name`."""
+    forms, layouts = candidates(static, runs)
     timed: dict[str, float] = {}
 
     def time_it(form: str, layout: tuple[int, int]) -> float:
-        name = f"{form}/{layout_name(*layout)}"
+        block, devices = layout
+        name = step_name(form, block, devices)
         if name not in timed:
-            block, devices = layout
             timed[name] = segment_seconds(dataclasses.replace(static, formulation=form, run_block=block,
                                                               devices=devices), padded(hp, runs, devices))
         return timed[name]
@@ -177,25 +173,23 @@ def measure(static: Static, hp: Hparams, runs: int, blocks: bool = True) -> dict
             "seconds": {k: round(v, 6) for k, v in timed.items()}}
 
 
-def choose(static: Static, hp: Hparams, runs: int, blocks: bool = True) -> tuple[Static, dict[str, Any]]:
-    """`static` with the fastest formulation and layout for chunks of `runs` runs (hp: at least that many,
-    padded for all devices; with blocks=False, the fastest formulation in its own layout), and the record
-    of the choice.
-
-    The record says whether it was measured now or read from the cache, and the timings.
+def choose(static: Static, hp: Hparams, runs: int) -> tuple[Static, dict[str, Any]]:
+    """`static` with the fastest formulation and layout for chunks of `runs` runs (hp: at least that many),
+    and the record of the choice: its timings (`measure`), and whether it was measured now or read
+    from the cache.
     """
     folder = cache_dir()
     path = folder / CHOICES_FILE if folder is not None else None
-    k = key(static, runs, blocks)
+    k = key(static, runs)
     known = read_choices(path)
     if k in known:
         choice = {**known[k], "measured": "cached"}
     else:
-        choice = {**measure(static, hp, runs, blocks), "measured": "now"}
+        choice = {**measure(static, hp, runs), "measured": "now"}
         if path is not None:
             write_choice(path, k, choice)
     return dataclasses.replace(static, formulation=choice["formulation"], run_block=choice["run_block"],
-                               devices=choice.get("devices", 0)), choice
+                               devices=choice["devices"]), choice
 
 
 def read_choices(path: Path | None) -> dict[str, Any]:

@@ -16,9 +16,9 @@ def test_bench_writes_its_figures(sweep_file, tmp_path, capsys):
     assert report["matmul"]["flops_per_s"] > 0 and 0 < report["fraction_of_matmul"]
     assert report["pytorch_serial"] == {"skipped": "skipped (--no-torch)"}
     timed = report["formulations"]["seconds"]
-    assert {"gather/0", "onehot/0", "grid/0"} <= set(timed) and all(t > 0 for t in timed.values())
-    fastest = f"{report['formulations']['formulation']}/{report['formulations']['run_block']}"
-    assert timed[fastest] == min(timed[k] for k in timed if k.endswith("/0") or k.startswith(fastest.split("/")[0]))
+    assert {"gather:0", "onehot:0", "grid:0"} <= set(timed) and all(t > 0 for t in timed.values())
+    fastest = f"{report['formulations']['formulation']}:{report['formulations']['run_block']}"
+    assert timed[fastest] == min(timed[k] for k in timed if k.endswith(":0") or k.startswith(fastest.split(":")[0]))
     whole = report["whole_process"]
     assert whole["runs"] == 8 and whole["grokjax_cold_cache_s"] > 0 and whole["grokjax_warm_cache_s"] > 0
     printed = capsys.readouterr().out

@@ -88,12 +88,11 @@ ARCHITECTURES = {
                            [(P, E), (E, N), (N, E), (E, P), (N,), (N,)], [(N,), (N,)]),
     "parity_mlp": (dict(task="sparse_parity", model="parity_mlp", n_bits=BITS), [(BITS + 1, N), (N, 1)], []),
     "transformer": (dict(model="transformer", embed_size=D, heads=2),
-                    [(P + 1, D), (3, D)] + [(D, 2, D // 2)] * 3 + [(2, D // 2, D), (D, N), (N, D), (D, P)], []),
+                    [(P, D), (2, D), (D, 3 * D), (D, D), (D, N), (N, D), (D, P)], []),
     "transformer_tied": (dict(model="transformer", embed_size=D, heads=4, tied_embedding=True),
-                         [(P + 1, D), (3, D)] + [(D, 4, D // 4)] * 3 + [(4, D // 4, D), (D, N), (N, D)], []),
+                         [(P, D), (2, D), (D, 3 * D), (D, D), (D, N), (N, D)], []),
     "transformer_layernorm": (dict(model="transformer", embed_size=D, heads=2, norm="layernorm"),
-                              [(P + 1, D), (3, D)] + [(D, 2, D // 2)] * 3 + [(2, D // 2, D), (D, N), (N, D), (D, P)]
-                              + [(D,)] * 6, []),
+                              [(P, D), (2, D), (D, 3 * D), (D, D), (D, N), (N, D), (D, P)] + [(D,)] * 6, []),
 }
 
 HAND_COUNTS = {
@@ -106,9 +105,10 @@ HAND_COUNTS = {
     "pair_mlp_untied": P * E + E * N + N * E + E * P,
     "pair_mlp_batchnorm": P * E + E * N + N * E + E * P + 2 * N,
     "parity_mlp": (BITS + 1) * N + N,
-    "transformer": (P + 1) * D + 3 * D + 4 * D * D + 2 * D * N + D * P,
-    "transformer_tied": (P + 1) * D + 3 * D + 4 * D * D + 2 * D * N,
-    "transformer_layernorm": (P + 1) * D + 3 * D + 4 * D * D + 2 * D * N + D * P + 3 * (2 * D),
+    # The authors' transformer: token and position embeddings of the two tokens, qkv and output projections, MLP.
+    "transformer": P * D + 2 * D + 4 * D * D + 2 * D * N + D * P,
+    "transformer_tied": P * D + 2 * D + 4 * D * D + 2 * D * N,
+    "transformer_layernorm": P * D + 2 * D + 4 * D * D + 2 * D * N + D * P + 3 * (2 * D),
 }
 
 
@@ -145,6 +145,61 @@ def test_init_scale_scales_weights_but_not_norm_layers():
             scaled = scaled[k.key]
         is_norm = any(str(k.key).startswith(models.NORM_PREFIX) for k in path)
         np.testing.assert_allclose(scaled, w if is_norm else 3.0 * w, rtol=1e-6, err_msg=str(path))
+
+
+def logits_at_init(static: Static, seed: int = 0) -> np.ndarray:
+    variables = models.init(static, jax.random.key(seed), 1.0)
+    grid_inputs = (jnp.arange(static.p)[:, None], jnp.arange(static.p)[None, :])
+    return np.asarray(models.build(static).apply(variables, grid_inputs, train=False, rate=0.0, mask=None))
+
+
+def test_transformer_logits_at_init_scale_as_one_over_d_model():
+    """The authors' maximal-update parameterization: the readout before the 1 / d_model factor has entries of
+    order one (embeddings N(0, 1), layers N(0, 1 / fan_in), each residual branch adding order one), so the
+    logits' spread times d_model stays between 1 and 4 as d_model grows, and halves when d_model doubles."""
+    spread = {}
+    for d in (32, 64, 128):
+        static = tiny_static(model="transformer", p=13, embed_size=d, heads=4, width=4 * d, activation="relu")
+        spread[d] = np.mean([logits_at_init(static, seed).std() for seed in range(3)])
+        assert 1.0 < spread[d] * d < 4.0, (d, spread[d])
+    assert 1.6 < spread[32] / spread[64] < 2.5 and 1.6 < spread[64] / spread[128] < 2.5
+
+
+def test_transformer_weight_decay_leaves_one_dimensional_parameters_alone():
+    """With a zero gradient, AdamW's update is -lr * wd * theta on the weights (2-D and more) and nothing
+    on LayerNorm's scales and biases, as the authors' optimizer groups them."""
+    lr, wd = 0.1, 0.5
+    static = tiny_static(model="transformer", embed_size=8, heads=2, norm="layernorm")
+    params = models.init(static, jax.random.key(0), 1.0)["params"]
+    tx = make_optimizer(static, one_run(lr, wd))
+    updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+    flat = jax.tree_util.tree_leaves_with_path(updates)
+    assert {w.ndim for _, w in flat} == {1, 2}
+    for (path, u), w in zip(flat, jax.tree_util.tree_leaves(params)):
+        np.testing.assert_allclose(u, -lr * wd * w if w.ndim >= 2 else 0 * w, rtol=1e-6, atol=1e-7, err_msg=str(path))
+    mlp = tiny_static(norm="layernorm")  # the authors' MLPs decay every parameter, LayerNorm's too
+    params = models.init(mlp, jax.random.key(0), 1.0)["params"]
+    tx = make_optimizer(mlp, one_run(lr, wd))
+    updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+    for u, w in zip(jax.tree_util.tree_leaves(updates), jax.tree_util.tree_leaves(params)):
+        np.testing.assert_allclose(u, -lr * wd * w, rtol=1e-6)
+
+
+def test_deep_mlp_init_is_kaiming_per_layer_and_the_two_layer_mlp_the_papers():
+    """Depth 3: every layer ~ N(0, 2 / fan_in), the first layer's fan-in the 2p one-hot inputs; depth 2: all
+    weights ~ N(0, (16 N)^(-2/3)) (Appendix A). Sample standard deviations of 832 to 4,096 weights, within 10%
+    (the other rule is off by 40% or more)."""
+    p, width = 13, 64
+    deep = models.init(tiny_static(p=p, width=width, depth=3, activation="relu"), jax.random.key(0), 1.0)["params"]
+    expected = {"U": (2 / (2 * p)) ** 0.5, "V": (2 / (2 * p)) ** 0.5, "hidden_1": (2 / width) ** 0.5,
+                "W": (2 / width) ** 0.5}
+    for name, std in expected.items():
+        (w,) = jax.tree_util.tree_leaves(deep[name])
+        assert abs(float(w.std()) / std - 1) < 0.1, name
+    shallow = models.init(tiny_static(p=p, width=width), jax.random.key(0), 1.0)["params"]
+    for name in ("U", "V", "W"):
+        (w,) = jax.tree_util.tree_leaves(shallow[name])
+        assert abs(float(w.std()) / (16 * width) ** (-1 / 3) - 1) < 0.1, name
 
 
 # --- 2, 3. dropout ----------------------------------------------------------------------------

@@ -42,9 +42,9 @@ def test_the_choice_is_measured_once_then_read_from_the_cache(chunk, tmp_path, m
     first, record = tuning.choose(chunk.static, hp, chunk.size)
     assert record["measured"] == "now" and (first.formulation, first.run_block) == (record["formulation"], record["run_block"])
     forms, _ = tuning.candidates(chunk.static, chunk.size)
-    assert {f"{f}/0" for f in forms} <= set(record["seconds"])  # every formulation was timed
-    assert record["seconds"][f"{first.formulation}/{first.run_block}"] == min(
-        v for k, v in record["seconds"].items() if k.startswith(f"{first.formulation}/") or k.endswith("/0"))
+    assert {f"{f}:0" for f in forms} <= set(record["seconds"])  # every formulation was timed
+    assert record["seconds"][f"{first.formulation}:{first.run_block}"] == min(
+        v for k, v in record["seconds"].items() if k.startswith(f"{first.formulation}:") or k.endswith(":0"))
     again, cached = tuning.choose(chunk.static, hp, chunk.size)
     assert cached["measured"] == "cached" and again == first
     stored = json.loads((tmp_path / "cache" / tuning.CHOICES_FILE).read_text())
