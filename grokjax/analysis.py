@@ -1,7 +1,9 @@
-"""Looking inside the paper's MLP: per-neuron IPR and frequencies (eqs. 3-4), and the analytic solution (eq. 2).
+"""Looking inside the models: per-neuron IPR and frequencies (eqs. 3-4), and the analytic solution (eq. 2).
 
 Neuron k of the 2-layer MLP f(m, n) = W phi(U e_m + V e_n) owns row k of U and V
-(its input weights, one per residue) and column k of W (its output weights).
+(its input weights, one per residue) and column k of W (its output weights); a deeper
+MLP's first-layer neurons own rows of U and V, and the transformer's embedding
+directions their columns of the embedding (Figure 7).
 A periodic neuron's weights have one dominant Fourier component, so their
 inverse participation ratio is near 1; white noise spreads over all components.
 All functions are pure JAX on one run's params and are vmapped over runs.
@@ -21,13 +23,24 @@ PERIODIC_IPR = 0.5
 
 
 def has_neurons(static: Any) -> bool:
-    """Whether per-neuron analysis applies: the paper's 2-layer MLP on a modular task."""
-    return static.model == "mlp" and static.depth == 2 and static.task != "sparse_parity"
+    """Whether per-neuron analysis applies: the MLPs and the transformer on a modular task (Figures 4 and 7)."""
+    return static.model in ("mlp", "transformer") and static.task != "sparse_parity"
 
 
-def neuron_weights(params: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(U, V, W) as (width, p) arrays: row k holds neuron k's weights over the residues."""
-    return params["U"]["embedding"].T, params["V"]["embedding"].T, params["W"]["kernel"]
+def neuron_weights(static: Any, params: Any) -> dict[str, jax.Array]:
+    """Each unit's weight vectors over the residues, as (units, p) arrays, by name (u, v, w).
+
+    The 2-layer MLP: neuron k's input weights from m (row k of U) and from n (of V) and its
+    output weights (column k of W). A deeper MLP: its first layer's neurons, U and V only
+    (their outputs feed hidden layers, not the residues). The transformer: its embedding
+    directions, u only: direction j's entries over the residues (column j of the embedding).
+    """
+    if static.model == "transformer":
+        return {"u": params["embed"]["embedding"].T}
+    weights = {"u": params["U"]["embedding"].T, "v": params["V"]["embedding"].T}
+    if static.depth == 2:
+        weights["w"] = params["W"]["kernel"]
+    return weights
 
 
 def ipr(vectors: jax.Array, r: int = 2) -> jax.Array:
@@ -50,33 +63,30 @@ def white_noise_ipr(p: int) -> float:
     return (2 * complex_ + 3 * real) / ((complex_ + real) ** 2 + complex_ + 2 * real)
 
 
-def neuron_stats(params: Any) -> dict[str, jax.Array]:
-    """Per-neuron IPR of U, V, W rows, their mean (eq. 4), dominant frequency and weight norm; shape (width,)."""
-    U, V, W = neuron_weights(params)
-    spectrum = jnp.abs(jnp.fft.rfft(U, axis=-1)) ** 2 + jnp.abs(jnp.fft.rfft(V, axis=-1)) ** 2
-    ipr_u, ipr_v, ipr_w = ipr(U), ipr(V), ipr(W)
+def neuron_stats(static: Any, params: Any) -> dict[str, jax.Array]:
+    """Per unit (`neuron_weights`): the IPR of each weight vector (NaN where the model has none), their mean
+    (eq. 4), the dominant frequency of its input weights and its weight norm; shape (units,)."""
+    weights = neuron_weights(static, params)
+    iprs = {name: ipr(w) for name, w in weights.items()}
+    units, p = weights["u"].shape
+    spectrum = sum(jnp.abs(jnp.fft.rfft(weights[k], axis=-1)) ** 2 for k in ("u", "v") if k in weights)
+    missing = jnp.full((units,), jnp.nan, jnp.float32)
     return {
-        "ipr_u": ipr_u,
-        "ipr_v": ipr_v,
-        "ipr_w": ipr_w,
-        "ipr": (ipr_u + ipr_v + ipr_w) / 3.0,
-        # Frequencies 1 .. (p - 1) / 2 of the embedding (U and V together); frequency 0 is a constant.
-        "dominant_frequency": 1 + jnp.argmax(spectrum[:, 1 : (U.shape[1] - 1) // 2 + 1], axis=-1).astype(jnp.int32),
-        "norm": jnp.sqrt(jnp.sum(U**2 + V**2 + W**2, axis=-1)),
+        **{f"ipr_{k}": iprs.get(k, missing) for k in ("u", "v", "w")},
+        "ipr": sum(iprs.values()) / len(iprs),
+        # Frequencies 1 .. (p - 1) / 2 of the input weights; frequency 0 is a constant.
+        "dominant_frequency": 1 + jnp.argmax(spectrum[:, 1 : (p - 1) // 2 + 1], axis=-1).astype(jnp.int32),
+        "norm": jnp.sqrt(sum(jnp.sum(w**2, axis=-1) for w in weights.values())),
     }
 
 
-neuron_stats_jit = jax.jit(neuron_stats)
-neuron_table = jax.jit(jax.vmap(neuron_stats))  # over a leading run axis
+def ipr_mean(static: Any, params: Any) -> jax.Array:
+    """The network's mean per-unit IPR (the paper's IPR bar), over units whose weights are not all zero.
 
-
-def ipr_mean(params: Any) -> jax.Array:
-    """The network's mean per-neuron IPR (the paper's IPR bar), over neurons whose weights are not all zero.
-
-    A neuron that weight decay has shrunk to exactly zero (as in the forgetting
-    phase) has no spectrum: its IPR is NaN, and it is left out of the mean.
+    A unit that weight decay has shrunk to exactly zero (as in the forgetting phase) has
+    no spectrum: its IPR is NaN, and it is left out of the mean.
     """
-    return jnp.nanmean(neuron_stats(params)["ipr"])
+    return jnp.nanmean(neuron_stats(static, params)["ipr"])
 
 
 def analytic_solution(p: int, width: int, key: jax.Array) -> dict[str, Any]:

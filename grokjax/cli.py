@@ -114,6 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
         "device, start and end time, chunks, and how many runs finished ok or diverged.",
     )
     info.add_argument("folder", metavar="RESULTS_DIR", help="a results folder, e.g. results/quickstart")
+    check = commands.add_parser(
+        "check",
+        help="check the paper's claims ([[expect]]) on a results folder",
+        description="Evaluate the [[expect]] entries of a results folder's sweep.toml (or of --file) on its "
+        "runs.parquet and print each claim, held or failed, with the numbers behind it. Exit status: 0 when "
+        "every claim holds, 1 when one fails, 2 when the folder or the entries cannot be read.",
+    )
+    check.add_argument("folder", metavar="RESULTS_DIR", help="a results folder, e.g. results/quickstart")
+    check.add_argument("--file", metavar="FILE", help="take the [[expect]] entries from this sweep file instead")
     return parser
 
 
@@ -129,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         return prune(args.folder, args.order, args.where)
     if args.command == "info":
         return info(args.folder)
+    if args.command == "check":
+        return check(args.folder, args.file)
     # Imported here so that --help and argument errors answer without loading JAX.
     from grokjax import report, sweep
 
@@ -211,6 +222,28 @@ def info(folder: str) -> int:
         print(f"grokjax: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def check(folder: str, file: str | None) -> int:
+    """`grokjax check RESULTS_DIR`: the sweep file's claims evaluated again on the results."""
+    from grokjax import expect, results
+    from grokjax.config import load
+
+    try:
+        res = results.load(folder)
+        config = load(file if file is not None else Path(folder) / "sweep.toml")
+        expect.validate(config.source, config.expect, res.runs)
+    except (FileNotFoundError, OSError, ValueError) as err:  # ConfigError is a ValueError
+        print(f"grokjax: error: {err}", file=sys.stderr)
+        return 2
+    if not config.expect:
+        print(f"{config.source}: no [[expect]] entries to check")
+        return 0
+    records = expect.evaluate(config.expect, res.runs)
+    held = sum(r["passed"] for r in records)
+    print(f"{folder}: {held} of {len(records)} claims held ({config.source})")
+    print("\n".join(expect.lines(records)))
+    return 0 if held == len(records) else 1
 
 
 def plot(folder: str) -> int:

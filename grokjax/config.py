@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grokjax.fields import FIELDS, MODULAR_TASKS, RULES, SWEEPABLE_TABLES  # noqa: F401 (MODULAR_TASKS: re-exported)
+from grokjax.fields import FIELDS, MODULAR_TASKS, PHASES, RULES, SWEEPABLE_TABLES  # noqa: F401 (MODULAR_TASKS: re-exported)
 
 
 class ConfigError(ValueError):
@@ -48,6 +48,77 @@ AnalysisConfig = _table("AnalysisConfig", "analysis", "[analysis]: analyses the 
 
 
 @dataclass(frozen=True)
+class Expectation:
+    """One `[[expect]]` entry: a claim of the paper that the sweep's runs should bear out (`grokjax.expect`).
+
+    The runs `where` selects (a pandas query on the config columns; "" all runs) give a value:
+    the share of them in one of `phase`, or their `metric` (a runs.parquet column) taken as `of`
+    (mean, min or max; a NaN anywhere makes it NaN). The claim holds if that value is above the
+    value of the runs `than` selects, or else if it lies within `at_least` .. `at_most` (for a
+    phase share without bounds: at least 0.5, a majority).
+    """
+
+    claim: str
+    where: str = ""
+    phase: tuple[str, ...] = ()
+    metric: str = ""
+    of: str = "mean"
+    at_least: float | None = None
+    at_most: float | None = None
+    than: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"claim": self.claim, "where": self.where}
+        out.update({"phase": list(self.phase)} if self.phase else {"metric": self.metric, "of": self.of})
+        out.update({k: v for k, v in (("at_least", self.at_least), ("at_most", self.at_most)) if v is not None})
+        out.update({"than": self.than} if self.than else {})
+        return out
+
+
+EXPECT_KEYS = {f.name for f in dataclasses.fields(Expectation)}
+
+
+def _expectations(source: str, entries: Any) -> tuple[Expectation, ...]:
+    """Validate the `[[expect]]` array of tables (its queries are checked on the runs, by `grokjax.expect`)."""
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(f"{source}: 'expect' must be an array of tables ([[expect]] entries), got {_show(entries)}")
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"{source}: expect[{i}]"
+        unknown = set(entry) - EXPECT_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown key '{sorted(unknown)[0]}'; an [[expect]] entry has: "
+                              + ", ".join(sorted(EXPECT_KEYS)))
+        for key in ("claim", "where", "metric", "of", "than"):
+            if key in entry and not isinstance(entry[key], str):
+                raise ConfigError(f"{where}.{key} = {_show(entry[key])}; allowed: a string")
+        if not entry.get("claim", "").strip():
+            raise ConfigError(f"{where}: 'claim' missing; allowed: the paper's claim, in words")
+        phase = entry.get("phase", ())
+        phase = (phase,) if isinstance(phase, str) else phase
+        if not isinstance(phase, (list, tuple)) or any(p not in PHASES for p in phase):
+            raise ConfigError(f"{where}.phase = {_show(entry['phase'])}; allowed: one of, or a list of: "
+                              + ", ".join(PHASES))
+        if bool(phase) == bool(entry.get("metric")):
+            raise ConfigError(f"{where}: give exactly one of 'phase' (a share of runs) and 'metric' (a runs.parquet "
+                              "column)")
+        if entry.get("of", "mean") not in ("mean", "min", "max"):
+            raise ConfigError(f"{where}.of = {_show(entry['of'])}; allowed: mean, min or max")
+        for key in ("at_least", "at_most"):
+            v = entry.get(key)
+            if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)):
+                raise ConfigError(f"{where}.{key} = {_show(v)}; allowed: a finite number")
+        if entry.get("metric") and not entry.get("than") and entry.get("at_least") is None and entry.get("at_most") is None:
+            raise ConfigError(f"{where}: a 'metric' needs 'at_least', 'at_most' or 'than'")
+        out.append(Expectation(claim=entry["claim"], where=entry.get("where", ""), phase=tuple(phase),
+                               metric=entry.get("metric", ""), of=entry.get("of", "mean"),
+                               at_least=None if entry.get("at_least") is None else float(entry["at_least"]),
+                               at_most=None if entry.get("at_most") is None else float(entry["at_most"]),
+                               than=entry.get("than", "")))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     name: str
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -57,6 +128,7 @@ class SweepConfig:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     # ("train.weight_decay", (0.0, 5.0)), ... in file order; the grid is their product.
     axes: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    expect: tuple[Expectation, ...] = ()  # the paper's claims, checked on the results (`grokjax.expect`)
     source: str = "<config>"
 
     def hash(self) -> str:
@@ -70,6 +142,8 @@ class SweepConfig:
         for table in TABLES:
             out[table] = {k: _plain(v) for k, v in dataclasses.asdict(getattr(self, table)).items()}
         out["sweep"] = {key: [_plain(v) for v in values] for key, values in self.axes}
+        if self.expect:  # absent when there are none, so that older configs keep their hash
+            out["expect"] = [e.to_dict() for e in self.expect]
         return out
 
 
@@ -180,11 +254,11 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 def from_dict(data: dict[str, Any], source: str = "<config>", default_name: str = "sweep") -> SweepConfig:
     """Validate plain data (as parsed from TOML) into a `SweepConfig`."""
-    known_top = {"name", "sweep", *TABLES}
+    known_top = {"name", "sweep", "expect", *TABLES}
     for key in data:
         if key not in known_top:
             raise ConfigError(
-                f"{source}: unknown key '{key}'; top-level keys are: name, " + ", ".join([*TABLES, "sweep"])
+                f"{source}: unknown key '{key}'; top-level keys are: name, " + ", ".join([*TABLES, "sweep", "expect"])
             )
     name = data.get("name", default_name)
     if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
@@ -214,7 +288,8 @@ def from_dict(data: dict[str, Any], source: str = "<config>", default_name: str 
         if any(qualified == k for k, _ in axes):
             raise ConfigError(f"{source}: sweep axis '{qualified}' is given twice")
         axes.append((qualified, _axis_values(source, qualified, spec)))
-    return SweepConfig(name=name, axes=tuple(axes), source=source, **tables)
+    expect = _expectations(source, data.get("expect", []))
+    return SweepConfig(name=name, axes=tuple(axes), expect=expect, source=source, **tables)
 
 
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SweepConfig:

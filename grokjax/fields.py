@@ -20,6 +20,7 @@ import numpy as np
 MAX_SEED = 2**31 - 1
 MODULAR_TASKS = ("modular_addition", "modular_subtraction", "modular_multiplication", "modular_division")
 TASKS = (*MODULAR_TASKS, "sparse_parity")
+PHASES = ("coexistence", "partial_inversion", "full_inversion", "memorization", "forgetting", "confusion")
 MODELS = ("mlp", "pair_mlp", "parity_mlp", "transformer")
 ACTIVATIONS = ("quadratic", "relu")
 NORMS = ("none", "batchnorm", "layernorm")
@@ -66,7 +67,8 @@ F, I32 = np.float32, np.int32
 
 FIELDS: tuple[Field, ...] = (
     Field("task", "name", "modular_addition", choice(TASKS), "static", column="task"),
-    Field("task", "p", 97, (int, lambda v: v >= 2, "an integer >= 2"), "static"),
+    Field("task", "p", 97, (int, lambda v: 2 <= v <= 4096, "an integer from 2 to 4096 (the task holds p^2 examples)"),
+          "static"),
     Field("task", "data_fraction", 0.5, (float, lambda v: 0.0 < v <= 1.0, "a number with 0 < data_fraction <= 1")),
     Field("task", "corruption_fraction", 0.0,
           (float, lambda v: 0.0 <= v < 1.0, "a number with 0 <= corruption_fraction < 1")),

@@ -6,15 +6,7 @@ import numpy as np
 import pandas as pd
 
 from grokjax.config import PhaseConfig
-
-PHASES = (
-    "coexistence",
-    "partial_inversion",
-    "full_inversion",
-    "memorization",
-    "forgetting",
-    "confusion",
-)
+from grokjax.fields import PHASES  # noqa: F401 (re-exported: the phases, in the paper's order)
 TOLERANCE = 1e-9
 
 

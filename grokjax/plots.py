@@ -263,8 +263,11 @@ def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int]
 
 
 def ipr_histograms(neurons: pd.DataFrame, runs: pd.DataFrame, bins: int = 20) -> alt.Chart:
-    """Share of neurons per IPR bin, one panel per phase (the paper's Figure 4): bimodal in coexistence."""
+    """Share of neurons per IPR bin, one panel per phase (the paper's Figures 4 and 7): bimodal in coexistence.
+
+    The transformer's units are its embedding directions (`analysis.neuron_weights`)."""
     data = final_neurons(neurons).merge(runs[["run_id", "phase"]], on="run_id").dropna(subset=["phase", "ipr"])
+    unit = "embedding direction" if "model" in runs and (runs.model == "transformer").all() else "neuron"
     edges = np.linspace(0.0, 1.0, bins + 1)
     data = data.assign(bin=np.clip(np.digitize(data.ipr, edges) - 1, 0, bins - 1))
     counts = data.groupby(["phase", "bin"]).size().rename("neurons").reset_index()
@@ -280,15 +283,15 @@ def ipr_histograms(neurons: pd.DataFrame, runs: pd.DataFrame, bins: int = 20) ->
         alt.Chart(counts, width=200, height=140)
         .mark_rect()
         .encode(
-            x=alt.X("ipr_from:Q", bin="binned", title="neuron IPR", scale=alt.Scale(domain=[0, 1])),
+            x=alt.X("ipr_from:Q", bin="binned", title=f"{unit} IPR", scale=alt.Scale(domain=[0, 1])),
             x2="ipr_to:Q",
-            y=alt.Y("share:Q", title="share of neurons", axis=alt.Axis(format="%")),
+            y=alt.Y("share:Q", title=f"share of {unit}s", axis=alt.Axis(format="%")),
             color=alt.Color("phase:N", scale=alt.Scale(domain=present, range=[PHASE_COLORS[p] for p in present]), legend=None),
             tooltip=["phase:N", alt.Tooltip("ipr_from:Q", title="IPR from", format=".2f"),
                      alt.Tooltip("ipr_to:Q", title="to", format=".2f"), "neurons:Q", alt.Tooltip("share:Q", format=".1%")],
         )
         .facet(column=alt.Column("phase_label:N", title=None, sort=labels, header=alt.Header(labelFontSize=12)))
-        .properties(title="Per-neuron IPR by phase (Doshi et al., Figure 4)")
+        .properties(title=f"Per-{unit} IPR by phase (Doshi et al., Figures 4 and 7)")
     )
 
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from grokjax import analysis, grid, models, plan, results
+from grokjax import analysis, grid, models, plan, results, runner
 from grokjax.metrics import evaluate
 from grokjax.tasks import make_run_data, model_inputs
 from grokjax.train import Static, apply_model
@@ -28,7 +28,7 @@ KEEP_TEST_ACC = 0.9  # minimum pruning keeps test accuracy >= 90% of its unprune
 
 def can_prune(static: Static) -> bool:
     """The 2-layer MLP whose evaluation needs its weights only (BatchNorm's running statistics are not stored)."""
-    return analysis.has_neurons(static) and static.norm != "batchnorm"
+    return analysis.has_neurons(static) and static.model == "mlp" and static.depth == 2 and static.norm != "batchnorm"
 
 
 def removal_rank(ipr: np.ndarray, order: str) -> np.ndarray:
@@ -60,7 +60,7 @@ def _compiled(static: Static, batch: int) -> Any:
 def prune_runs(static: Static, runs: pd.DataFrame, params: Any, ipr: np.ndarray, order: str) -> pd.DataFrame:
     """Pruning curves of runs sharing one static config: one row per run and prune count.
 
-    `ipr` is the runs' per-neuron IPR, shape (runs, width), as `analysis.neuron_table` gives it.
+    `ipr` is the runs' per-neuron IPR, shape (runs, width), as `runner.neuron_stats` gives it.
     """
     per_eval = 12 * static.p**2 * max(static.width, static.p)  # hidden, activation, logits (bytes, float32)
     batch = int(max(1, min(static.width + 1, MEMORY_BUDGET // per_eval)))
@@ -123,7 +123,7 @@ def prune(folder: str, order: str = "low", where: str | None = None) -> pd.DataF
     for static, group in plan.groups(runs):
         if can_prune(static):
             params = results.load_params(folder, group.run_id.to_numpy())
-            ipr = jax.device_get(analysis.neuron_table(params)["ipr"])
+            ipr = jax.device_get(runner.neuron_stats(static, True)(params)["ipr"])
             frames.extend(prune_runs(static, group, params, ipr, o) for o in orders)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(PRUNING_COLUMNS))
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from grokjax import expect
 from grokjax.config import load
 from grokjax.grid import column_name
 from grokjax.phases import PHASES, majority_phase
@@ -72,6 +73,10 @@ def summary(results: Results) -> str:
     if diverged:
         lines.append(f"Diverged: {diverged} run(s) with a NaN or infinite loss (status = 'diverged'; "
                      "their metrics are those of their last finite logged step)")
+    if meta.get("expect"):
+        held = sum(r["passed"] for r in meta["expect"])
+        lines.append(f"The paper's claims ([[expect]]): {held} of {len(meta['expect'])} held")
+        lines.extend(expect.lines(meta["expect"]))
     swept = [column_name(key) for key in meta["config"]["sweep"]]
     lines.append(phase_map(runs, swept))
     return "\n".join(lines)

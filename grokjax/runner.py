@@ -138,8 +138,9 @@ def _compile(static: Static, hp: Hparams) -> tuple[Callable, Callable]:
 
 
 @functools.lru_cache(maxsize=None)
-def neuron_stats(vectorized: bool) -> Callable:
-    return jax.jit(jax.vmap(analysis.neuron_stats) if vectorized else analysis.neuron_stats)
+def neuron_stats(static: Static, vectorized: bool) -> Callable:
+    stats = functools.partial(analysis.neuron_stats, static)
+    return jax.jit(jax.vmap(stats) if vectorized else stats)
 
 
 def neuron_steps(static: Static, ipr_every: int) -> set[int]:
@@ -164,7 +165,7 @@ def segments(
     segments of `neuron_steps` (the last, and every `ipr_every` steps).
     """
     init, segment = programs(static, hp) if vectorized else compiled(static, vectorized=False)
-    stats = neuron_stats(vectorized) if neurons and analysis.has_neurons(static) else None
+    stats = neuron_stats(static, vectorized) if neurons and analysis.has_neurons(static) else None
     take = neuron_steps(static, ipr_every)
     place = (lambda tree: shard_runs(tree, local_mesh(static.devices))) if vectorized else jax.device_put
     hp = place(hp)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from grokjax import grid, plan, pruning, results, resume, runner, summarize, tuning
+from grokjax import expect, grid, plan, pruning, results, resume, runner, summarize, tuning
 from grokjax.config import ConfigError, SweepConfig, load
 from grokjax.plan import Chunk
 from grokjax.provenance import device_info, versions
@@ -190,6 +190,7 @@ def run(
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{config.source}: output {folder} exists and is not a folder")
     runs = grid.expand(config)
+    expect.validate(config.source, config.expect, runs)
     same_config = resume.check_owner(folder, config, overwrite)
     step = tuning.default_step() if step is None else step
     if step != "auto":
@@ -267,6 +268,8 @@ def run(
         "useful_work": plan.useful_work(mine),
         "step": plan.formulations(mine),
         "compile_cache": str(tuning.cache_dir() or "off"),
+        # The paper's claims on these runs; on a part of a multi-process sweep, `grokjax check` judges the whole.
+        "expect": expect.evaluate(config.expect, table) if processes == 1 else [],
     }
     if mine:  # a process with no chunk (more processes than chunks) writes no part
         results.write(folder, table, curves, meta, neurons, part=process if processes > 1 else None)

@@ -168,5 +168,5 @@ def train_segment(static: Static, state: RunState, hp: Hparams, start: jax.Array
         static, model, {"params": params, **model_state}, model_inputs(static, data), train=False, rate=hp.dropout, mask=None
     )
     metrics = evaluate(logits, data, params, static.loss)
-    metrics["ipr_mean"] = analysis.ipr_mean(params) if analysis.has_neurons(static) else jnp.float32(jnp.nan)
+    metrics["ipr_mean"] = analysis.ipr_mean(static, params) if analysis.has_neurons(static) else jnp.float32(jnp.nan)
     return RunState(params, model_state, opt_state, data), metrics

@@ -34,7 +34,6 @@ CACHE_ENV = "GROKJAX_CACHE_DIR"
 STEP_ENV = "GROKJAX_STEP"  # the default of `grokjax sweep --step`
 CHOICES_FILE = "steps.json"
 BLOCK = 8  # the block size tried between all runs vmapped and one run at a time
-TIMED_STEPS = 8  # training steps per timing
 
 
 def cache_dir() -> Path | None:
@@ -125,16 +124,16 @@ def key(static: Static, runs: int) -> str:
 
 
 def segment_seconds(static: Static, hp: Hparams) -> float:
-    """Wall time of a few training steps of these runs and one logged step's metrics, compiled and
-    warmed up first (best of two).
+    """Wall time of the last segment of these runs (its training steps and its logged step's metrics),
+    compiled and warmed up first (best of two).
 
-    The segment's program is the one the sweep runs; started `TIMED_STEPS` before the run's
-    end, it takes that many real steps (the rest of its scan skips), so measuring costs a
-    fraction of a segment.
+    The segment's program and mix of work are those the sweep runs: up to `log_every` training
+    steps, then one pass over every example for the metrics. (Timing a few steps and one pass
+    instead weighted the pass several times too much, and the pass favours other ways.)
     """
     init, segment = runner.programs(static, hp)
     hp = runner.shard_runs(hp, runner.local_mesh(static.devices))
-    start = max(0, static.steps - TIMED_STEPS)
+    start = static.logged_steps[-2] if len(static.logged_steps) > 1 else 0
     jax.block_until_ready(segment(init(hp), hp, start))
     best = float("inf")
     for _ in range(2):

@@ -32,7 +32,7 @@ def test_analytic_solution_is_exact_and_periodic(p, width, seed):
     assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, models.init(static, jax.random.key(0), 1.0)["params"])
     predicted = grid_logits(static, params).argmax(axis=1)
     np.testing.assert_array_equal(predicted, true_labels("modular_addition", p))  # 100% on all p^2 pairs
-    stats = analysis.neuron_stats(params)
+    stats = analysis.neuron_stats(static, params)
     assert float(stats["ipr"].min()) > 0.999  # one Fourier component per weight vector
 
 
@@ -40,7 +40,7 @@ def test_random_init_has_the_ipr_of_white_noise():
     p = 13
     params = models.init(mlp(p, 2048), jax.random.key(0), 1.0)["params"]
     expected = analysis.white_noise_ipr(p)
-    assert float(analysis.ipr_mean(params)) == pytest.approx(expected, rel=0.03)
+    assert float(analysis.ipr_mean(mlp(p, 2048), params)) == pytest.approx(expected, rel=0.03)
     assert analysis.white_noise_ipr(97) == pytest.approx(0.0404, abs=1e-4)  # the value quoted in the docs
 
 
@@ -56,7 +56,7 @@ def test_neuron_stats_match_numpy():
     params = models.init(mlp(p, width), jax.random.key(3), 1.0)["params"]
     U, V = (np.asarray(params[k]["embedding"]).T for k in ("U", "V"))
     W = np.asarray(params["W"]["kernel"])
-    stats = {k: np.asarray(v) for k, v in analysis.neuron_stats(params).items()}
+    stats = {k: np.asarray(v) for k, v in analysis.neuron_stats(mlp(p, width), params).items()}
 
     def ipr(x):
         s = np.abs(np.fft.rfft(x))
@@ -70,6 +70,61 @@ def test_neuron_stats_match_numpy():
         assert stats["dominant_frequency"][k] == 1 + np.argmax(power[1 : (p - 1) // 2 + 1])
         assert stats["norm"][k] == pytest.approx(np.sqrt(np.sum(U[k] ** 2 + V[k] ** 2 + W[k] ** 2)), rel=1e-5)
     assert stats["dominant_frequency"].min() >= 1 and stats["dominant_frequency"].max() <= (p - 1) // 2
+
+
+def cosines(p: int, units: int, phase: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """(units, p) weight vectors, unit j a pure cosine of frequency 1 + j % ((p - 1) // 2), and those frequencies."""
+    freq = 1 + np.arange(units) % ((p - 1) // 2)
+    return np.cos(2 * np.pi * freq[:, None] * np.arange(p)[None, :] / p + phase), freq
+
+
+def test_transformer_embedding_directions_and_deep_mlp_first_layer_neurons():
+    """Figure 7's units: the transformer's embedding directions (columns of the embedding over the residues)
+    and the 3-layer MLP's first-layer neurons (rows of U and V); a pure cosine has IPR 1 and its frequency."""
+    p = 13
+    transformer = Static(task="modular_addition", p=p, model="transformer", embed_size=8, heads=2, width=16)
+    params = models.init(transformer, jax.random.key(0), 1.0)["params"]
+    waves, freq = cosines(p, 8)
+    params["embed"]["embedding"] = jnp.asarray(waves.T, jnp.float32)  # (p, d): column j is direction j
+    stats = {k: np.asarray(v) for k, v in analysis.neuron_stats(transformer, params).items()}
+    assert stats["ipr"].shape == (8,) and np.isnan(stats["ipr_v"]).all() and np.isnan(stats["ipr_w"]).all()
+    np.testing.assert_allclose(stats["ipr"], 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(stats["dominant_frequency"], freq)
+    np.testing.assert_allclose(stats["norm"], np.linalg.norm(waves, axis=1), rtol=1e-5)
+
+    deep = Static(task="modular_addition", p=p, model="mlp", depth=3, width=16, activation="relu")
+    params = models.init(deep, jax.random.key(0), 1.0)["params"]
+    waves, freq = cosines(p, 16)
+    params["U"]["embedding"] = jnp.asarray(waves.T, jnp.float32)  # U periodic, V white noise
+    stats = {k: np.asarray(v) for k, v in analysis.neuron_stats(deep, params).items()}
+    V = np.asarray(params["V"]["embedding"]).T
+    noise = [np.sum(np.abs(np.fft.rfft(v)) ** 4) / np.sum(np.abs(np.fft.rfft(v)) ** 2) ** 2 for v in V]
+    assert np.isnan(stats["ipr_w"]).all()
+    np.testing.assert_allclose(stats["ipr_u"], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(stats["ipr"], (1.0 + np.array(noise)) / 2, rtol=1e-5)  # the mean of U's and V's
+
+
+def test_transformer_sweep_writes_one_row_per_embedding_direction(sweep_file, tmp_path):
+    text = """\
+        [task]
+        p = 7
+        [model]
+        name = "transformer"
+        embed_size = 8
+        heads = 2
+        width = 16
+        activation = "relu"
+        [train]
+        loss = "cross_entropy"
+        steps = 4
+        log_every = 2
+        [sweep]
+        weight_decay = [0.0, 1.0]
+        """
+    results = run(sweep_file(text), out=tmp_path / "out", progress=False, plots=False).results
+    runs, neurons = results.runs, results.neurons
+    assert len(neurons) == len(runs) * 8 and neurons.ipr_w.isna().all()
+    np.testing.assert_allclose(runs.set_index("run_id").ipr_mean, neurons.groupby("run_id").ipr.mean(), rtol=1e-4)
 
 
 def test_sweep_writes_neurons_and_ipr_columns(sweep_file, tmp_path):

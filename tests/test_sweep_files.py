@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grokjax import grid
+from grokjax import expect, grid
 from grokjax.config import load
 from grokjax.sweep import run
 
@@ -26,9 +26,11 @@ def test_sweep_file_runs_a_few_steps(path, tmp_path):
     assert config.source and path.read_text().startswith("#"), "each sweep file opens with a header comment"
     runs = grid.expand(config)  # every run of the full grid passes the field rules
     assert len(runs) == int(np.prod([len(values) for _, values in config.axes]))
+    expect.validate(config.source, config.expect, runs)  # its claims are queries that select runs of its grid
     # One value per axis, two steps (more where Appendix A's rule scales them): same models, same code paths.
     axes = tuple((key, values[:1]) for key, values in config.axes)
-    short = dataclasses.replace(config, axes=axes, train=dataclasses.replace(config.train, steps=2, log_every=1))
+    short = dataclasses.replace(config, axes=axes, expect=(),
+                                train=dataclasses.replace(config.train, steps=2, log_every=1))
     outcome = run(short, out=tmp_path / "out", progress=False, plots=False, keep_params=False)
     result = outcome.results.runs
     assert len(result) == 1

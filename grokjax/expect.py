@@ -1,0 +1,91 @@
+"""The paper's claims, checked on a sweep's runs: the `[[expect]]` entries of a sweep file.
+
+Each entry (`config.Expectation`) selects runs with a pandas query on their config columns
+and reduces them to one number (a share of phases, or a metric's mean, min or max); the claim
+holds if that number lies within its bounds, or above the number of the runs `than` selects.
+`grokjax sweep` evaluates them at the end, prints them and stores them in the provenance;
+`grokjax check RESULTS_DIR` evaluates them again on the results.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from grokjax.config import ConfigError, Expectation
+from grokjax.fields import config_columns
+from grokjax.results import RUN_COLUMNS
+
+METRICS = tuple(c for c in RUN_COLUMNS if c not in (*config_columns(), "phase", "dynamics", "status"))
+
+
+def select(runs: pd.DataFrame, query: str) -> pd.DataFrame:
+    return runs.query(query) if query.strip() else runs
+
+
+def validate(source: str, expectations: tuple[Expectation, ...], runs: pd.DataFrame) -> None:
+    """One line naming the entry and what is allowed, for a query that is not one on the runs' config columns
+    or selects no run, or a metric that runs.parquet does not have."""
+    config = runs[[c for c in config_columns() if c in runs]]
+    for i, e in enumerate(expectations):
+        if e.metric and e.metric not in METRICS:
+            raise ConfigError(f"{source}: expect[{i}].metric = \"{e.metric}\"; allowed: " + ", ".join(METRICS))
+        for key in ("where", "than"):
+            query = getattr(e, key)
+            if key == "than" and not query:
+                continue
+            try:
+                chosen = select(config, query)
+            except Exception as err:  # noqa: BLE001 (pandas raises many kinds for a bad expression)
+                raise ConfigError(f"{source}: expect[{i}].{key} = \"{query}\" is not a query on the runs' config "
+                                  f"columns (e.g. \"weight_decay == 0 and data_fraction > 0.5\"): {err}") from None
+            if chosen.empty:
+                raise ConfigError(f"{source}: expect[{i}].{key} = \"{query}\" selects no run of the sweep")
+
+
+def value(e: Expectation, runs: pd.DataFrame) -> float:
+    """The share of the runs in the claim's phases, or its metric over them (NaN if any run's is NaN)."""
+    if e.phase:
+        return float(runs.phase.isin(e.phase).mean())
+    return float(getattr(runs[e.metric].astype(float), e.of)(skipna=False))
+
+
+def evaluate(expectations: tuple[Expectation, ...], runs: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each claim with its value, its bounds or comparison, and whether it held (as the provenance stores them)."""
+    out = []
+    for e in expectations:
+        chosen = select(runs, e.where)
+        v = value(e, chosen)
+        what = f"share of runs in {' or '.join(e.phase)}" if e.phase else f"{e.of} {e.metric}"
+        record: dict[str, Any] = {"claim": e.claim, "measured": what, "where": e.where or "all runs",
+                                  "runs": len(chosen), "value": v}
+        if e.than:
+            other = value(e, select(runs, e.than))
+            record.update(than=e.than, than_value=other, passed=bool(v > other))
+        else:
+            low = e.at_least if e.at_least is not None or e.at_most is not None or not e.phase else 0.5
+            record.update(at_least=low, at_most=e.at_most,
+                          passed=bool(not np.isnan(v) and (low is None or v >= low)
+                                      and (e.at_most is None or v <= e.at_most)))
+        out.append(record)
+    return out
+
+
+def lines(records: list[dict[str, Any]]) -> list[str]:
+    """A line per claim: held or failed, the claim, and the numbers behind it."""
+    out = []
+    for r in records:
+        if "than" in r:
+            rule = f"{_num(r['value'])} where {r['where']} > {_num(r['than_value'])} where {r['than']}"
+        else:
+            bounds = [f">= {_num(r['at_least'])}" if r["at_least"] is not None else "",
+                      f"<= {_num(r['at_most'])}" if r["at_most"] is not None else ""]
+            rule = f"{_num(r['value'])} {' and '.join(b for b in bounds if b)} where {r['where']} ({r['runs']} runs)"
+        out.append(f"  {'held  ' if r['passed'] else 'FAILED'} {r['claim']}: {r['measured']} {rule}")
+    return out
+
+
+def _num(x: float) -> str:
+    return "NaN" if x is None or np.isnan(x) else f"{x:.4g}"
