@@ -65,7 +65,8 @@ def evaluate(expectations: tuple[Expectation, ...], runs: pd.DataFrame) -> list[
             other = value(e, select(runs, e.than))
             record.update(than=e.than, than_value=other, passed=bool(v > other))
         else:
-            low = e.at_least if e.at_least is not None or e.at_most is not None or not e.phase else 0.5
+            unbounded_share = e.phase and e.at_least is None and e.at_most is None
+            low = 0.5 if unbounded_share else e.at_least  # a phase share without bounds: a majority
             record.update(at_least=low, at_most=e.at_most,
                           passed=bool(not np.isnan(v) and (low is None or v >= low)
                                       and (e.at_most is None or v <= e.at_most)))

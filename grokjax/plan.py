@@ -23,6 +23,7 @@ import pandas as pd
 from grokjax import grid, models, tuning
 from grokjax.config import ConfigError
 from grokjax.fields import STATIC_COLUMNS
+from grokjax.runner import padded_size
 from grokjax.tasks import is_modular, num_classes, num_examples
 from grokjax.train import Static, step_examples
 
@@ -226,13 +227,6 @@ def auto_chunk_size(static: Static, n_runs: int, source: str) -> int:
         )
     per_device = min(math.ceil(n_runs / len(devices)), cap, int(budget // per_run))
     return per_device * len(devices)
-
-
-def padded_size(size: int, devices: int = 0) -> int:
-    """A chunk size rounded up to a multiple of the devices its runs are split over (0: all local devices;
-    padding runs fill the rest)."""
-    step = devices or jax.local_device_count()
-    return -(-size // step) * step
 
 
 def formulations(chunks: list[Chunk]) -> list[dict[str, Any]]:

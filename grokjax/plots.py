@@ -291,7 +291,7 @@ def ipr_histograms(neurons: pd.DataFrame, runs: pd.DataFrame, bins: int = 20) ->
                      alt.Tooltip("ipr_to:Q", title="to", format=".2f"), "neurons:Q", alt.Tooltip("share:Q", format=".1%")],
         )
         .facet(column=alt.Column("phase_label:N", title=None, sort=labels, header=alt.Header(labelFontSize=12)))
-        .properties(title=f"Per-{unit} IPR by phase (Doshi et al., Figures 4 and 7)")
+        .properties(title=f"Per-{unit.replace(' ', '-')} IPR by phase (Doshi et al., Figures 4 and 7)")
     )
 
 

@@ -58,6 +58,13 @@ def local_mesh(devices: int = 0) -> Mesh:
     return Mesh(np.array(jax.local_devices()[: devices or None]), ("runs",))
 
 
+def padded_size(size: int, devices: int = 0) -> int:
+    """A chunk size rounded up to a multiple of the devices its runs are split over (0: all local devices;
+    padding runs fill the rest)."""
+    step = devices or jax.local_device_count()
+    return -(-size // step) * step
+
+
 def shard_runs(tree: Any, mesh: Mesh) -> Any:
     """Place a chunk's per-run arrays across the mesh (its length must be a multiple of the device count).
 

@@ -146,8 +146,7 @@ def segment_seconds(static: Static, hp: Hparams) -> float:
 
 def padded(hp: Hparams, runs: int, devices: int) -> Hparams:
     """The first `runs` runs of hp, padded (repeating the last) to a multiple of the devices used."""
-    size = -(-runs // (devices or jax.local_device_count())) * (devices or jax.local_device_count())
-    index = np.minimum(np.arange(size), runs - 1)
+    index = np.minimum(np.arange(runner.padded_size(runs, devices)), runs - 1)
     return jax.tree.map(lambda x: x[index], hp)
 
 
