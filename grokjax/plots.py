@@ -16,7 +16,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from grokjax.phases import PHASES, majority_phase
+from grokjax.phases import PHASES
 from grokjax.results import atomic_write, final_neurons
 
 # Okabe-Ito colours, distinguishable with the common forms of colour blindness.
@@ -111,8 +111,11 @@ def phase_cells(runs: pd.DataFrame) -> pd.DataFrame:
         test_acc=("test_acc", "mean"),
         train_acc_corrupted=("train_acc_corrupted", "mean"),
     ).reset_index()
-    cells["phase"] = grouped.phase.agg(majority_phase).to_numpy()
-    cells["agreement"] = (grouped.phase.agg(lambda s: (s == majority_phase(s)).mean())).to_numpy()
+    # the majority phase as majority_phase finds it (ties to the earlier phase), for all cells at once
+    counts = runs.dropna(subset=["phase"]).groupby([*keys, "phase"], dropna=False).size().rename("seeds").reset_index()
+    counts = counts.assign(order=counts.phase.map(PHASES.index)).sort_values(["seeds", "order"], ascending=[False, True])
+    cells = cells.merge(counts.drop_duplicates(keys)[[*keys, "phase", "seeds"]], on=keys, how="left")
+    cells["agreement"] = cells.pop("seeds").fillna(0) / cells.runs
     cells["x"], cells["y"] = cells[grid[0]].map(_label), cells[grid[1]].map(_label)
     return _facet_column(cells, axes)
 
