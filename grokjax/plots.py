@@ -391,17 +391,21 @@ def warm_up() -> None:
 
 
 def write_all(folder: str | Path, runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None = None) -> list[Path]:
-    """phase_diagram, accuracy, curves (and ipr, frequencies, where there are neurons), each as .html and .png.
+    """phase_diagram, accuracy, curves (and ipr, frequencies, where there are neurons), each as .html and .png,
+    and explore.html (`grokjax.explore`).
 
     The files are rendered concurrently: vl-convert works outside Python's lock, so the
-    ten files take about the time of the slowest few.
+    eleven files take about the time of the slowest few.
     """
+    from grokjax import explore  # it builds on this module
+
     folder = Path(folder)
     charts = dict(CHARTS)
     if neurons is not None and len(neurons):
         charts["ipr"] = lambda runs, curves: ipr_histograms(neurons, runs)
         charts["frequencies"] = lambda runs, curves: frequency_counts(neurons, runs)
     jobs = [(make(runs, curves), folder / f"{name}.{kind}") for name, make in charts.items() for kind in ("html", "png")]
+    jobs.append((explore.chart(runs, curves, neurons), folder / "explore.html"))
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda job: save(*job), jobs))
     return [path for _, path in jobs]
