@@ -91,9 +91,10 @@ def _phase_scale(cells: pd.DataFrame) -> alt.Scale:
     return alt.Scale(domain=present, range=[plots.PHASE_COLORS[p] for p in present])
 
 
-def phase_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter, cell_size: int = 16) -> alt.Chart:
+def phase_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter) -> alt.Chart:
     """The phase diagram, one panel per facet; a cell's opacity is its seeds' agreement when cells hold several runs."""
     grid = plots.grid_axes(runs)
+    cell_size = int(np.clip(240 / max(cells.x.nunique(), cells.y.nunique()), 16, 70))  # small grids drawn larger
     x, y = plots._grid_encodings(cells, grid)
     encoding = dict(
         x=x,
@@ -127,7 +128,7 @@ def phase_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter, cel
         title=alt.Title("Phase diagram", subtitle="click a cell for its runs below; shift-click adds cells"))
 
 
-def selected_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter, lines: int = 12) -> alt.Chart:
+def selected_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter, lines: int = 11) -> alt.Chart:
     """The selected cells in words, one line each: where they are, their phase, runs and mean test accuracy."""
     x, y = (SYMBOLS.get(a, plots.TITLES.get(a, a)) for a in plots.grid_axes(runs))
     text = (f"'{x} = ' + datum.x + ', {y} = ' + datum.y + (datum.facet ? ', ' + datum.facet : '') + ': '"
@@ -206,12 +207,14 @@ def neuron_views(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter) -
         base.transform_flatten(["frequency", "frequency_neurons"])
         .transform_filter("isValid(datum.frequency)")
         .transform_aggregate(neurons="sum(frequency_neurons)", groupby=["frequency", "phase"])
+        .transform_calculate(from_="datum.frequency - 0.5", to="datum.frequency + 0.5")
         .mark_bar()
         .encode(
-            x=alt.X("frequency:O", title="dominant frequency", axis=alt.Axis(labelAngle=0, labelOverlap="greedy")),
+            x=alt.X("from_:Q", bin="binned", title="dominant frequency", axis=alt.Axis(tickMinStep=1)),
+            x2="to:Q",
             y=alt.Y("neurons:Q", title=f"{unit}s with IPR >= {PERIODIC_IPR:g}"),
             color=color,
-            tooltip=["phase:N", "frequency:O", "neurons:Q"],
+            tooltip=["phase:N", "frequency:Q", "neurons:Q"],
         )
         .properties(title=f"Periodic {unit}s per frequency", name="neurons_frequency")
     )
@@ -224,10 +227,9 @@ def chart(runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None
     chosen = plots.example_runs(runs)
     first = cell_keys(runs).set_index("run_id").loc[chosen[0]] if chosen else cells.iloc[0]
     cell = alt.selection_point(name="cell", fields=KEYS, value=[{k: first[k] for k in KEYS}], empty=False)
-    rows = [[phase_view(runs, cells, cell), selected_view(runs, cells, cell)],
-            curve_views(runs, curves, cell),
-            neuron_views(runs, cells, cell)]
-    independent = {"color": "independent", "strokeDash": "independent"}
+    rows = [[phase_view(runs, cells, cell)], curve_views(runs, curves, cell),
+            [*neuron_views(runs, cells, cell), selected_view(runs, cells, cell)]]
+    independent = {"color": "independent", "opacity": "independent", "strokeDash": "independent"}
     return alt.vconcat(*[alt.hconcat(*row).resolve_scale(**independent) for row in rows if row]).resolve_scale(**independent)
 
 

@@ -48,8 +48,9 @@ def chromium() -> str:
     return found
 
 
-def probe(page: Path, function: str, budget_ms: int = 30_000) -> object:
-    """Open a copy of `page` and return what `function` (JavaScript: `async (view) => value`) answers."""
+def probe(page: Path, function: str, budget_ms: int = 30_000, screenshot: Path | None = None) -> object:
+    """Open a copy of `page` and return what `function` (JavaScript: `async (view) => value`) answers, with the
+    time from navigation start to the views drawn (`loaded_ms`); with `screenshot`, also a PNG of the page after it."""
     copy = page.with_name(f".probe-{page.name}")
     script = f"""<script>{{  // a block: the bundle's top-level names stay its own
 {HELPERS}
@@ -68,13 +69,14 @@ window.vegaEmbed = (...args) => embed(...args).then(async (result) => {{
 }});
 }}</script>"""
     copy.write_text(page.read_text().replace("</script>", "</script>" + script, 1))  # after the bundle's script
+    outputs = ["--dump-dom"] + ([f"--screenshot={screenshot.resolve()}"] if screenshot else [])
     try:
-        dom = subprocess.run(
+        dom, *_ = (subprocess.run(
             [chromium(), "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", "--hide-scrollbars",
              "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--window-size=1400,1800",
-             f"--virtual-time-budget={budget_ms}", "--dump-dom", copy.resolve().as_uri()],
+             f"--virtual-time-budget={budget_ms}", output, copy.resolve().as_uri()],
             capture_output=True, text=True, timeout=120, env={**os.environ, "LANG": "C.UTF-8"},
-        ).stdout
+        ).stdout for output in outputs)
     finally:
         copy.unlink()
     found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
