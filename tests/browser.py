@@ -48,9 +48,10 @@ def chromium() -> str:
     return found
 
 
-def probe(page: Path, function: str, budget_ms: int = 30_000, screenshot: Path | None = None) -> object:
+def probe(page: Path, function: str, budget_ms: int = 30_000, screenshot: Path | None = None,
+          window: tuple[int, int] = (1400, 1800)) -> object:
     """Open a copy of `page` and return what `function` (JavaScript: `async (view) => value`) answers, with the
-    time from navigation start to the views drawn (`loaded_ms`); with `screenshot`, also a PNG of the page after it."""
+    time from navigation start to the views drawn (`loaded_ms`); with `screenshot`, also a PNG of the window after it."""
     copy = page.with_name(f".probe-{page.name}")
     script = f"""<script>{{  // a block: the bundle's top-level names stay its own
 {HELPERS}
@@ -73,7 +74,7 @@ window.vegaEmbed = (...args) => embed(...args).then(async (result) => {{
     try:
         dom, *_ = (subprocess.run(
             [chromium(), "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", "--hide-scrollbars",
-             "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--window-size=1400,1800",
+             "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--window-size={},{}".format(*window),
              f"--virtual-time-budget={budget_ms}", output, copy.resolve().as_uri()],
             capture_output=True, text=True, timeout=120, env={**os.environ, "LANG": "C.UTF-8"},
         ).stdout for output in outputs)
