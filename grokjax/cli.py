@@ -16,8 +16,9 @@ static configuration; results go to Parquet and end in a phase diagram."""
 SWEEP_HELP = """\
 Run every run of a sweep file and write results/<name>/runs.parquet (one row per
 run: config, final metrics, phase), curves.parquet (one row per run and logged
-step), sweep.toml (the resolved config, to run again) and the charts
-phase_diagram, accuracy and curves as .html and .png.
+step), sweep.toml (the resolved config, to run again), the charts
+phase_diagram, accuracy and curves as .html and .png, and explore.html (see
+grokjax explore).
 
 For the paper's 2-layer mlp it also writes neurons.parquet (per-neuron IPR) and
 params/ (the trained weights, for grokjax prune; --no-params skips them).
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         "plot",
         help="draw a results folder's charts from its Parquet files",
         description="Write phase_diagram, accuracy and curves as .html (self-contained, opens offline) "
-        "and .png into RESULTS_DIR, from its runs.parquet and curves.parquet alone.",
+        "and .png, and explore.html, into RESULTS_DIR, from its Parquet files alone.",
     )
     plot.add_argument("folder", metavar="RESULTS_DIR", help="a results folder, e.g. results/quickstart")
     explore = commands.add_parser(

@@ -116,14 +116,21 @@ def test_a_figure_3_sized_sweep_makes_a_page_of_bounded_size():
     assert len(table) == 1292 and table.step.map(len).max() == explore.MAX_POINTS
 
 
-@pytest.mark.parametrize("make", ["missing", "empty", "broken"])
-def test_explore_refuses_what_is_not_a_results_folder(tmp_path, capsys, make):
-    folder = tmp_path / "results"
-    if make != "missing":
+def test_out_writes_the_same_page_elsewhere(folder, tmp_path):
+    assert main(["explore", str(folder), "--out", str(tmp_path / "page.html")]) == 0
+    assert main(["explore", str(folder)]) == 0
+    assert (tmp_path / "page.html").read_bytes() == (folder / "explore.html").read_bytes()
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "broken", "out in a missing folder"])
+def test_explore_refuses_what_is_not_a_results_folder(folder, tmp_path, capsys, make):
+    out = ["--out", str(tmp_path / "nowhere" / "page.html")] if make.startswith("out") else []
+    folder = folder if out else tmp_path / "results"
+    if make in ("empty", "broken"):
         folder.mkdir()
     if make == "broken":
         (folder / "runs.parquet").write_text("not parquet")
-    assert main(["explore", str(folder)]) == 2
+    assert main(["explore", str(folder), *out]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"grokjax explore: {folder}: ") and err.count("\n") == 1 and "Traceback" not in err
-    assert not (folder / "explore.html").exists()
+    assert not list(tmp_path.rglob("*.html"))
