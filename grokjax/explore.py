@@ -148,11 +148,10 @@ def selected_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter, 
 
 def _curve_view(table: pd.DataFrame, cell: alt.Parameter, names: dict[str, str], title: str, log: bool = False) -> alt.Chart:
     """One panel of the selected runs' curves: the columns `names`, one line per run and column."""
-    fields = [c for c in table.columns if c == "step" or c in ACCURACIES | LOSSES | SINGLES]
     chart = (
         alt.Chart(table, width=250, height=170, title=title)
         .transform_filter(cell)
-        .transform_flatten(fields)
+        .transform_flatten(["step", *names])
         .transform_fold(list(names), as_=["column", "value"])
         .transform_calculate(metric=f"{json.dumps(names)}[datum.column]")
     )
