@@ -16,8 +16,9 @@ static configuration; results go to Parquet and end in a phase diagram."""
 SWEEP_HELP = """\
 Run every run of a sweep file and write results/<name>/runs.parquet (one row per
 run: config, final metrics, phase), curves.parquet (one row per run and logged
-step), sweep.toml (the resolved config, to run again) and the charts
-phase_diagram, accuracy and curves as .html and .png.
+step), sweep.toml (the resolved config, to run again), the charts
+phase_diagram, accuracy and curves as .html and .png, and explore.html (see
+grokjax explore).
 
 For the paper's 2-layer mlp it also writes neurons.parquet (per-neuron IPR) and
 params/ (the trained weights, for grokjax prune; --no-params skips them).
@@ -91,9 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
         "plot",
         help="draw a results folder's charts from its Parquet files",
         description="Write phase_diagram, accuracy and curves as .html (self-contained, opens offline) "
-        "and .png into RESULTS_DIR, from its runs.parquet and curves.parquet alone.",
+        "and .png, and explore.html, into RESULTS_DIR, from its Parquet files alone.",
     )
     plot.add_argument("folder", metavar="RESULTS_DIR", help="a results folder, e.g. results/quickstart")
+    explore = commands.add_parser(
+        "explore",
+        help="write one offline page of linked views to explore a results folder",
+        description="Write RESULTS_DIR/explore.html: one self-contained page (opens offline) with the phase "
+        "diagram; a click on a cell shows its runs' training curves, its neurons' IPR histogram and its periodic "
+        "neurons' dominant frequencies; shift-click adds cells; hovering shows a cell's config and accuracies. "
+        "grokjax sweep and grokjax plot write it too.",
+    )
+    explore.add_argument("folder", metavar="RESULTS_DIR", help="a results folder, e.g. results/quickstart")
+    explore.add_argument("--out", metavar="FILE", help="write the page here instead (default: RESULTS_DIR/explore.html)")
     prune = commands.add_parser(
         "prune",
         help="prune neurons in IPR order and record accuracies (Figure 6)",
@@ -134,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "plot":
         return plot(args.folder)
+    if args.command == "explore":
+        return explore(args.folder, args.out)
     if args.command == "prune":
         return prune(args.folder, args.order, args.where)
     if args.command == "info":
@@ -179,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.summary(outcome.results))
     has_neurons = len(outcome.results.neurons) > 0
     names = "phase_diagram, accuracy, curves" + (", ipr, frequencies" if has_neurons else "")
-    charts = "" if args.no_plots else f"; charts: {names} (.html, .png)"
+    charts = "" if args.no_plots else f"; charts: {names} (.html, .png), explore.html"
     files = "runs.parquet, curves.parquet, " + ("neurons.parquet, " if has_neurons else "") + "sweep.toml"
     print(f"Results: {outcome.folder}/ ({files}{charts})")
     return 0
@@ -257,6 +270,31 @@ def plot(folder: str) -> int:
         return 2
     for path in plots.write_all(folder, res.runs, res.curves, res.neurons):
         print(path)
+    return 0
+
+
+def explore(folder: str, out: str | None) -> int:
+    """`grokjax explore RESULTS_DIR`: the page of linked views, from the Parquet files alone."""
+    from grokjax import explore as page
+
+    def refuse(reason: str) -> int:
+        print(f"grokjax explore: {folder}: {reason}", file=sys.stderr)
+        return 2
+
+    if not Path(folder).is_dir():
+        return refuse("no such folder")
+    if out is not None and not Path(out).resolve().parent.is_dir():
+        return refuse(f"--out {out}: its folder does not exist")
+    try:
+        path = page.write(folder, out)
+    except (OSError, ValueError) as err:  # pyarrow's errors are ValueErrors and OSErrors
+        reason = str(err).strip().splitlines()[0].removeprefix(f"{folder}: ")
+        if isinstance(err, OSError) and err.strerror:
+            reason = f"{err.filename}: {err.strerror}"
+        elif isinstance(err, FileNotFoundError):  # pyarrow's: the path alone
+            reason = f"{reason}: no such file"
+        return refuse(reason)
+    print(path)
     return 0
 
 

@@ -16,7 +16,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from grokjax.phases import PHASES, majority_phase
+from grokjax.phases import PHASES
 from grokjax.results import atomic_write, final_neurons
 
 # Okabe-Ito colours, distinguishable with the common forms of colour blindness.
@@ -111,8 +111,11 @@ def phase_cells(runs: pd.DataFrame) -> pd.DataFrame:
         test_acc=("test_acc", "mean"),
         train_acc_corrupted=("train_acc_corrupted", "mean"),
     ).reset_index()
-    cells["phase"] = grouped.phase.agg(majority_phase).to_numpy()
-    cells["agreement"] = (grouped.phase.agg(lambda s: (s == majority_phase(s)).mean())).to_numpy()
+    # the majority phase as majority_phase finds it (ties to the earlier phase), for all cells at once
+    counts = runs.dropna(subset=["phase"]).groupby([*keys, "phase"], dropna=False).size().rename("seeds").reset_index()
+    counts = counts.assign(order=counts.phase.map(PHASES.index)).sort_values(["seeds", "order"], ascending=[False, True])
+    cells = cells.merge(counts.drop_duplicates(keys)[[*keys, "phase", "seeds"]], on=keys, how="left")
+    cells["agreement"] = cells.pop("seeds").fillna(0) / cells.runs
     cells["x"], cells["y"] = cells[grid[0]].map(_label), cells[grid[1]].map(_label)
     return _facet_column(cells, axes)
 
@@ -388,17 +391,21 @@ def warm_up() -> None:
 
 
 def write_all(folder: str | Path, runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None = None) -> list[Path]:
-    """phase_diagram, accuracy, curves (and ipr, frequencies, where there are neurons), each as .html and .png.
+    """phase_diagram, accuracy, curves (and ipr, frequencies, where there are neurons), each as .html and .png,
+    and explore.html (`grokjax.explore`).
 
     The files are rendered concurrently: vl-convert works outside Python's lock, so the
-    ten files take about the time of the slowest few.
+    eleven files take about the time of the slowest few.
     """
+    from grokjax import explore  # it builds on this module
+
     folder = Path(folder)
     charts = dict(CHARTS)
     if neurons is not None and len(neurons):
         charts["ipr"] = lambda runs, curves: ipr_histograms(neurons, runs)
         charts["frequencies"] = lambda runs, curves: frequency_counts(neurons, runs)
     jobs = [(make(runs, curves), folder / f"{name}.{kind}") for name, make in charts.items() for kind in ("html", "png")]
+    jobs.append((explore.chart(runs, curves, neurons), folder / "explore.html"))
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda job: save(*job), jobs))
     return [path for _, path in jobs]

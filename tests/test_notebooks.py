@@ -27,6 +27,8 @@ def test_notebooks_are_committed_without_outputs():
         nb = nbformat.read(path, as_version=4)
         assert 'RESULTS = "../results/quickstart"' in nb.cells[0].source
         assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code")
+        markdown = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()]
+        assert not [line for line in markdown if line.startswith("md")], "a heading is '# Title', not 'md# Title'"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])

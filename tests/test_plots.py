@@ -68,7 +68,7 @@ def test_example_runs_pick_one_per_phase(fig3_sized):
 def test_plot_command_redraws_from_parquet_alone(tmp_path, sweep_file, capsys):
     out = tmp_path / "out"
     assert main(["sweep", str(sweep_file()), "--out", str(out), "--no-progress"]) == 0
-    names = [f"{n}.{k}" for n in ("phase_diagram", "accuracy", "curves") for k in ("html", "png")]
+    names = [f"{n}.{k}" for n in ("phase_diagram", "accuracy", "curves") for k in ("html", "png")] + ["explore.html"]
     assert all((out / n).is_file() for n in names)
     for n in names:
         (out / n).unlink()
