@@ -40,6 +40,7 @@ def claim(**fields) -> Expectation:
     (dict(metric="ipr_mean", where="weight_decay == 5", than="weight_decay == 0"), 0.6, True),
     (dict(metric="ipr_mean", where="weight_decay == 0", than="weight_decay == 5"), 0.2, False),
     (dict(phase="full_inversion", where="data_fraction > 0.5", than="data_fraction < 0.5"), 0.5, True),
+    (dict(metric="ipr_mean / data_fraction", where="weight_decay == 0", of="max", at_least=0.4), 0.1 / 0.3, False),
 ])
 def test_a_claim_is_its_value_against_its_bounds_or_comparison(fields, value, passed):
     (record,) = expect.evaluate((claim(**fields),), runs_table())
@@ -67,6 +68,7 @@ def test_bad_entries_are_one_line(entry, message):
 
 @pytest.mark.parametrize(("entry", "message"), [
     ('metric = "accuracy"\nat_least = 0.5', 'expect[0].metric = "accuracy"; allowed:'),
+    ('metric = "test_acc /"\nat_least = 0.5', 'expect[0].metric = "test_acc /"; allowed:'),
     ('phase = "coexistence"\nwhere = "weight_decay =="', 'expect[0].where = "weight_decay ==" is not a query'),
     ('phase = "coexistence"\nwhere = "test_acc > 0.5"', "is not a query on the runs' config columns"),
     ('phase = "coexistence"\nwhere = "weight_decay == 7"', 'expect[0].where = "weight_decay == 7" selects no run'),
