@@ -58,6 +58,23 @@ def _is_metric(metric: str, runs: pd.DataFrame) -> bool:
     return isinstance(column, pd.Series) and len(column) == len(runs)
 
 
+def selecting(expectations: tuple[Expectation, ...], runs: pd.DataFrame) -> tuple[Expectation, ...]:
+    """The claims that have runs to judge: their `where` (and `than`) select some run of `runs`.
+
+    A grid narrowed by `--set` may leave a claim none; a query that is not valid stays, for
+    `validate` to refuse.
+    """
+    config = runs[[c for c in config_columns() if c in runs]]
+
+    def empty(query: str) -> bool:
+        try:
+            return bool(query) and select(config, query).empty
+        except Exception:  # noqa: BLE001 (validate names the error)
+            return False
+
+    return tuple(e for e in expectations if not (empty(e.where or "") or empty(e.than)))
+
+
 def value(e: Expectation, runs: pd.DataFrame) -> float:
     """The share of the runs in the claim's phases, or its metric over them (NaN if any run's is NaN)."""
     if e.phase:

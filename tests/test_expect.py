@@ -122,3 +122,18 @@ def test_a_config_without_claims_keeps_its_hash():
     with_claim = from_dict({"name": "x", "sweep": {"weight_decay": [0, 1]},
                             "expect": [{"claim": "c", "phase": "coexistence"}]})
     assert with_claim.hash() != plain.hash()
+
+
+def test_a_grid_narrowed_by_set_leaves_out_the_claims_it_gives_no_run(sweep_file, tmp_path, capsys):
+    narrowed = '[[expect]]\nclaim = "weight decay helps"\nphase = "coexistence"\nwhere = "weight_decay == 1"\n'
+    path = sweep_file(TINY_SWEEP + CLAIMS + narrowed)
+    out = tmp_path / "out"
+    args = ["sweep", str(path), "--out", str(out), "--no-progress", "--no-plots", "--no-params",
+            "--set", "sweep.weight_decay=[0.0]", "--set", "train.steps=10"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "expect[2] left out" in captured.err and "2 of 2 held" in captured.out
+    assert [e.claim for e in load(out / "sweep.toml").expect] == [e.claim for e in load(path).expect[:2]]
+    # Without --set, the same claim on a grid without that weight decay is a mistake in the file: refused.
+    typo = sweep_file(TINY_SWEEP + narrowed.replace("== 1", "== 7"), name="typo.toml")
+    assert main(["sweep", str(typo), "--out", str(tmp_path / "typo"), "--no-progress"]) == 2
