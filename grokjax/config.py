@@ -52,8 +52,9 @@ class Expectation:
     """One `[[expect]]` entry: a claim of the paper that the sweep's runs should bear out (`grokjax.expect`).
 
     The runs `where` selects (a pandas query on the config columns; "" all runs) give a value:
-    the share of them in one of `phase`, or their `metric` (a runs.parquet column) taken as `of`
-    (mean, min or max; a NaN anywhere makes it NaN). The claim holds if that value is above the
+    the share of them in one of `phase`, or their `metric` (a runs.parquet column, or an
+    arithmetic expression of them such as "min_prune / width") taken as `of` (mean, min or
+    max; a NaN anywhere makes it NaN). The claim holds if that value is above the
     value of the runs `than` selects, or else if it lies within `at_least` .. `at_most` (for a
     phase share without bounds: at least 0.5, a majority).
     """

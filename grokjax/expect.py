@@ -29,9 +29,11 @@ def validate(source: str, expectations: tuple[Expectation, ...], runs: pd.DataFr
     """One line naming the entry and what is allowed, for a query that is not one on the runs' config columns
     or selects no run, or a metric that runs.parquet does not have."""
     config = runs[[c for c in config_columns() if c in runs]]
+    results = config.assign(**{m: np.nan for m in METRICS})
     for i, e in enumerate(expectations):
-        if e.metric and e.metric not in METRICS:
-            raise ConfigError(f"{source}: expect[{i}].metric = \"{e.metric}\"; allowed: " + ", ".join(METRICS))
+        if e.metric and not _is_metric(e.metric, results):
+            raise ConfigError(f"{source}: expect[{i}].metric = \"{e.metric}\"; allowed: one of " + ", ".join(METRICS)
+                              + ", or an arithmetic expression of them and the config columns (e.g. \"min_prune / width\")")
         for key in ("where", "than"):
             query = getattr(e, key)
             if key == "than" and not query:
@@ -45,11 +47,40 @@ def validate(source: str, expectations: tuple[Expectation, ...], runs: pd.DataFr
                 raise ConfigError(f"{source}: expect[{i}].{key} = \"{query}\" selects no run of the sweep")
 
 
+def _is_metric(metric: str, runs: pd.DataFrame) -> bool:
+    """A runs.parquet metric, or an expression that pandas evaluates to one number per run."""
+    if metric in METRICS:
+        return True
+    try:
+        column = runs.eval(metric)
+    except Exception:  # noqa: BLE001 (pandas raises many kinds for a bad expression)
+        return False
+    return isinstance(column, pd.Series) and len(column) == len(runs)
+
+
+def selecting(expectations: tuple[Expectation, ...], runs: pd.DataFrame) -> tuple[Expectation, ...]:
+    """The claims that have runs to judge: their `where` (and `than`) select some run of `runs`.
+
+    A grid narrowed by `--set` may leave a claim none; a query that is not valid stays, for
+    `validate` to refuse.
+    """
+    config = runs[[c for c in config_columns() if c in runs]]
+
+    def empty(query: str) -> bool:
+        try:
+            return bool(query) and select(config, query).empty
+        except Exception:  # noqa: BLE001 (validate names the error)
+            return False
+
+    return tuple(e for e in expectations if not (empty(e.where or "") or empty(e.than)))
+
+
 def value(e: Expectation, runs: pd.DataFrame) -> float:
     """The share of the runs in the claim's phases, or its metric over them (NaN if any run's is NaN)."""
     if e.phase:
         return float(runs.phase.isin(e.phase).mean())
-    return float(getattr(runs[e.metric].astype(float), e.of)(skipna=False))
+    column = runs[e.metric] if e.metric in runs else runs.eval(e.metric)
+    return float(getattr(column.astype(float), e.of)(skipna=False))
 
 
 def evaluate(expectations: tuple[Expectation, ...], runs: pd.DataFrame) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -190,6 +190,13 @@ def run(
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{config.source}: output {folder} exists and is not a folder")
     runs = grid.expand(config)
+    if overrides:  # a grid narrowed by --set may leave a claim no run to judge: it is left out, with a line
+        kept = expect.selecting(config.expect, runs)
+        for i, e in enumerate(config.expect):
+            if e not in kept:
+                print(f"grokjax: {config.source}: expect[{i}] left out: no run of the grid as overridden is one it "
+                      f"judges ({e.where or 'all runs'}{'; than ' + e.than if e.than else ''})", file=sys.stderr)
+        config = replace(config, expect=kept)
     expect.validate(config.source, config.expect, runs)
     same_config = resume.check_owner(folder, config, overwrite)
     step = tuning.default_step() if step is None else step

@@ -40,6 +40,7 @@ def claim(**fields) -> Expectation:
     (dict(metric="ipr_mean", where="weight_decay == 5", than="weight_decay == 0"), 0.6, True),
     (dict(metric="ipr_mean", where="weight_decay == 0", than="weight_decay == 5"), 0.2, False),
     (dict(phase="full_inversion", where="data_fraction > 0.5", than="data_fraction < 0.5"), 0.5, True),
+    (dict(metric="ipr_mean / data_fraction", where="weight_decay == 0", of="max", at_least=0.4), 0.1 / 0.3, False),
 ])
 def test_a_claim_is_its_value_against_its_bounds_or_comparison(fields, value, passed):
     (record,) = expect.evaluate((claim(**fields),), runs_table())
@@ -67,6 +68,7 @@ def test_bad_entries_are_one_line(entry, message):
 
 @pytest.mark.parametrize(("entry", "message"), [
     ('metric = "accuracy"\nat_least = 0.5', 'expect[0].metric = "accuracy"; allowed:'),
+    ('metric = "test_acc /"\nat_least = 0.5', 'expect[0].metric = "test_acc /"; allowed:'),
     ('phase = "coexistence"\nwhere = "weight_decay =="', 'expect[0].where = "weight_decay ==" is not a query'),
     ('phase = "coexistence"\nwhere = "test_acc > 0.5"', "is not a query on the runs' config columns"),
     ('phase = "coexistence"\nwhere = "weight_decay == 7"', 'expect[0].where = "weight_decay == 7" selects no run'),
@@ -120,3 +122,18 @@ def test_a_config_without_claims_keeps_its_hash():
     with_claim = from_dict({"name": "x", "sweep": {"weight_decay": [0, 1]},
                             "expect": [{"claim": "c", "phase": "coexistence"}]})
     assert with_claim.hash() != plain.hash()
+
+
+def test_a_grid_narrowed_by_set_leaves_out_the_claims_it_gives_no_run(sweep_file, tmp_path, capsys):
+    narrowed = '[[expect]]\nclaim = "weight decay helps"\nphase = "coexistence"\nwhere = "weight_decay == 1"\n'
+    path = sweep_file(TINY_SWEEP + CLAIMS + narrowed)
+    out = tmp_path / "out"
+    args = ["sweep", str(path), "--out", str(out), "--no-progress", "--no-plots", "--no-params",
+            "--set", "sweep.weight_decay=[0.0]", "--set", "train.steps=10"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "expect[2] left out" in captured.err and "2 of 2 held" in captured.out
+    assert [e.claim for e in load(out / "sweep.toml").expect] == [e.claim for e in load(path).expect[:2]]
+    # Without --set, the same claim on a grid without that weight decay is a mistake in the file: refused.
+    typo = sweep_file(TINY_SWEEP + narrowed.replace("== 1", "== 7"), name="typo.toml")
+    assert main(["sweep", str(typo), "--out", str(tmp_path / "typo"), "--no-progress"]) == 2
