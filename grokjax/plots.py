@@ -86,14 +86,53 @@ def _facet_order(frame: pd.DataFrame, axes: list[str]) -> list[str]:
     return frame.sort_values(axes).facet.drop_duplicates().tolist() if axes else [""]
 
 
-def _grid_encodings(cells: pd.DataFrame, axes: tuple[str, str]) -> tuple[alt.X, alt.Y]:
-    """The grid axes as ordinal axes with short labels (0.3, not 0.30000000000000004)."""
-    xs = sorted(cells[axes[0]].unique())
-    ys = sorted(cells[axes[1]].unique(), reverse=True)
-    x = alt.X("x:O", title=TITLES.get(axes[0], axes[0]), sort=[_label(v) for v in xs],
-              axis=alt.Axis(labelAngle=0, labelOverlap="greedy", labelSeparation=4))
-    y = alt.Y("y:O", title=TITLES.get(axes[1], axes[1]), sort=[_label(v) for v in ys])
-    return x, y
+def _half_way(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds half-way to the neighbours of each of the sorted distinct `values`; an end mirrors its inner
+    side, and a lone value gets half a unit each way."""
+    if len(values) == 1:
+        return values - 0.5, values + 0.5
+    mids = (values[:-1] + values[1:]) / 2
+    lo = np.concatenate([[2 * values[0] - mids[0]], mids])
+    hi = np.concatenate([mids, [2 * values[-1] - mids[-1]]])
+    return lo, hi
+
+
+def cell_extents(cells: pd.DataFrame, grid: tuple[str, str], axes: list[str]) -> pd.DataFrame:
+    """Each cell's rectangle, x0..x1 by y0..y1: half-way to its nearest neighbours in its row (x) and in its
+    column (y) of its facet, so the cells that `grokjax refine` added between others are smaller.
+
+    A cell alone in its row (column) spans as it would among all the facet's values of that axis.
+    Cells come back larger first, so that smaller ones are drawn on top.
+    """
+    cells = cells.reset_index(drop=True)
+    for axis, other, lo_name, hi_name in ((grid[0], grid[1], "x0", "x1"), (grid[1], grid[0], "y0", "y1")):
+        lo, hi = np.empty(len(cells)), np.empty(len(cells))
+        for _, facet in cells.groupby(axes, sort=False, dropna=False) if axes else [((), cells)]:
+            ladder = np.sort(facet[axis].unique().astype(float))
+            ladder_lo, ladder_hi = _half_way(ladder)
+            for _, line in facet.groupby(other, sort=False, dropna=False):
+                line = line.sort_values(axis)
+                values = line[axis].to_numpy(dtype=float)
+                if len(values) > 1:
+                    lo[line.index], hi[line.index] = _half_way(values)
+                else:
+                    at = np.searchsorted(ladder, values[0])
+                    lo[line.index], hi[line.index] = ladder_lo[at], ladder_hi[at]
+        cells[lo_name], cells[hi_name] = lo.round(12), hi.round(12)
+    area = (cells.x1 - cells.x0) * (cells.y1 - cells.y0)
+    return cells.iloc[np.argsort(-area.to_numpy(), kind="stable")].reset_index(drop=True)
+
+
+def _grid_encodings(cells: pd.DataFrame, axes: tuple[str, str]) -> dict[str, alt.X | alt.Y | alt.X2 | alt.Y2]:
+    """The grid axes as quantitative x..x2 and y..y2 (the cells of `cell_extents`), ticks with short labels."""
+    x_scale = alt.Scale(domain=[float(cells.x0.min()), float(cells.x1.max())], zero=False, nice=False)
+    y_scale = alt.Scale(domain=[float(cells.y0.min()), float(cells.y1.max())], zero=False, nice=False)
+    return {
+        "x": alt.X("x0:Q", title=TITLES.get(axes[0], axes[0]), scale=x_scale, axis=alt.Axis(format=".3~g")),
+        "x2": alt.X2("x1:Q"),
+        "y": alt.Y("y0:Q", title=TITLES.get(axes[1], axes[1]), scale=y_scale, axis=alt.Axis(format=".3~g")),
+        "y2": alt.Y2("y1:Q"),
+    }
 
 
 def _grid_tooltips(axes: tuple[str, str]) -> list[alt.Tooltip]:
@@ -101,7 +140,7 @@ def _grid_tooltips(axes: tuple[str, str]) -> list[alt.Tooltip]:
 
 
 def phase_cells(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (facet, x, y): majority phase over seeds, its agreement, mean accuracies."""
+    """One row per (facet, x, y): majority phase over seeds, its agreement, mean accuracies, its rectangle."""
     axes, grid = facet_axes(runs), grid_axes(runs)
     keys = [*axes, *grid]
     grouped = runs.groupby(keys, sort=True, dropna=False)
@@ -114,7 +153,7 @@ def phase_cells(runs: pd.DataFrame) -> pd.DataFrame:
     cells["phase"] = grouped.phase.agg(majority_phase).to_numpy()
     cells["agreement"] = (grouped.phase.agg(lambda s: (s == majority_phase(s)).mean())).to_numpy()
     cells["x"], cells["y"] = cells[grid[0]].map(_label), cells[grid[1]].map(_label)
-    return _facet_column(cells, axes)
+    return _facet_column(cell_extents(cells, grid, axes), axes)
 
 
 def _faceted(chart: alt.Chart, frame: pd.DataFrame, axes: list[str], columns: int = 4) -> alt.Chart:
@@ -127,16 +166,15 @@ def _faceted(chart: alt.Chart, frame: pd.DataFrame, axes: list[str], columns: in
 
 
 def phase_diagram(runs: pd.DataFrame, cell_size: int = 16) -> alt.Chart:
-    """Heatmap of phases over data fraction (x) and corruption fraction (y), one facet per other axis."""
+    """Heatmap of phases over data fraction (x) and corruption fraction (y), one facet per other axis; each
+    cell reaches half-way to its neighbours (`cell_extents`), so refined cells are smaller."""
     cells, grid = phase_cells(runs), grid_axes(runs)
-    x, y = _grid_encodings(cells, grid)
     present = [p for p in PHASES if p in set(cells.phase.dropna())]
     chart = (
         alt.Chart(cells, width=cell_size * cells.x.nunique(), height=cell_size * cells.y.nunique())
         .mark_rect(stroke="white", strokeWidth=0.5)
         .encode(
-            x=x,
-            y=y,
+            **_grid_encodings(cells, grid),
             color=alt.Color(
                 "phase:N",
                 title="phase",
@@ -165,16 +203,16 @@ def accuracy_heatmaps(runs: pd.DataFrame, cell_size: int = 14) -> alt.Chart:
     cells = runs.groupby([*axes, *grid], sort=True).agg(
         train=("train_acc", "mean"), test=("test_acc", "mean")
     ).reset_index()
-    long = cells.melt(id_vars=[*axes, *grid], value_vars=["train", "test"], var_name="set", value_name="accuracy")
-    long["x"], long["y"] = long[grid[0]].map(_label), long[grid[1]].map(_label)
+    cells = cell_extents(cells, grid, axes)
+    bounds = ["x0", "x1", "y0", "y1"]
+    long = cells.melt(id_vars=[*axes, *grid, *bounds], value_vars=["train", "test"], var_name="set",
+                      value_name="accuracy")
     long = _facet_column(long, axes)
-    x, y = _grid_encodings(long, grid)
     chart = (
-        alt.Chart(long, width=cell_size * long.x.nunique(), height=cell_size * long.y.nunique())
+        alt.Chart(long, width=cell_size * long[grid[0]].nunique(), height=cell_size * long[grid[1]].nunique())
         .mark_rect()
         .encode(
-            x=x,
-            y=y,
+            **_grid_encodings(long, grid),
             color=alt.Color("accuracy:Q", title="accuracy", scale=alt.Scale(domain=[0, 1], scheme="viridis")),
             tooltip=[
                 alt.Tooltip("set:N"),
