@@ -98,29 +98,67 @@ def _half_way(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cell_extents(cells: pd.DataFrame, grid: tuple[str, str], axes: list[str]) -> pd.DataFrame:
-    """Each cell's rectangle, x0..x1 by y0..y1: half-way to its nearest neighbours in its row (x) and in its
-    column (y) of its facet, so the cells that `grokjax refine` added between others are smaller.
+    """Each cell's rectangle, x0..x1 by y0..y1: around its point, overlapping no other, smaller where refined.
 
-    A cell alone in its row (column) spans as it would among all the facet's values of that axis.
-    Cells come back larger first, so that smaller ones are drawn on top.
+    A sweep's grid cells reach half-way to their neighbours in their row (x) and column (y). A cell
+    that `grokjax refine` added (a later first run_id, at the midpoint of two earlier cells of its row
+    or column) takes the part of its two parents' rectangles half-way to each: along that line from
+    half-way to one parent to half-way to the other (the parents shrink to meet it), across it the
+    span the parents share (where they span differently, a gap is left rather than an overlap).
+    Cells come back larger first, so smaller ones are drawn on top.
     """
     cells = cells.reset_index(drop=True)
-    for axis, other, lo_name, hi_name in ((grid[0], grid[1], "x0", "x1"), (grid[1], grid[0], "y0", "y1")):
-        lo, hi = np.empty(len(cells)), np.empty(len(cells))
-        for _, facet in cells.groupby(axes, sort=False, dropna=False) if axes else [((), cells)]:
-            ladder = np.sort(facet[axis].unique().astype(float))
-            ladder_lo, ladder_hi = _half_way(ladder)
-            for _, line in facet.groupby(other, sort=False, dropna=False):
-                line = line.sort_values(axis)
-                values = line[axis].to_numpy(dtype=float)
-                if len(values) > 1:
-                    lo[line.index], hi[line.index] = _half_way(values)
-                else:
-                    at = np.searchsorted(ladder, values[0])
-                    lo[line.index], hi[line.index] = ladder_lo[at], ladder_hi[at]
-        cells[lo_name], cells[hi_name] = lo.round(12), hi.round(12)
+    bounds = np.full((len(cells), 4), np.nan)  # x0, x1, y0, y1
+    for _, facet in cells.groupby(axes, sort=False, dropna=False) if axes else [((), cells)]:
+        _tile(facet, grid, bounds)
+    cells[["x0", "x1", "y0", "y1"]] = bounds.round(12)
     area = (cells.x1 - cells.x0) * (cells.y1 - cells.y0)
     return cells.iloc[np.argsort(-area.to_numpy(), kind="stable")].reset_index(drop=True)
+
+
+def _tile(facet: pd.DataFrame, grid: tuple[str, str], bounds: np.ndarray) -> None:
+    """`cell_extents` for one facet's cells (in `bounds`, by their row in the cells)."""
+    facet = facet.sort_values("first_run", kind="stable")
+    pos = {i: (float(r[grid[0]]), float(r[grid[1]])) for i, r in facet.iterrows()}
+    integer = [pd.api.types.is_integer_dtype(facet[a]) for a in grid]
+
+    def parents(i: int, earlier: list[int], k: int) -> tuple[int, int] | None:
+        """The nearest earlier cells on either side of cell i along axis k, on its line, if i is their midpoint."""
+        line = [j for j in earlier if pos[j][1 - k] == pos[i][1 - k]]
+        below = [j for j in line if pos[j][k] < pos[i][k]]
+        above = [j for j in line if pos[j][k] > pos[i][k]]
+        if not below or not above:
+            return None
+        a, b = max(below, key=lambda j: pos[j][k]), min(above, key=lambda j: pos[j][k])
+        off = abs(2 * pos[i][k] - pos[a][k] - pos[b][k])
+        return (a, b) if off <= (1 if integer[k] else 1e-9 * (1 + abs(pos[a][k]) + abs(pos[b][k]))) else None
+
+    order, split = list(facet.index), {}
+    for n, i in enumerate(order):
+        found = parents(i, order[:n], 0) or parents(i, order[:n], 1)
+        if found:
+            split[i] = found
+    first = [i for i in order if i not in split]
+    for k in (0, 1):  # the grid's cells: half-way to their neighbours on their line, or on the axis
+        ladder = np.array(sorted({pos[i][k] for i in first}))
+        ladder_lo, ladder_hi = _half_way(ladder)
+        lines: dict[float, list[int]] = {}
+        for i in first:
+            lines.setdefault(pos[i][1 - k], []).append(i)
+        for line in lines.values():
+            line.sort(key=lambda j: pos[j][k])
+            values = np.array([pos[j][k] for j in line])
+            lo, hi = _half_way(values) if len(line) > 1 else (ladder_lo[ladder == values], ladder_hi[ladder == values])
+            bounds[line, 2 * k], bounds[line, 2 * k + 1] = lo, hi
+    for i in order:  # the added cells, in the order they were trained
+        if i not in split:
+            continue
+        a, b = split[i]
+        k = 0 if pos[a][1] == pos[i][1] else 1
+        bounds[i, 2 * k] = bounds[a, 2 * k + 1] = (pos[a][k] + pos[i][k]) / 2
+        bounds[i, 2 * k + 1] = bounds[b, 2 * k] = (pos[i][k] + pos[b][k]) / 2
+        bounds[i, 2 * (1 - k)] = max(bounds[a, 2 * (1 - k)], bounds[b, 2 * (1 - k)])
+        bounds[i, 2 * (1 - k) + 1] = min(bounds[a, 2 * (1 - k) + 1], bounds[b, 2 * (1 - k) + 1])
 
 
 def _grid_encodings(cells: pd.DataFrame, axes: tuple[str, str]) -> dict[str, alt.X | alt.Y | alt.X2 | alt.Y2]:
@@ -146,6 +184,7 @@ def phase_cells(runs: pd.DataFrame) -> pd.DataFrame:
     grouped = runs.groupby(keys, sort=True, dropna=False)
     cells = grouped.agg(
         runs=("run_id", "size"),
+        first_run=("run_id", "min"),
         train_acc=("train_acc", "mean"),
         test_acc=("test_acc", "mean"),
         train_acc_corrupted=("train_acc_corrupted", "mean"),
@@ -201,7 +240,7 @@ def accuracy_heatmaps(runs: pd.DataFrame, cell_size: int = 14) -> alt.Chart:
     """Mean train and test accuracy over α and ξ (the paper's Appendix L), colour 0 to 1."""
     axes, grid = facet_axes(runs), grid_axes(runs)
     cells = runs.groupby([*axes, *grid], sort=True).agg(
-        train=("train_acc", "mean"), test=("test_acc", "mean")
+        train=("train_acc", "mean"), test=("test_acc", "mean"), first_run=("run_id", "min")
     ).reset_index()
     cells = cell_extents(cells, grid, axes)
     bounds = ["x0", "x1", "y0", "y1"]

@@ -93,21 +93,28 @@ def test_a_midpoint_that_trains_what_an_endpoint_trains_is_not_proposed():
     assert boundaries.propose(runs, budget=10).empty
 
 
-def test_refined_cells_reach_half_way_to_their_neighbours():
+def test_refined_cells_reach_half_way_to_their_neighbours_without_overlapping():
     runs = table({"data_fraction": [0.3, 0.5, 0.7], "corruption_fraction": [0.0, 0.2]}, diagonal)
     refined = pd.concat([runs, boundaries.propose(runs, budget=100).assign(phase="coexistence", **PHASE_COLUMNS)])
     cells = plots.phase_cells(refined).set_index(["data_fraction", "corruption_fraction"])
-    for (alpha, xi), cell in cells.iterrows():
+    assert len(cells) > len(runs)
+    for (alpha, xi), cell in cells.iterrows():  # along its row, a cell reaches half-way to its neighbours
         row = sorted(cells.xs(xi, level="corruption_fraction").index)
         i = row.index(alpha)
         if 0 < i < len(row) - 1:
             assert cell.x0 == pytest.approx((row[i - 1] + alpha) / 2) and cell.x1 == pytest.approx((alpha + row[i + 1]) / 2)
-    widths = (cells.x1 - cells.x0).round(9)
-    assert widths.nunique() > 1  # the midpoints' cells are narrower than the coarse grid's
-    # Within a row the cells tile the axis: each ends where the next begins.
-    for _, row in cells.reset_index().groupby("corruption_fraction"):
-        row = row.sort_values("data_fraction")
-        np.testing.assert_allclose(row.x1.to_numpy()[:-1], row.x0.to_numpy()[1:])
+    assert (cells.x1 - cells.x0).round(9).nunique() > 1  # the midpoints' cells are narrower than the grid's
+    # Each rectangle holds its own point, and no two overlap (where a cell's parents span differently
+    # across its line, a gap is left rather than an overlap).
+    points = cells.reset_index()
+    assert ((points.x0 <= points.data_fraction) & (points.data_fraction <= points.x1)).all()
+    assert ((points.y0 <= points.corruption_fraction) & (points.corruption_fraction <= points.y1)).all()
+    r = cells[["x0", "x1", "y0", "y1"]].to_numpy()
+    overlap_x = np.minimum(r[:, None, 1], r[None, :, 1]) - np.maximum(r[:, None, 0], r[None, :, 0])
+    overlap_y = np.minimum(r[:, None, 3], r[None, :, 3]) - np.maximum(r[:, None, 2], r[None, :, 2])
+    shared = np.clip(overlap_x, 0, None) * np.clip(overlap_y, 0, None)
+    np.fill_diagonal(shared, 0)
+    assert shared.max() == pytest.approx(0)
 
 
 # --- rounds, trained -----------------------------------------------------------------------
