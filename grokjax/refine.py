@@ -85,7 +85,8 @@ def run(
     this call trained. Trained weights are kept (params/) when the sweep kept them."""
     tuning.split_cpu()
     folder = Path(folder)
-    for flag, value, least in (("--budget", budget, 1), ("--rounds", rounds, 1), ("--checkpoint-every", checkpoint_every, 0)):
+    limits = (("--budget", budget, 1), ("--rounds", rounds, 1), ("--checkpoint-every", checkpoint_every, 0))
+    for flag, value, least in limits:
         if value < least:
             raise ConfigError(f"command line: {flag} = {value}; allowed: an integer >= {least}")
     if chunk_size is not None and chunk_size < 1:
@@ -113,8 +114,8 @@ def run(
                            warm_charts=plots, checkpoint_every=checkpoint_every,
                            keep_params=(folder / results.PARAMS_DIR).is_dir())
         wall = time.perf_counter() - t0
-        rnd.info.update(finished=now(), wall_time_s=round(wall, 3), chunks=len(mine), chunks_resumed=len(mine) - len(todo),
-                        run_steps_per_s=round(sum(int(c.runs.steps.sum()) for c in todo) / wall, 1) if todo else 0.0)
+        rnd.info.update(finished=now(), wall_time_s=round(wall, 3), chunks=len(mine),
+                        chunks_resumed=len(mine) - len(todo), run_steps_per_s=round(sum(int(c.runs.steps.sum()) for c in todo) / wall, 1) if todo else 0.0)
         resume.finish_round(folder, rnd)
         runs, chunks = pd.concat([runs, rnd.runs]), chunks + mine
         table, curves, neurons = summarize.tables(runs, [recorded[c.index] for c in chunks], config)

@@ -52,7 +52,8 @@ def test_proposed_points_are_the_midpoints_of_every_disagreeing_pair():
                     expected.add((wd, alpha, round((a + b) / 2, 12)))
     assert expected and set(zip(proposed.weight_decay, proposed.data_fraction, proposed.corruption_fraction)) == expected
     # Each new run is a run of the sweep but for its place, with the split sizes of that place.
-    assert (proposed[["n_train", "n_corrupt", "n_test"]] == grid.split_sizes(proposed.copy())[["n_train", "n_corrupt", "n_test"]]).all().all()
+    sizes = ["n_train", "n_corrupt", "n_test"]
+    assert (proposed[sizes] == grid.split_sizes(proposed.copy())[sizes]).all().all()
     same = [c for c in proposed if c not in ("run_id", "data_fraction", "corruption_fraction", "weight_decay",
                                              "n_train", "n_corrupt", "n_test")]
     assert (proposed[same].nunique() <= 1).all() and (proposed[same].iloc[0] == runs[same].iloc[0]).all()
