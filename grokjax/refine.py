@@ -106,7 +106,7 @@ def run(
     trained: list[dict] = []
 
     def train_round(rnd: Round) -> None:
-        """Train a persisted round (resuming its recorded chunks), record it as finished, rewrite the tables."""
+        """Train a persisted round (resuming its recorded chunks), rewrite the tables, record it as finished."""
         nonlocal runs, chunks
         mine = plan.from_json(rnd.plan, rnd.runs, rnd.first_chunk)
         t0 = time.perf_counter()
@@ -116,13 +116,13 @@ def run(
         wall = time.perf_counter() - t0
         rnd.info.update(finished=now(), wall_time_s=round(wall, 3), chunks=len(mine),
                         chunks_resumed=len(mine) - len(todo), run_steps_per_s=round(sum(int(c.runs.steps.sum()) for c in todo) / wall, 1) if todo else 0.0)
-        resume.finish_round(folder, rnd)
         runs, chunks = pd.concat([runs, rnd.runs]), chunks + mine
         table, curves, neurons = summarize.tables(runs, [recorded[c.index] for c in chunks], config)
         meta = results.read_meta(folder / "runs.parquet")
         meta.update(runs=len(table), rounds=[r.info for r in history if r.finished],
                     expect=expect.evaluate(config.expect, table))
         results.write(folder, table, curves, meta, neurons)
+        resume.finish_round(folder, rnd)  # after the tables: a kill between leaves it to finish again, at no cost
         trained.append(rnd.info)
 
     if history and not history[-1].finished:
