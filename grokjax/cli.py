@@ -35,6 +35,22 @@ examples:
   grokjax sweep sweeps/doshi_fig3_wd.toml --coordinator 10.0.0.1:9876 --num-processes 2 --process-id 0"""
 
 
+REFINE_HELP = """\
+Refine the phase boundaries of a finished sweep's folder: find neighbouring cells
+of the phase diagram that disagree (different majority phases, or seeds agreeing
+less than 75%), propose up to N new runs at their midpoints in the heatmap's axes
+(data and corruption fraction, per value of the other axes; twice the seeds where
+agreement is low), train them into the same folder (runs.parquet grows; run_ids
+stay unique; the provenance lists the rounds) and redraw the charts, whose phase
+diagram then shows cells of varying size. N is spread over K rounds, each
+proposed from the runs before it. Running it again refines further; a round
+stopped by Ctrl-C or a kill is resumed by running the command again."""
+
+REFINE_EXAMPLES = """\
+examples:
+  grokjax refine results/quickstart --budget 60
+  grokjax refine results/quickstart --budget 120 --rounds 3"""
+
 PRUNE_EXAMPLES = """\
 examples:
   grokjax prune results/quickstart --where "weight_decay == 0 and phase == 'coexistence' and corruption_fraction > 0"
@@ -88,6 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     hosts.add_argument("--process-id", type=int, metavar="I", help="this process's number, 0 .. N-1")
     hosts.add_argument("--distributed", action="store_true",
                        help="join a multi-process sweep, with JAX's cluster auto-detection filling in what is not given")
+    refine = commands.add_parser(
+        "refine",
+        help="add runs where neighbouring cells of the phase diagram disagree",
+        description=REFINE_HELP,
+        epilog=REFINE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    refine.add_argument("folder", metavar="RESULTS_DIR", help="a finished sweep's results folder")
+    refine.add_argument("--budget", type=int, required=True, metavar="N", help="new runs at most, over all rounds")
+    refine.add_argument("--rounds", type=int, default=1, metavar="K", help="rounds to spread them over (default 1)")
+    refine.add_argument("--chunk-size", type=int, metavar="N", help="runs per compiled call (default: fit device memory)")
+    refine.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
+                        help="checkpoint a chunk's state every K logged steps (default 10; 0: only on Ctrl-C)")
+    refine.add_argument("--no-progress", action="store_true", help="no progress bar")
+    refine.add_argument("--no-plots", action="store_true", help="skip the HTML and PNG charts")
     plot = commands.add_parser(
         "plot",
         help="draw a results folder's charts from its Parquet files",
@@ -153,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         return info(args.folder)
     if args.command == "check":
         return check(args.folder, args.file)
+    if args.command == "refine":
+        return refine(args)
     # Imported here so that --help and argument errors answer without loading JAX.
     from grokjax import report, sweep
 
@@ -223,6 +256,32 @@ def distributed(args: argparse.Namespace) -> None:
     except (RuntimeError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"command line: jax.distributed.initialize failed: {first}") from None
+
+
+def refine(args: argparse.Namespace) -> int:
+    """`grokjax refine RESULTS_DIR --budget N [--rounds K]`: new runs at the phase boundaries, into the same folder."""
+    from grokjax import refine as refining
+
+    try:
+        outcome, rounds = refining.run(args.folder, args.budget, args.rounds, chunk_size=args.chunk_size,
+                                       progress=not args.no_progress, plots=not args.no_plots,
+                                       checkpoint_every=args.checkpoint_every)
+    except ConfigError as err:
+        print(f"grokjax: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:
+        where = f" ({err})" if str(err) else ""
+        print(f"grokjax: interrupted{where}; what was trained is kept: run the same command again to resume "
+              "the round", file=sys.stderr)
+        return 130
+    for r in rounds:
+        print(f"Round {r['round']}: {r['proposed']} runs at {r['points']} points (budget {r['budget']}), "
+              f"{r['chunks_resumed']} of {r['chunks']} chunks resumed, {r['wall_time_s']:.1f} s")
+    if not rounds:
+        print("Nothing to refine: no neighbouring cells disagree where a midpoint would train a new run")
+    print(f"Results: {outcome.folder}/ ({len(outcome.results.runs)} runs"
+          + ("" if args.no_plots else "; charts redrawn") + ")")
+    return 0
 
 
 def info(folder: str) -> int:

@@ -50,9 +50,7 @@ def expand(config: SweepConfig) -> pd.DataFrame:
     runs.insert(0, "run_id", np.arange(len(runs), dtype=np.int64))
     runs["beta1"] = runs["betas"].map(lambda b: b[0])
     runs["beta2"] = runs["betas"].map(lambda b: b[1])
-    runs = runs.drop(columns="betas")
-    counts = [_counts(row) for row in runs.itertuples()]
-    runs["n_train"], runs["n_corrupt"], runs["n_test"] = (np.array(c, dtype=np.int64) for c in zip(*counts))
+    runs = split_sizes(runs.drop(columns="betas"))
     empty = runs[runs.n_train == 0]
     if len(empty):
         row = empty.iloc[0]
@@ -74,6 +72,13 @@ def _scaled(row: dict[str, Any]) -> dict[str, Any]:
         "ipr_every": row["ipr_every"] // row["log_every"] * log_every,
         "learning_rate": round(row["learning_rate"] * math.sqrt(row["batch_size"] / 256), 12),
     }
+
+
+def split_sizes(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs with their n_train, n_corrupt and n_test from their task, data and corruption fractions."""
+    counts = [_counts(row) for row in runs.itertuples()]
+    runs["n_train"], runs["n_corrupt"], runs["n_test"] = (np.array(c, dtype=np.int64) for c in zip(*counts))
+    return runs
 
 
 def _counts(row: Any) -> tuple[int, int, int]:

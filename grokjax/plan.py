@@ -71,8 +71,10 @@ def train_slots(static: Static, n_train: int) -> int:
     return 0 if slots >= num_examples(static) else slots
 
 
-def plan(runs: pd.DataFrame, source: str, chunk_size: int | None = None, step: str = "auto") -> list[Chunk]:
-    """All chunks of the sweep: per static group, per rung of training slots, in run order.
+def plan(runs: pd.DataFrame, source: str, chunk_size: int | None = None, step: str = "auto",
+         first: int = 0) -> list[Chunk]:
+    """All chunks of the sweep: per static group, per rung of training slots, in run order, indexed from `first`
+    (a refinement round's chunks follow those already in the folder, so records and params keep one name each).
 
     Chunks fit memory at the group's largest runs, and each rung is cut into chunks
     of equal size, so no chunk is mostly padding runs. Each group's step is computed
@@ -91,7 +93,7 @@ def plan(runs: pd.DataFrame, source: str, chunk_size: int | None = None, step: s
             size = math.ceil(len(part) / math.ceil(len(part) / most))  # padded for its devices by choose_step
             chunk_static = dataclasses.replace(static, train_slots=int(rung), formulation="gather" if rung else "grid")
             for start in range(0, len(part), size):
-                mine.append(Chunk(len(chunks) + len(mine), chunk_static, part.iloc[start : start + size], size))
+                mine.append(Chunk(first + len(chunks) + len(mine), chunk_static, part.iloc[start : start + size], size))
         chunks.extend(choose_step(mine, fixed))
     return chunks
 
@@ -142,10 +144,10 @@ def to_json(chunks: list[Chunk]) -> list[dict[str, Any]]:
              "run_block": c.static.run_block, "devices": c.static.devices} for c in chunks]
 
 
-def from_json(saved: list[dict[str, Any]], runs: pd.DataFrame) -> list[Chunk]:
-    """The chunks of a saved plan (`to_json`), rebuilt on these runs."""
+def from_json(saved: list[dict[str, Any]], runs: pd.DataFrame, first: int = 0) -> list[Chunk]:
+    """The chunks of a saved plan (`to_json`), rebuilt on these runs, indexed from `first` as planned."""
     chunks = []
-    for index, entry in enumerate(saved):
+    for index, entry in enumerate(saved, start=first):
         part = runs.loc[entry["run_ids"]]
         static = grid.static_of(part.iloc[0])
         devices = entry.get("devices", 0)  # plans of before the device split ran on all devices

@@ -86,14 +86,91 @@ def _facet_order(frame: pd.DataFrame, axes: list[str]) -> list[str]:
     return frame.sort_values(axes).facet.drop_duplicates().tolist() if axes else [""]
 
 
-def _grid_encodings(cells: pd.DataFrame, axes: tuple[str, str]) -> tuple[alt.X, alt.Y]:
-    """The grid axes as ordinal axes with short labels (0.3, not 0.30000000000000004)."""
-    xs = sorted(cells[axes[0]].unique())
-    ys = sorted(cells[axes[1]].unique(), reverse=True)
-    x = alt.X("x:O", title=TITLES.get(axes[0], axes[0]), sort=[_label(v) for v in xs],
-              axis=alt.Axis(labelAngle=0, labelOverlap="greedy", labelSeparation=4))
-    y = alt.Y("y:O", title=TITLES.get(axes[1], axes[1]), sort=[_label(v) for v in ys])
-    return x, y
+def _half_way(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds half-way to the neighbours of each of the sorted distinct `values`; an end mirrors its inner
+    side, and a lone value gets half a unit each way."""
+    if len(values) == 1:
+        return values - 0.5, values + 0.5
+    mids = (values[:-1] + values[1:]) / 2
+    lo = np.concatenate([[2 * values[0] - mids[0]], mids])
+    hi = np.concatenate([mids, [2 * values[-1] - mids[-1]]])
+    return lo, hi
+
+
+def cell_extents(cells: pd.DataFrame, grid: tuple[str, str], axes: list[str]) -> pd.DataFrame:
+    """Each cell's rectangle, x0..x1 by y0..y1: around its point, overlapping no other, smaller where refined.
+
+    A sweep's grid cells reach half-way to their neighbours in their row (x) and column (y). A cell
+    that `grokjax refine` added (a later first run_id, at the midpoint of two earlier cells of its row
+    or column) takes the part of its two parents' rectangles half-way to each: along that line from
+    half-way to one parent to half-way to the other (the parents shrink to meet it), across it the
+    span the parents share (where they span differently, a gap is left rather than an overlap).
+    Cells come back larger first, so smaller ones are drawn on top.
+    """
+    cells = cells.reset_index(drop=True)
+    bounds = np.full((len(cells), 4), np.nan)  # x0, x1, y0, y1
+    for _, facet in cells.groupby(axes, sort=False, dropna=False) if axes else [((), cells)]:
+        _tile(facet, grid, bounds)
+    cells[["x0", "x1", "y0", "y1"]] = bounds.round(12)
+    area = (cells.x1 - cells.x0) * (cells.y1 - cells.y0)
+    return cells.iloc[np.argsort(-area.to_numpy(), kind="stable")].reset_index(drop=True)
+
+
+def _tile(facet: pd.DataFrame, grid: tuple[str, str], bounds: np.ndarray) -> None:
+    """`cell_extents` for one facet's cells (in `bounds`, by their row in the cells)."""
+    facet = facet.sort_values("first_run", kind="stable")
+    pos = {i: (float(r[grid[0]]), float(r[grid[1]])) for i, r in facet.iterrows()}
+    integer = [pd.api.types.is_integer_dtype(facet[a]) for a in grid]
+
+    def parents(i: int, earlier: list[int], k: int) -> tuple[int, int] | None:
+        """The nearest earlier cells on either side of cell i along axis k, on its line, if i is their midpoint."""
+        line = [j for j in earlier if pos[j][1 - k] == pos[i][1 - k]]
+        below = [j for j in line if pos[j][k] < pos[i][k]]
+        above = [j for j in line if pos[j][k] > pos[i][k]]
+        if not below or not above:
+            return None
+        a, b = max(below, key=lambda j: pos[j][k]), min(above, key=lambda j: pos[j][k])
+        off = abs(2 * pos[i][k] - pos[a][k] - pos[b][k])
+        return (a, b) if off <= (1 if integer[k] else 1e-9 * (1 + abs(pos[a][k]) + abs(pos[b][k]))) else None
+
+    order, split = list(facet.index), {}
+    for n, i in enumerate(order):
+        found = parents(i, order[:n], 0) or parents(i, order[:n], 1)
+        if found:
+            split[i] = found
+    first = [i for i in order if i not in split]
+    for k in (0, 1):  # the grid's cells: half-way to their neighbours on their line, or on the axis
+        ladder = np.array(sorted({pos[i][k] for i in first}))
+        ladder_lo, ladder_hi = _half_way(ladder)
+        lines: dict[float, list[int]] = {}
+        for i in first:
+            lines.setdefault(pos[i][1 - k], []).append(i)
+        for line in lines.values():
+            line.sort(key=lambda j: pos[j][k])
+            values = np.array([pos[j][k] for j in line])
+            lo, hi = _half_way(values) if len(line) > 1 else (ladder_lo[ladder == values], ladder_hi[ladder == values])
+            bounds[line, 2 * k], bounds[line, 2 * k + 1] = lo, hi
+    for i in order:  # the added cells, in the order they were trained
+        if i not in split:
+            continue
+        a, b = split[i]
+        k = 0 if pos[a][1] == pos[i][1] else 1
+        bounds[i, 2 * k] = bounds[a, 2 * k + 1] = (pos[a][k] + pos[i][k]) / 2
+        bounds[i, 2 * k + 1] = bounds[b, 2 * k] = (pos[i][k] + pos[b][k]) / 2
+        bounds[i, 2 * (1 - k)] = max(bounds[a, 2 * (1 - k)], bounds[b, 2 * (1 - k)])
+        bounds[i, 2 * (1 - k) + 1] = min(bounds[a, 2 * (1 - k) + 1], bounds[b, 2 * (1 - k) + 1])
+
+
+def _grid_encodings(cells: pd.DataFrame, axes: tuple[str, str]) -> dict[str, alt.X | alt.Y | alt.X2 | alt.Y2]:
+    """The grid axes as quantitative x..x2 and y..y2 (the cells of `cell_extents`), ticks with short labels."""
+    x_scale = alt.Scale(domain=[float(cells.x0.min()), float(cells.x1.max())], zero=False, nice=False)
+    y_scale = alt.Scale(domain=[float(cells.y0.min()), float(cells.y1.max())], zero=False, nice=False)
+    return {
+        "x": alt.X("x0:Q", title=TITLES.get(axes[0], axes[0]), scale=x_scale, axis=alt.Axis(format=".3~g")),
+        "x2": alt.X2("x1:Q"),
+        "y": alt.Y("y0:Q", title=TITLES.get(axes[1], axes[1]), scale=y_scale, axis=alt.Axis(format=".3~g")),
+        "y2": alt.Y2("y1:Q"),
+    }
 
 
 def _grid_tooltips(axes: tuple[str, str]) -> list[alt.Tooltip]:
@@ -101,12 +178,13 @@ def _grid_tooltips(axes: tuple[str, str]) -> list[alt.Tooltip]:
 
 
 def phase_cells(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (facet, x, y): majority phase over seeds, its agreement, mean accuracies."""
+    """One row per (facet, x, y): majority phase over seeds, its agreement, mean accuracies, its rectangle."""
     axes, grid = facet_axes(runs), grid_axes(runs)
     keys = [*axes, *grid]
     grouped = runs.groupby(keys, sort=True, dropna=False)
     cells = grouped.agg(
         runs=("run_id", "size"),
+        first_run=("run_id", "min"),
         train_acc=("train_acc", "mean"),
         test_acc=("test_acc", "mean"),
         train_acc_corrupted=("train_acc_corrupted", "mean"),
@@ -117,7 +195,7 @@ def phase_cells(runs: pd.DataFrame) -> pd.DataFrame:
     cells = cells.merge(counts.drop_duplicates(keys)[[*keys, "phase", "seeds"]], on=keys, how="left")
     cells["agreement"] = cells.pop("seeds").fillna(0) / cells.runs
     cells["x"], cells["y"] = cells[grid[0]].map(_label), cells[grid[1]].map(_label)
-    return _facet_column(cells, axes)
+    return _facet_column(cell_extents(cells, grid, axes), axes)
 
 
 def _faceted(chart: alt.Chart, frame: pd.DataFrame, axes: list[str], columns: int = 4) -> alt.Chart:
@@ -130,16 +208,15 @@ def _faceted(chart: alt.Chart, frame: pd.DataFrame, axes: list[str], columns: in
 
 
 def phase_diagram(runs: pd.DataFrame, cell_size: int = 16) -> alt.Chart:
-    """Heatmap of phases over data fraction (x) and corruption fraction (y), one facet per other axis."""
+    """Heatmap of phases over data fraction (x) and corruption fraction (y), one facet per other axis; each
+    cell reaches half-way to its neighbours (`cell_extents`), so refined cells are smaller."""
     cells, grid = phase_cells(runs), grid_axes(runs)
-    x, y = _grid_encodings(cells, grid)
     present = [p for p in PHASES if p in set(cells.phase.dropna())]
     chart = (
         alt.Chart(cells, width=cell_size * cells.x.nunique(), height=cell_size * cells.y.nunique())
         .mark_rect(stroke="white", strokeWidth=0.5)
         .encode(
-            x=x,
-            y=y,
+            **_grid_encodings(cells, grid),
             color=alt.Color(
                 "phase:N",
                 title="phase",
@@ -166,18 +243,18 @@ def accuracy_heatmaps(runs: pd.DataFrame, cell_size: int = 14) -> alt.Chart:
     """Mean train and test accuracy over α and ξ (the paper's Appendix L), colour 0 to 1."""
     axes, grid = facet_axes(runs), grid_axes(runs)
     cells = runs.groupby([*axes, *grid], sort=True).agg(
-        train=("train_acc", "mean"), test=("test_acc", "mean")
+        train=("train_acc", "mean"), test=("test_acc", "mean"), first_run=("run_id", "min")
     ).reset_index()
-    long = cells.melt(id_vars=[*axes, *grid], value_vars=["train", "test"], var_name="set", value_name="accuracy")
-    long["x"], long["y"] = long[grid[0]].map(_label), long[grid[1]].map(_label)
+    cells = cell_extents(cells, grid, axes)
+    bounds = ["x0", "x1", "y0", "y1"]
+    long = cells.melt(id_vars=[*axes, *grid, *bounds], value_vars=["train", "test"], var_name="set",
+                      value_name="accuracy")
     long = _facet_column(long, axes)
-    x, y = _grid_encodings(long, grid)
     chart = (
-        alt.Chart(long, width=cell_size * long.x.nunique(), height=cell_size * long.y.nunique())
+        alt.Chart(long, width=cell_size * long[grid[0]].nunique(), height=cell_size * long[grid[1]].nunique())
         .mark_rect()
         .encode(
-            x=x,
-            y=y,
+            **_grid_encodings(long, grid),
             color=alt.Color("accuracy:Q", title="accuracy", scale=alt.Scale(domain=[0, 1], scheme="viridis")),
             tooltip=[
                 alt.Tooltip("set:N"),

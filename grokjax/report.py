@@ -11,7 +11,7 @@ from grokjax.config import load
 from grokjax.grid import column_name
 from grokjax.phases import PHASES, majority_phase
 from grokjax.plots import grid_axes
-from grokjax.resume import STATE_DIR, read_plan
+from grokjax.resume import STATE_DIR, read_plan, read_rounds
 from grokjax.results import Results, read_meta
 
 SYMBOLS = {
@@ -87,8 +87,8 @@ def provenance(folder: Path) -> str:
     runs_path, config_path = folder / "runs.parquet", folder / "sweep.toml"
     if not runs_path.exists() and not config_path.is_file():
         raise FileNotFoundError(f"{folder}: no runs.parquet or sweep.toml here; is it a grokjax results folder?")
-    saved = read_plan(folder)
-    planned = len(saved["chunks"]) if saved else None
+    saved, rounds = read_plan(folder), read_rounds(folder)
+    planned = len(saved["chunks"]) + sum(len(r.plan) for r in rounds) if saved else None
     recorded = len(list((folder / STATE_DIR).glob("chunk_*/done")))
     if not runs_path.exists():
         config = load(config_path)
@@ -120,6 +120,10 @@ def provenance(folder: Path) -> str:
                                 + (f", on {s['devices']} device" + "s" * (s["devices"] > 1) if "devices" in s else "")
                                 for s in meta["step"]) + f" (compile cache: {meta.get('compile_cache')})"
                       if meta.get("step") else "not recorded (an older grokjax)"),
+        *(f"  refinement round {r.index}: {r.info['proposed']} runs at {r.info['points']} points (budget "
+          f"{r.info['budget']}), run_ids {r.info['run_ids'][0]}..{r.info['run_ids'][1]}, "
+          + (f"finished {r.info['finished']}" if r.finished else "unfinished: grokjax refine resumes it")
+          for r in rounds),
         f"  runs: {len(runs)}; " + (f"ok {int(status.get('ok', 0))}, diverged {int(status.get('diverged', 0))}"
                                     if len(status) else "status not recorded (an older grokjax)"),
     ]

@@ -1,15 +1,19 @@
-"""A results folder as a sweep in progress: whose it is, its plan, its finished chunks, its checkpoints.
+"""A results folder as a sweep in progress: whose it is, its plan, its finished chunks, its checkpoints, its rounds.
 
 Everything a resume starts from lives in `.grokjax/` inside the results folder: the
 plan (`plan.to_json`), a record per finished chunk (its rows, written as it
-finishes) and a segment checkpoint per chunk in training (state arrays keyed by
-their path in the state). The folder's sweep.toml says which config owns it.
+finishes), a segment checkpoint per chunk in training (state arrays keyed by
+their path in the state), and one folder per refinement round (`grokjax.refine`):
+`rounds/round_NNNN/` with its proposed runs and their plan. A round's chunks are
+numbered after all earlier chunks, so their records and params sit beside the sweep's
+under names of their own. The folder's sweep.toml says which config owns it.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +26,7 @@ from grokjax import results
 from grokjax.results import PARAMS_DIR, TABLES
 
 STATE_DIR = ".grokjax"  # while a sweep runs: its plan, and a record per finished chunk (what a resume starts from)
+ROUNDS_DIR = "rounds"  # in STATE_DIR: a folder per refinement round
 
 
 def owner(folder: Path) -> str | None:
@@ -163,3 +168,48 @@ def read_progress(folder: Path, index: int, state_shape: Callable[[], Any]) -> A
             neurons.append((int(step), {n[len(prefix):]: data[n] for n in files if n.startswith(prefix)}))
     state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(state_like), leaves)
     return Progress(n_logs, state, logs, neurons)
+
+
+@dataclass
+class Round:
+    """A refinement round (`grokjax.refine`): its proposed runs, their plan, and what it was given and did."""
+
+    index: int  # 1, 2, ... in the order they were proposed (the sweep's grid is round 0)
+    runs: pd.DataFrame  # the proposed runs (config columns), indexed by run_id
+    plan: list[dict[str, Any]]  # its chunks (`plan.to_json`)
+    first_chunk: int  # the index of its first chunk: after the sweep's and earlier rounds'
+    info: dict[str, Any]  # its provenance: budget, proposed, call, started; finished and times once trained
+
+    @property
+    def finished(self) -> bool:
+        return "finished" in self.info
+
+
+def _round_dir(folder: Path, index: int) -> Path:
+    return folder / STATE_DIR / ROUNDS_DIR / f"round_{index:04d}"
+
+
+def write_round(folder: Path, rnd: Round) -> None:
+    """A round as proposed, before it trains: its runs, then round.json (plan and provenance), which makes it one."""
+    target = _round_dir(folder, rnd.index)
+    target.mkdir(parents=True, exist_ok=True)
+    results.write_parquet(target / "runs.parquet", rnd.runs)
+    finish_round(folder, rnd)
+
+
+def finish_round(folder: Path, rnd: Round) -> None:
+    """Rewrite a round's round.json with its provenance as it now stands (its `finished` time once trained)."""
+    text = json.dumps({"first_chunk": rnd.first_chunk, "plan": rnd.plan, "info": rnd.info})
+    results.atomic_write(_round_dir(folder, rnd.index) / "round.json", lambda tmp: tmp.write_text(text))
+
+
+def read_rounds(folder: Path) -> list[Round]:
+    """The folder's refinement rounds in order (a proposal killed before its round.json was written is none)."""
+    rounds = []
+    for target in sorted((folder / STATE_DIR / ROUNDS_DIR).glob("round_*")):
+        if (target / "round.json").is_file():
+            saved = json.loads((target / "round.json").read_text())
+            runs = pd.read_parquet(target / "runs.parquet")
+            rounds.append(Round(int(target.name.split("_")[1]), runs.set_index(runs.run_id.to_numpy()),
+                                saved["plan"], saved["first_chunk"], saved["info"]))
+    return rounds

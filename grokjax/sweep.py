@@ -2,7 +2,8 @@
 
 `run` reads top to bottom as those stages; each lives in its own module. What this
 module adds is the host's part: resuming, Ctrl-C, the progress bar, and several
-processes taking their share of the chunks.
+processes taking their share of the chunks. `train` and `with_rounds` are the stages
+that `grokjax.refine` shares with it.
 """
 
 from __future__ import annotations
@@ -139,6 +140,47 @@ def progress_bar(name: str, mine: list[Chunk], recorded: dict, enabled: bool) ->
     return bar, moved
 
 
+def train(chunks: list[Chunk], recorded: dict, config: SweepConfig, folder: Path, name: str, progress: bool,
+          warm_charts: bool, checkpoint_every: int, keep_params: bool) -> list[Chunk]:
+    """Train the chunks not in `recorded`, in order, each recorded (in `folder` and in `recorded`) as it
+    finishes; returns the chunks it trained.
+
+    Their programs compile in worker threads while earlier chunks train (and the chart engine warms
+    up, with warm_charts). Ctrl-C stops after the current segment, with `Interrupted`.
+    """
+    todo = [c for c in chunks if c.index not in recorded]
+    for chunk in todo:  # compiled in worker threads, each chunk's while earlier ones train
+        runner.compile_ahead(chunk.static, grid.hparams(chunk.runs, pad_to=chunk.size))
+    if warm_charts and todo:
+        from grokjax import plots as charts  # Altair loads only when charts are drawn
+
+        threading.Thread(target=charts.warm_up, daemon=True).start()  # while the runs train
+    bar, moved = progress_bar(name, chunks, recorded, progress)
+    with bar, stop_on_ctrl_c() as stop:
+        for k, chunk in enumerate(todo):
+            if k == 0 or chunk.static != todo[k - 1].static:
+                bar.set_description_str(f"{name}: compiling p={chunk.static.p} width={chunk.static.width};")
+            result = train_chunk(chunk, config, folder, checkpoint_every, keep_params, stop,
+                                 lambda fraction, c=chunk: moved(c, fraction))
+            if result is None:
+                raise Interrupted(f"stopped in chunk {chunk.index}")
+            if result.params is not None:
+                results.write_params(folder, chunk.index, chunk.runs.run_id.to_numpy(), result.params)
+            resume.write_record(folder, chunk.index, result.final, result.curves, result.neurons)
+            recorded[chunk.index] = (result.final, result.curves, result.neurons)
+            if stop.is_set() and k + 1 < len(todo):
+                raise Interrupted(f"stopped after chunk {chunk.index}")
+    return todo
+
+
+def with_rounds(folder: Path, runs: pd.DataFrame) -> tuple[pd.DataFrame, list[Chunk], list[dict[str, Any]]]:
+    """The sweep's runs with those of the folder's finished refinement rounds (`grokjax.refine`), the
+    rounds' chunks, and their provenance. A round still in training is left out (refine resumes it)."""
+    done = [r for r in resume.read_rounds(folder) if r.finished]
+    runs = pd.concat([runs, *(r.runs for r in done)]) if done else runs
+    return runs, [c for r in done for c in plan.from_json(r.plan, runs, r.first_chunk)], [r.info for r in done]
+
+
 def run(
     config: SweepConfig | str | Path,
     out: str | Path | None = None,
@@ -162,7 +204,10 @@ def run(
     Each finished chunk is recorded in `out`/.grokjax/ as it completes. Running the same
     config into the same folder again resumes: it trains only the chunks not yet recorded,
     exactly as planned the first time, so the tables equal an uninterrupted sweep's
-    (restart=True starts over). Within a chunk, its state is checkpointed every
+    (restart=True starts over). A finished sweep run again trains nothing and keeps the
+    runs of the folder's finished refinement rounds (`grokjax.refine`) in its tables;
+    restart=True, or another config with overwrite=True, starts over without them.
+    Within a chunk, its state is checkpointed every
     `checkpoint_every` logged steps (0: never) and when Ctrl-C stops the sweep, which
     happens after the current segment (a second Ctrl-C stops at once).
 
@@ -225,34 +270,16 @@ def run(
         chunks = plan.from_json(resume.read_plan(folder)["chunks"], runs)
     recorded = resume.read_records(folder) if resuming else {}
     mine = chunks[process::processes]
-    todo = [c for c in mine if c.index not in recorded]
 
     # --- train and summarize, chunk by chunk (each recorded as it finishes) -----------------
     started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
     name = config.name if processes == 1 else f"{config.name} [process {process}/{processes}]"
-    for chunk in todo:  # compiled in worker threads, each chunk's while earlier ones train
-        runner.compile_ahead(chunk.static, grid.hparams(chunk.runs, pad_to=chunk.size))
-    if plots and process == 0 and todo:
-        from grokjax import plots as charts  # Altair loads only when charts are drawn
-
-        threading.Thread(target=charts.warm_up, daemon=True).start()  # while the runs train
-    bar, moved = progress_bar(name, mine, recorded, progress)
-    with bar, stop_on_ctrl_c() as stop:
-        for k, chunk in enumerate(todo):
-            if k == 0 or chunk.static != todo[k - 1].static:
-                bar.set_description_str(f"{name}: compiling p={chunk.static.p} width={chunk.static.width};")
-            result = train_chunk(chunk, config, folder, checkpoint_every, keep_params, stop,
-                                 lambda fraction, c=chunk: moved(c, fraction))
-            if result is None:
-                raise Interrupted(f"stopped in chunk {chunk.index}")
-            if result.params is not None:
-                results.write_params(folder, chunk.index, chunk.runs.run_id.to_numpy(), result.params)
-            resume.write_record(folder, chunk.index, result.final, result.curves, result.neurons)
-            recorded[chunk.index] = (result.final, result.curves, result.neurons)
-            if stop.is_set() and k + 1 < len(todo):
-                raise Interrupted(f"stopped after chunk {chunk.index}")
+    todo = train(mine, recorded, config, folder, name, progress=progress, warm_charts=plots and process == 0,
+                 checkpoint_every=checkpoint_every, keep_params=keep_params)
     wall = time.perf_counter() - t0
-    table, curves, neurons = summarize.tables(runs, [recorded[c.index] for c in mine], config)
+    # The runs of the folder's finished refinement rounds stay in its tables (process 0 writes them).
+    runs, rounds, refined = with_rounds(folder, runs) if process == 0 else (runs, [], [])
+    table, curves, neurons = summarize.tables(runs, [recorded[c.index] for c in mine + rounds], config)
 
     # --- store ------------------------------------------------------------------------------
     meta = {
@@ -275,6 +302,7 @@ def run(
         "useful_work": plan.useful_work(mine),
         "step": plan.formulations(mine),
         "compile_cache": str(tuning.cache_dir() or "off"),
+        "rounds": refined,
         # The paper's claims on these runs; on a part of a multi-process sweep, `grokjax check` judges the whole.
         "expect": expect.evaluate(config.expect, table) if processes == 1 else [],
     }
