@@ -95,24 +95,13 @@ def phase_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter) -> 
     """The phase diagram, one panel per facet; a cell's opacity is its seeds' agreement when cells hold several runs."""
     grid = plots.grid_axes(runs)
     cell_size = int(np.clip(240 / max(cells.x.nunique(), cells.y.nunique()), 16, 70))  # small grids drawn larger
-    x, y = plots._grid_encodings(cells, grid)
     encoding = dict(
-        x=x,
-        y=y,
+        **plots.grid_encodings(cells, grid),
         color=alt.Color("phase:N", scale=_phase_scale(cells), legend=alt.Legend(
             orient="right", labelExpr="replace(datum.label, '_', ' ')")),
         stroke=alt.condition(cell, alt.value("black"), alt.value("white")),
         strokeWidth=alt.condition(cell, alt.value(2.5), alt.value(0.5)),
-        tooltip=[
-            alt.Tooltip("phase:N"),
-            alt.Tooltip("agreement:Q", title="seeds in the majority phase", format=".0%"),
-            alt.Tooltip("runs:Q", title="runs in cell"),
-            *plots._grid_tooltips(grid),
-            alt.Tooltip("facet:N", title="config"),
-            alt.Tooltip("train_acc:Q", title="train accuracy", format=".3f"),
-            alt.Tooltip("test_acc:Q", title="test accuracy", format=".3f"),
-            alt.Tooltip("train_acc_corrupted:Q", title="corrupted train accuracy", format=".3f"),
-        ],
+        tooltip=plots.cell_tooltips(grid),
     )
     if cells.runs.max() > 1:
         encoding["opacity"] = alt.Opacity("agreement:Q", title="seeds in the majority phase",

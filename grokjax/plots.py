@@ -161,7 +161,7 @@ def _tile(facet: pd.DataFrame, grid: tuple[str, str], bounds: np.ndarray) -> Non
         bounds[i, 2 * (1 - k) + 1] = min(bounds[a, 2 * (1 - k) + 1], bounds[b, 2 * (1 - k) + 1])
 
 
-def _grid_encodings(cells: pd.DataFrame, axes: tuple[str, str]) -> dict[str, alt.X | alt.Y | alt.X2 | alt.Y2]:
+def grid_encodings(cells: pd.DataFrame, axes: tuple[str, str]) -> dict[str, alt.X | alt.Y | alt.X2 | alt.Y2]:
     """The grid axes as quantitative x..x2 and y..y2 (the cells of `cell_extents`), ticks with short labels."""
     x_scale = alt.Scale(domain=[float(cells.x0.min()), float(cells.x1.max())], zero=False, nice=False)
     y_scale = alt.Scale(domain=[float(cells.y0.min()), float(cells.y1.max())], zero=False, nice=False)
@@ -171,6 +171,20 @@ def _grid_encodings(cells: pd.DataFrame, axes: tuple[str, str]) -> dict[str, alt
         "y": alt.Y("y0:Q", title=TITLES.get(axes[1], axes[1]), scale=y_scale, axis=alt.Axis(format=".3~g")),
         "y2": alt.Y2("y1:Q"),
     }
+
+
+def cell_tooltips(grid: tuple[str, str]) -> list[alt.Tooltip]:
+    """What hovering a phase-diagram cell shows: its phase, seed agreement, point, config and accuracies."""
+    return [
+        alt.Tooltip("phase:N"),
+        alt.Tooltip("agreement:Q", title="seeds in the majority phase", format=".0%"),
+        alt.Tooltip("runs:Q", title="runs in cell"),
+        *_grid_tooltips(grid),
+        alt.Tooltip("facet:N", title="config"),
+        alt.Tooltip("train_acc:Q", title="train accuracy", format=".3f"),
+        alt.Tooltip("test_acc:Q", title="test accuracy", format=".3f"),
+        alt.Tooltip("train_acc_corrupted:Q", title="corrupted train accuracy", format=".3f"),
+    ]
 
 
 def _grid_tooltips(axes: tuple[str, str]) -> list[alt.Tooltip]:
@@ -216,7 +230,7 @@ def phase_diagram(runs: pd.DataFrame, cell_size: int = 16) -> alt.Chart:
         alt.Chart(cells, width=cell_size * cells.x.nunique(), height=cell_size * cells.y.nunique())
         .mark_rect(stroke="white", strokeWidth=0.5)
         .encode(
-            **_grid_encodings(cells, grid),
+            **grid_encodings(cells, grid),
             color=alt.Color(
                 "phase:N",
                 title="phase",
@@ -224,16 +238,7 @@ def phase_diagram(runs: pd.DataFrame, cell_size: int = 16) -> alt.Chart:
                 sort=present,
                 legend=alt.Legend(labelExpr="replace(datum.label, '_', ' ')", orient="right"),
             ),
-            tooltip=[
-                alt.Tooltip("phase:N"),
-                alt.Tooltip("agreement:Q", title="seeds agreeing", format=".0%"),
-                alt.Tooltip("runs:Q", title="runs in cell"),
-                *_grid_tooltips(grid),
-                alt.Tooltip("facet:N", title="config"),
-                alt.Tooltip("train_acc:Q", title="train accuracy", format=".3f"),
-                alt.Tooltip("test_acc:Q", title="test accuracy", format=".3f"),
-                alt.Tooltip("train_acc_corrupted:Q", title="corrupted train accuracy", format=".3f"),
-            ],
+            tooltip=cell_tooltips(grid),
         )
     )
     return _faceted(chart, cells, facet_axes(runs)).properties(title="Phase diagram (Doshi et al., Table 2)")
@@ -254,7 +259,7 @@ def accuracy_heatmaps(runs: pd.DataFrame, cell_size: int = 14) -> alt.Chart:
         alt.Chart(long, width=cell_size * long[grid[0]].nunique(), height=cell_size * long[grid[1]].nunique())
         .mark_rect()
         .encode(
-            **_grid_encodings(long, grid),
+            **grid_encodings(long, grid),
             color=alt.Color("accuracy:Q", title="accuracy", scale=alt.Scale(domain=[0, 1], scheme="viridis")),
             tooltip=[
                 alt.Tooltip("set:N"),
