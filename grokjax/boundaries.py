@@ -21,19 +21,21 @@ import pandas as pd
 
 from grokjax.fields import config_columns
 from grokjax.grid import split_sizes
-from grokjax.plots import SEED_AXES, facet_axes, grid_axes, phase_cells
+from grokjax.plots import SEED_AXES, facet_axes, grid_axes, log_axis, phase_cells
 from grokjax.train import Hparams
 
 MIN_AGREEMENT = 0.75  # a cell whose seeds agree less (2 of 3 do not) is uncertain
 TRAINED = [f for f in Hparams._fields if f not in SEED_AXES]  # what a run's training depends on besides its seeds
 
 
-def midpoint(a: float, b: float) -> float | None:
-    """Half-way between two axis values; integers (train_size) stay integers, None when none lies between."""
+def midpoint(a: float, b: float, log: bool = False) -> float | None:
+    """Half-way between two axis values (on a log axis, `plots.log_axis`, their geometric mean); integers
+    (train_size) stay integers, None when none lies between."""
     if isinstance(a, (int, np.integer)) and isinstance(b, (int, np.integer)):
         m = (int(a) + int(b)) // 2
         return m if m not in (a, b) else None
-    return round((float(a) + float(b)) / 2, 12)  # 12 decimals: 0.3, not 0.30000000000000004
+    m = np.sqrt(float(a) * float(b)) if log else (float(a) + float(b)) / 2
+    return round(float(m), 12)  # 12 decimals: 0.3, not 0.30000000000000004
 
 
 def disagreeing_pairs(runs: pd.DataFrame, min_agreement: float = MIN_AGREEMENT) -> pd.DataFrame:
@@ -45,7 +47,8 @@ def disagreeing_pairs(runs: pd.DataFrame, min_agreement: float = MIN_AGREEMENT) 
     cells = phase_cells(runs)
     rows = []
     for axis, other in ((x, y), (y, x)):
-        span = float(runs[axis].max() - runs[axis].min()) or 1.0
+        scaled = np.log10 if log_axis(runs[axis]) else (lambda v: v)  # gaps as the chart shows them
+        span = float(scaled(runs[axis].max()) - scaled(runs[axis].min())) or 1.0
         for _, line in cells.groupby([*facets, other], sort=True, dropna=False):
             line = line.sort_values(axis)
             for (_, a), (_, b) in zip(line.iloc[:-1].iterrows(), line.iloc[1:].iterrows()):
@@ -54,7 +57,7 @@ def disagreeing_pairs(runs: pd.DataFrame, min_agreement: float = MIN_AGREEMENT) 
                     continue
                 rows.append({**{f: a[f] for f in facets}, "axis": axis, "a_x": a[x], "a_y": a[y], "b_x": b[x],
                              "b_y": b[y], "a_phase": a.phase, "b_phase": b.phase, "uncertain": uncertain,
-                             "gap": float(b[axis] - a[axis]) / span})
+                             "gap": float(scaled(b[axis]) - scaled(a[axis])) / span})
     columns = [*facets, "axis", "a_x", "a_y", "b_x", "b_y", "a_phase", "b_phase", "uncertain", "gap"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -85,7 +88,8 @@ def propose(runs: pd.DataFrame, budget: int, min_agreement: float = MIN_AGREEMEN
         ends = [cell_runs[(*keys, pair.a_x, pair.a_y)], cell_runs[(*keys, pair.b_x, pair.b_y)]]
         template = max(ends, key=len)[columns].reset_index(drop=True)  # the first of equals: a
         point = {x: pair.a_x, y: pair.a_y}
-        point[pair.axis] = midpoint(point[pair.axis], pair.b_x if pair.axis == x else pair.b_y)
+        point[pair.axis] = midpoint(point[pair.axis], pair.b_x if pair.axis == x else pair.b_y,
+                                    log_axis(runs[pair.axis]))
         if point[pair.axis] is None or (*keys, point[x], point[y]) in seen:
             continue
         new = template.assign(**point)

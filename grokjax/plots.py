@@ -97,6 +97,13 @@ def _half_way(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+def log_axis(values: pd.Series) -> bool:
+    """Whether a heatmap axis is drawn on a log scale: positive values spanning a factor of 30 or more
+    (the PAIR sweep's weight decays, 0.01 to 1), which a linear axis would crowd at one end."""
+    v = values.astype(float)
+    return bool((v > 0).all() and v.max() >= 30 * v.min())
+
+
 def cell_extents(cells: pd.DataFrame, grid: tuple[str, str], axes: list[str]) -> pd.DataFrame:
     """Each cell's rectangle, x0..x1 by y0..y1: around its point, overlapping no other, smaller where refined.
 
@@ -108,9 +115,14 @@ def cell_extents(cells: pd.DataFrame, grid: tuple[str, str], axes: list[str]) ->
     Cells come back larger first, so smaller ones are drawn on top.
     """
     cells = cells.reset_index(drop=True)
+    logs = [log_axis(cells[a]) for a in grid]  # a log-spaced axis is tiled, and drawn, in log10
+    spaced = cells.assign(**{a: np.log10(cells[a].astype(float)) for a, log in zip(grid, logs) if log})
     bounds = np.full((len(cells), 4), np.nan)  # x0, x1, y0, y1
-    for _, facet in cells.groupby(axes, sort=False, dropna=False) if axes else [((), cells)]:
+    for _, facet in spaced.groupby(axes, sort=False, dropna=False) if axes else [((), spaced)]:
         _tile(facet, grid, bounds)
+    for k, log in enumerate(logs):
+        if log:
+            bounds[:, 2 * k: 2 * k + 2] = 10 ** bounds[:, 2 * k: 2 * k + 2]
     cells[["x0", "x1", "y0", "y1"]] = bounds.round(12)
     area = (cells.x1 - cells.x0) * (cells.y1 - cells.y0)
     return cells.iloc[np.argsort(-area.to_numpy(), kind="stable")].reset_index(drop=True)
@@ -163,12 +175,15 @@ def _tile(facet: pd.DataFrame, grid: tuple[str, str], bounds: np.ndarray) -> Non
 
 def grid_encodings(cells: pd.DataFrame, axes: tuple[str, str]) -> dict[str, alt.X | alt.Y | alt.X2 | alt.Y2]:
     """The grid axes as quantitative x..x2 and y..y2 (the cells of `cell_extents`), ticks with short labels."""
-    x_scale = alt.Scale(domain=[float(cells.x0.min()), float(cells.x1.max())], zero=False, nice=False)
-    y_scale = alt.Scale(domain=[float(cells.y0.min()), float(cells.y1.max())], zero=False, nice=False)
+    x_scale, y_scale = (
+        alt.Scale(domain=[float(cells[lo].min()), float(cells[hi].max())], zero=False, nice=False,
+                  type="log" if log_axis(cells[axis]) else "linear")
+        for axis, lo, hi in ((axes[0], "x0", "x1"), (axes[1], "y0", "y1"))
+    )
     return {
-        "x": alt.X("x0:Q", title=TITLES.get(axes[0], axes[0]), scale=x_scale, axis=alt.Axis(format=".3~g")),
+        "x": alt.X("x0:Q", title=TITLES.get(axes[0], axes[0]), scale=x_scale, axis=alt.Axis(format=".4~g")),
         "x2": alt.X2("x1:Q"),
-        "y": alt.Y("y0:Q", title=TITLES.get(axes[1], axes[1]), scale=y_scale, axis=alt.Axis(format=".3~g")),
+        "y": alt.Y("y0:Q", title=TITLES.get(axes[1], axes[1]), scale=y_scale, axis=alt.Axis(format=".4~g")),
         "y2": alt.Y2("y1:Q"),
     }
 

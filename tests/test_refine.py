@@ -229,3 +229,16 @@ def test_a_folder_without_results_or_refinable_axes_is_refused(tmp_path, capsys)
     assert main(["refine", str(tmp_path), "--budget", "4"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "varies neither data_fraction nor corruption_fraction" in err
+
+
+def test_a_log_spaced_axis_is_refined_and_drawn_in_log():
+    """Weight decays 0.01 .. 1 (the PAIR sweep's) on the y axis: midpoints are geometric means, and each
+    cell reaches half-way to its neighbours in log10, as the chart's log scale shows them."""
+    decays = [0.01, 0.1, 1.0]
+    runs = table({"weight_decay": decays, "data_fraction": [0.3, 0.6, 0.9]},
+                 lambda r: "coexistence" if r.weight_decay >= 0.1 else "memorization")
+    assert plots.log_axis(runs.weight_decay) and not plots.log_axis(runs.data_fraction)
+    proposed = boundaries.propose(runs, budget=100)
+    np.testing.assert_allclose(sorted(proposed.weight_decay.unique()), [np.sqrt(0.01 * 0.1)])
+    cells = plots.phase_cells(runs)
+    np.testing.assert_allclose(np.log10(cells.y1) - np.log10(cells.y0), 1.0)  # a decade each, in log10
