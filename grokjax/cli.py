@@ -278,7 +278,8 @@ def refine(args: argparse.Namespace) -> int:
         print(f"Round {r['round']}: {r['proposed']} runs at {r['points']} points (budget {r['budget']}), "
               f"{r['chunks_resumed']} of {r['chunks']} chunks resumed, {r['wall_time_s']:.1f} s")
     if not rounds:
-        print("Nothing to refine: no neighbouring cells disagree where a midpoint would train a new run")
+        print(f"Nothing to refine: no neighbouring cells disagree where a midpoint would train a new run within "
+              f"--budget {args.budget} (an uncertain cell's midpoint takes twice its seeds)")
     print(f"Results: {outcome.folder}/ ({len(outcome.results.runs)} runs"
           + ("" if args.no_plots else "; charts redrawn") + ")")
     return 0

@@ -1,28 +1,18 @@
 """Charts: built from DataFrames, sized for full sweeps, written as offline HTML and PNG."""
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from grokjax import plots
 from grokjax.cli import main
 from grokjax.phases import PHASES
+from tests.bench_explore import synthetic
 
 
 @pytest.fixture(scope="module")
 def fig3_sized():
-    """A synthetic runs table and curves the size of sweeps/doshi_fig3_wd.toml (1,292 runs, 100 logs)."""
-    rng = np.random.default_rng(0)
-    alphas, xis, wds = np.linspace(0.1, 0.9, 17).round(12), np.linspace(0, 0.9, 19).round(12), [0.0, 5.0, 15.0, 20.0]
-    grid = pd.MultiIndex.from_product([wds, xis, alphas], names=["weight_decay", "corruption_fraction", "data_fraction"])
-    runs = grid.to_frame(index=False)
-    runs.insert(0, "run_id", np.arange(len(runs)))
-    runs["phase"] = rng.choice(PHASES, len(runs))
-    runs["train_acc"], runs["test_acc"], runs["train_acc_corrupted"] = rng.random((3, len(runs)))
-    steps = np.arange(20, 2001, 20)
-    curves = pd.DataFrame({"run_id": np.repeat(runs.run_id, len(steps)), "step": np.tile(steps, len(runs))})
-    for col in ("train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted", "train_loss", "test_loss"):
-        curves[col] = rng.random(len(curves)) + 0.01
+    """Synthetic runs and curves the size of sweeps/doshi_fig3_wd.toml (1,292 runs, 100 logs), as the explore benchmark's."""
+    runs, curves, _ = synthetic()
     return runs, curves
 
 
