@@ -105,8 +105,9 @@ def run(
     recorded = resume.read_records(folder)
     trained: list[dict] = []
 
-    def train_round(rnd: Round) -> None:
-        """Train a persisted round (resuming its recorded chunks), rewrite the tables, record it as finished."""
+    def train_round(rnd: Round) -> pd.DataFrame:
+        """Train a persisted round (resuming its recorded chunks), rewrite the tables, record it as finished;
+        returns the runs table, every round's runs included."""
         nonlocal runs, chunks
         mine = plan.from_json(rnd.plan, rnd.runs, rnd.first_chunk)
         t0 = time.perf_counter()
@@ -122,11 +123,14 @@ def run(
         meta.update(runs=len(table), rounds=[r.info for r in history if r.finished],
                     expect=expect.evaluate(config.expect, table))
         results.write(folder, table, curves, meta, neurons)
-        resume.finish_round(folder, rnd)  # after the tables: a kill between leaves it to finish again, at no cost
+        resume.update_round(folder, rnd)  # after the tables: a kill between leaves it to finish again, at no cost
         trained.append(rnd.info)
+        return table
 
     if history and not history[-1].finished:
-        train_round(history[-1])
+        table = train_round(history[-1])
+    else:
+        table = summarize.tables(runs, [recorded[c.index] for c in chunks], config)[0]
     while True:
         index = history[-1].index + 1 if history else 1
         left_rounds = call["first"] + rounds - index
@@ -134,7 +138,6 @@ def run(
         if left_rounds < 1 or left < 1:
             break
         share = math.ceil(left / left_rounds)
-        table = summarize.tables(runs, [recorded[c.index] for c in chunks], config)[0]
         new = boundaries.propose(table, share)
         if new.empty:
             break
@@ -146,7 +149,7 @@ def run(
                     first_chunk, info)
         resume.write_round(folder, rnd)
         history.append(rnd)
-        train_round(rnd)
+        table = train_round(rnd)
 
     outcome = sweep.SweepOutcome(folder, results.load(folder))
     if plots:

@@ -194,11 +194,11 @@ def write_round(folder: Path, rnd: Round) -> None:
     target = _round_dir(folder, rnd.index)
     target.mkdir(parents=True, exist_ok=True)
     results.write_parquet(target / "runs.parquet", rnd.runs)
-    finish_round(folder, rnd)
+    update_round(folder, rnd)
 
 
-def finish_round(folder: Path, rnd: Round) -> None:
-    """Rewrite a round's round.json with its provenance as it now stands (its `finished` time once trained)."""
+def update_round(folder: Path, rnd: Round) -> None:
+    """(Re)write a round's round.json with its plan and provenance as they now stand (`finished` once trained)."""
     text = json.dumps({"first_chunk": rnd.first_chunk, "plan": rnd.plan, "info": rnd.info})
     results.atomic_write(_round_dir(folder, rnd.index) / "round.json", lambda tmp: tmp.write_text(text))
 
