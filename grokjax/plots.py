@@ -47,6 +47,7 @@ TITLES = {
     "batch_size": "batch size",
 }
 MAX_CURVE_POINTS = 200  # per run and metric
+MAX_TICKS = 40  # a heatmap axis with at most this many values has a tick at each (labels that overlap are hidden)
 
 
 def _swept(runs: pd.DataFrame, column: str) -> bool:
@@ -180,10 +181,15 @@ def grid_encodings(cells: pd.DataFrame, axes: tuple[str, str]) -> dict[str, alt.
                   type="log" if log_axis(cells[axis]) else "linear")
         for axis, lo, hi in ((axes[0], "x0", "x1"), (axes[1], "y0", "y1"))
     )
+    x_axis, y_axis = (
+        alt.Axis(format=".4~g", values=[float(v) for v in np.unique(cells[axis])], labelOverlap="greedy")
+        if cells[axis].nunique() <= MAX_TICKS else alt.Axis(format=".4~g")
+        for axis in axes
+    )  # ticks at the cells' own values (a lone value's cell spans a unit, whose round ticks would mislabel it)
     return {
-        "x": alt.X("x0:Q", title=TITLES.get(axes[0], axes[0]), scale=x_scale, axis=alt.Axis(format=".4~g")),
+        "x": alt.X("x0:Q", title=TITLES.get(axes[0], axes[0]), scale=x_scale, axis=x_axis),
         "x2": alt.X2("x1:Q"),
-        "y": alt.Y("y0:Q", title=TITLES.get(axes[1], axes[1]), scale=y_scale, axis=alt.Axis(format=".4~g")),
+        "y": alt.Y("y0:Q", title=TITLES.get(axes[1], axes[1]), scale=y_scale, axis=y_axis),
         "y2": alt.Y2("y1:Q"),
     }
 
