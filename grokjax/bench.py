@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from grokjax import grid, paper_loop, plan as planning, runner, tuning
+from grokjax import cache, grid, paper_loop, plan as planning, runner, tuning
 from grokjax.provenance import device_info
 from grokjax.config import ConfigError, load
 from grokjax.train import Static
@@ -122,7 +122,7 @@ def whole_processes(args: argparse.Namespace, config: Any, runs: pd.DataFrame) -
     sets = [f"--set={item}" for item in args.overrides]
     out: dict[str, Any] = {"runs": len(runs), "charts": args.charts}
     with tempfile.TemporaryDirectory(prefix="grokjax-bench-") as tmp:
-        env = {**os.environ, tuning.CACHE_ENV: str(Path(tmp) / "cache")}
+        env = {**os.environ, cache.CACHE_ENV: str(Path(tmp) / "cache")}
         sweep = [sys.executable, "-m", "grokjax", "sweep", args.file, *sets, "--out", str(Path(tmp) / "out"),
                  "--no-progress", "--no-params", *([] if args.charts else ["--no-plots"])]
         out["grokjax_cold_cache_s"] = wall(sweep, env)

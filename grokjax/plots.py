@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
+import json
 from pathlib import Path
 
 import altair as alt
 import numpy as np
 import pandas as pd
 
+from grokjax.cache import cache_dir
 from grokjax.phases import PHASES
 from grokjax.results import atomic_write, final_neurons
 
@@ -475,20 +477,52 @@ CHARTS = {
 
 
 def save(chart: alt.Chart, path: Path) -> None:
-    """Write a chart as self-contained HTML (JavaScript inlined) or PNG, atomically."""
-    kind = path.suffix.lstrip(".")
-    options = {"inline": True} if kind == "html" else {"scale_factor": 2}
-    atomic_write(path, lambda tmp: chart.save(str(tmp), format=kind, **options))
+    """Write a chart as self-contained HTML (JavaScript inlined, `html_page`) or PNG, atomically."""
+    if path.suffix == ".html":
+        atomic_write(path, lambda tmp: tmp.write_text(html_page(chart), encoding="utf-8"))
+    else:
+        atomic_write(path, lambda tmp: chart.save(str(tmp), format=path.suffix.lstrip("."), scale_factor=2))
+
+
+def html_page(chart: alt.Chart) -> str:
+    """The page Altair writes with `chart.save(..., inline=True)`, which opens offline: the chart and
+    the JavaScript of Vega, Vega-Lite and vega-embed (`javascript_bundle`)."""
+    from altair.utils.html import INLINE_HTML_TEMPLATE
+
+    return INLINE_HTML_TEMPLATE.render(
+        spec=json.dumps(chart.to_dict()), embed_options=json.dumps({"mode": "vega-lite"}), mode="vega-lite",
+        vega_version=alt.VEGA_VERSION, vegalite_version=alt.VEGALITE_VERSION, vegaembed_version=alt.VEGAEMBED_VERSION,
+        output_div="vis", fullhtml=True, requirejs=False, vegaembed_script=javascript_bundle(),
+    )
+
+
+def javascript_bundle() -> str:
+    """vl-convert's bundle of Vega, Vega-Lite and vega-embed (0.9 MB), read from the cache folder.
+
+    Building it takes vl-convert about 1.6 s, once per process; it depends on nothing but the
+    versions, so it is built once per machine and kept (`grokjax.cache`).
+    """
+    import vl_convert as vlc
+    from altair.utils._importers import vl_version_for_vl_convert
+
+    version = vl_version_for_vl_convert()
+    folder = cache_dir()
+    path = None if folder is None else folder / "charts" / f"vl-convert-{vlc.__version__}-{version}.js"
+    if path is not None and path.exists():
+        return path.read_text(encoding="utf-8")
+    bundle = vlc.javascript_bundle(vl_version=version)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: tmp.write_text(bundle, encoding="utf-8"))
+    return bundle
 
 
 def warm_up() -> None:
-    """Start vl-convert's JavaScript engine and build the bundle that HTML files inline: about 2 s, once per
-    process, that a sweep spends while its runs train rather than after. A failure here is left for
-    `write_all` to report."""
-    chart = alt.Chart(pd.DataFrame({"x": [0]})).mark_point().encode(x="x:Q")
+    """Start vl-convert's JavaScript engine and read (or build) the bundle that HTML files inline, while a
+    sweep's runs train rather than after. A failure here is left for `write_all` to report."""
     try:
-        chart.to_html(inline=True)
-        chart.save(io.BytesIO(), format="png")
+        javascript_bundle()
+        alt.Chart(pd.DataFrame({"x": [0]})).mark_point().encode(x="x:Q").save(io.BytesIO(), format="png")
     except Exception:  # noqa: BLE001 (only a head start: write_all meets the same error and says it)
         pass
 

@@ -8,8 +8,7 @@ kind of device, each candidate trains a few steps of the chunk's real runs and t
 fastest wins; the choice is kept in the cache folder beside JAX's compiled programs,
 and the winner's compiled program is the one the sweep then runs.
 
-The cache folder is ~/.cache/grokjax (or $XDG_CACHE_HOME/grokjax); the environment
-variable GROKJAX_CACHE_DIR moves it, and GROKJAX_CACHE_DIR=off turns both caches off
+The cache folder is `grokjax.cache.cache_dir()`; GROKJAX_CACHE_DIR=off turns both caches off
 (the step is then measured anew in every process).
 """
 
@@ -26,22 +25,14 @@ import jax
 import numpy as np
 
 from grokjax import runner
+from grokjax.cache import cache_dir
 from grokjax.config import ConfigError
 from grokjax.results import atomic_write
 from grokjax.train import FORMULATIONS, Hparams, Static
 
-CACHE_ENV = "GROKJAX_CACHE_DIR"
 STEP_ENV = "GROKJAX_STEP"  # the default of `grokjax sweep --step`
 CHOICES_FILE = "steps.json"
 BLOCK = 8  # the block size tried between all runs vmapped and one run at a time
-
-
-def cache_dir() -> Path | None:
-    """The cache folder, or None when GROKJAX_CACHE_DIR turns caching off."""
-    value = os.environ.get(CACHE_ENV)
-    if value is not None:
-        return None if value.strip().lower() in ("", "off", "none", "0") else Path(value).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "grokjax"
 
 
 def enable_compile_cache() -> Path | None:

@@ -1,5 +1,8 @@
 """Charts: built from DataFrames, sized for full sweeps, written as offline HTML and PNG."""
 
+import io
+
+import altair as alt
 import pandas as pd
 import pytest
 
@@ -53,6 +56,22 @@ def test_example_runs_pick_one_per_phase(fig3_sized):
     runs, _ = fig3_sized
     chosen = runs.set_index("run_id").loc[plots.example_runs(runs)]
     assert chosen.phase.tolist() == list(PHASES)
+
+
+def test_html_pages_are_altairs_own_with_the_bundle_kept_in_the_cache(tmp_path, monkeypatch):
+    chart = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [2, 3]})).mark_line().encode(x="x:Q", y="y:Q")
+    altairs = io.StringIO()
+    chart.save(altairs, format="html", inline=True)
+    assert plots.html_page(chart) == altairs.getvalue()  # the same self-contained page, byte for byte
+
+    monkeypatch.setenv("GROKJAX_CACHE_DIR", str(tmp_path))
+    bundle = plots.javascript_bundle()
+    (kept,) = (tmp_path / "charts").iterdir()
+    assert kept.read_text(encoding="utf-8") == bundle
+    kept.write_text("// read back, not built again", encoding="utf-8")
+    assert plots.javascript_bundle() == "// read back, not built again"
+    monkeypatch.setenv("GROKJAX_CACHE_DIR", "off")
+    assert plots.javascript_bundle() == bundle  # built, nothing kept
 
 
 def test_plot_command_redraws_from_parquet_alone(tmp_path, sweep_file, capsys):
