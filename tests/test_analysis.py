@@ -72,6 +72,13 @@ def test_neuron_stats_match_numpy():
     assert stats["dominant_frequency"].min() >= 1 and stats["dominant_frequency"].max() <= (p - 1) // 2
 
 
+@pytest.mark.parametrize("p", [7, 10, 97])
+def test_power_spectrum_is_the_squared_real_dft(p):
+    x = np.random.default_rng(p).normal(size=(5, p)).astype(np.float32)
+    expected = np.abs(np.fft.rfft(x.astype(np.float64), axis=-1)) ** 2
+    np.testing.assert_allclose(analysis.power_spectrum(jnp.asarray(x)), expected, rtol=1e-4, atol=1e-4 * expected.max())
+
+
 def cosines(p: int, units: int, phase: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
     """(units, p) weight vectors, unit j a pure cosine of frequency 1 + j % ((p - 1) // 2), and those frequencies."""
     freq = 1 + np.arange(units) % ((p - 1) // 2)
