@@ -11,6 +11,8 @@ call that compiles:
 - a dense float32 matmul on the same device, and the vmapped runs' model FLOP/s as a
   fraction of it.
 With --formulations: every way of computing the step that `grokjax.tuning` chooses from.
+With --profile: where the largest chunk's time goes on the device, kernel by kind, from a trace
+of JAX's profiler (`grokjax.bench_profile`).
 
 With --whole: the time a user waits, as whole processes, compile included, for the whole
 sweep: `grokjax sweep` with a cold cache (a fresh GROKJAX_CACHE_DIR: the step measured,
@@ -44,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from grokjax import cache, grid, paper_loop, plan as planning, runner, tuning
+from grokjax import bench_profile, cache, grid, paper_loop, plan as planning, runner, tuning
 from grokjax.provenance import device_info
 from grokjax.config import ConfigError, load
 from grokjax.train import Static
@@ -153,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch loop")
     parser.add_argument("--formulations", action="store_true", help="also time every way of computing the step")
+    parser.add_argument("--profile", action="store_true",
+                        help="also trace the largest chunk with JAX's profiler and sum its kernels by kind")
     parser.add_argument("--whole", action="store_true",
                         help="also time whole processes: the sweep, cold and warm cache, and the PyTorch loop")
     parser.add_argument("--charts", action="store_true", help="with --whole: the sweep draws its charts")
@@ -189,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     flops = model_flops(static, chunk)
     formulations = formulation_figures(max(plan, key=lambda c: len(c.runs))) if args.formulations else None
     torch_result = "skipped (--no-torch)" if args.no_torch else isolated(torch_serial, static, chunk)
+    profile = profiled(max(plan, key=lambda c: len(c.runs))) if args.profile else None
 
     report: dict[str, Any] = {
         "command": "python -m grokjax.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -222,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         report["formulations"] = formulations
     if whole is not None:
         report["whole_process"] = whole
+    if profile is not None:
+        report["profile"] = profile
 
     print(summary(report))
     out = Path(args.out) if args.out else Path("results") / "bench" / f"{config.name}.json"
@@ -229,6 +236,17 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"Written: {out}")
     return 0
+
+
+def profiled(chunk: Any) -> dict[str, Any]:
+    """The chunk's kernel time by kind (`bench_profile`), its trace kept in a fresh temporary folder."""
+    folder = Path(tempfile.mkdtemp(prefix="grokjax-trace-"))
+    path, wall = bench_profile.trace(chunk.static, grid.hparams(chunk.runs, pad_to=chunk.size), folder)
+    way = tuning.step_name(chunk.static.formulation, chunk.static.run_block, chunk.static.devices)
+    return {"chunk": f"{len(chunk.runs)} runs, {chunk.static.train_slots or 'all'} slots, {way}", "trace": str(path),
+            "cores": (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+            if jax.default_backend() == "cpu" else jax.local_device_count(),  # an accelerator: its devices
+            **bench_profile.kernel_time(path, wall)}
 
 
 def summary(r: dict[str, Any]) -> str:
@@ -273,6 +291,8 @@ def summary(r: dict[str, Any]) -> str:
                 line += (f"; PyTorch / grokjax: {w['pytorch_s'] / w['grokjax_cold_cache_s']:.2f}x cold, "
                          f"{w['pytorch_s'] / w['grokjax_warm_cache_s']:.2f}x warm")
         lines.append(line)
+    if "profile" in r:
+        lines.append(bench_profile.summary(r["profile"]))
     return "\n".join(lines)
 
 

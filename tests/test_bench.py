@@ -1,14 +1,18 @@
 """The benchmark command runs end to end on a tiny sweep and writes its figures (its speed is not tested)."""
 
 import json
+from pathlib import Path
 
-from grokjax import bench
+import pytest
+
+from grokjax import bench, bench_profile
 from grokjax.bench import main
 
 
 def test_bench_writes_its_figures(sweep_file, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main([str(sweep_file()), "--runs", "3", "--no-torch", "--formulations", "--whole", "--out", str(out)]) == 0
+    assert main([str(sweep_file()), "--runs", "3", "--no-torch", "--formulations", "--whole", "--profile",
+                 "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["runs"] == 4 and report["p"] == 11 and report["width"] == 24  # one whole chunk (a rung of 4 runs)
     for key in ("grokjax_vmapped", "grokjax_serial"):
@@ -21,8 +25,18 @@ def test_bench_writes_its_figures(sweep_file, tmp_path, capsys):
     assert timed[fastest] == min(timed[k] for k in timed if k.endswith(":0") or k.startswith(fastest.split(":")[0]))
     whole = report["whole_process"]
     assert whole["runs"] == 8 and whole["grokjax_cold_cache_s"] > 0 and whole["grokjax_warm_cache_s"] > 0
+    profile = report["profile"]  # a trace of the chunk's program: the MLP's step is matmuls and fusions
+    assert 0 < profile["cores_in_kernels"] <= profile["cores"] and profile["kernels_s"]["matmuls"] > 0
+    assert sum(profile["kernels_s"].values()) == pytest.approx(profile["in_kernels_s"])
+    assert Path(profile["trace"]).is_file()
     printed = capsys.readouterr().out
-    assert "run-steps/s" in printed and "of a dense" in printed
+    assert "run-steps/s" in printed and "of a dense" in printed and "in kernels on average" in printed
+
+
+def test_kernels_are_told_apart_by_kind():
+    assert [bench_profile.kind(n) for n in ("all-gather.2", "dot.17", "ynn_fusion.3", "scatter.1", "gather.4",
+                                            "bitcast_copy_fusion", "multiply_add_fusion")] == [
+        "collectives", "matmuls", "matmuls", "scatters", "gathers", "copies", "fusions"]
 
 
 def test_model_flops_formula(sweep_file):
