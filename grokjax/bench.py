@@ -244,8 +244,7 @@ def profiled(chunk: Any) -> dict[str, Any]:
     path, wall = bench_profile.trace(chunk.static, grid.hparams(chunk.runs, pad_to=chunk.size), folder)
     way = tuning.step_name(chunk.static.formulation, chunk.static.run_block, chunk.static.devices)
     return {"chunk": f"{len(chunk.runs)} runs, {chunk.static.train_slots or 'all'} slots, {way}", "trace": str(path),
-            "cores": (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
-            if jax.default_backend() == "cpu" else jax.local_device_count(),  # an accelerator: its devices
+            "cores": tuning.cores() if jax.default_backend() == "cpu" else jax.local_device_count(),
             **bench_profile.kernel_time(path, wall)}
 
 

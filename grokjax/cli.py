@@ -57,6 +57,16 @@ examples:
   grokjax prune results/doshi_fig1 --order low"""
 
 
+def add_training_options(command: argparse.ArgumentParser) -> None:
+    """The options of the commands that train chunks (sweep, refine)."""
+    command.add_argument("--chunk-size", type=int, metavar="N", help="runs per compiled call (default: fit device memory)")
+    command.add_argument("--no-progress", action="store_true", help="no progress bar")
+    command.add_argument("--no-plots", action="store_true", help="skip the HTML and PNG charts")
+    command.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
+                         help="checkpoint a chunk's state every K logged steps, so a kill loses at most K "
+                         "segments (default 10; 0: only on Ctrl-C)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grokjax", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -77,17 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="override a key of the file, e.g. train.steps=50 or sweep.weight_decay=[0,5] (repeatable)",
     )
-    sweep.add_argument("--chunk-size", type=int, metavar="N", help="runs per compiled call (default: fit device memory)")
-    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
-    sweep.add_argument("--no-plots", action="store_true", help="skip the HTML and PNG charts")
+    add_training_options(sweep)
     sweep.add_argument("--no-params", action="store_true", help="do not store the trained weights (params/)")
     sweep.add_argument("--overwrite", action="store_true",
                        help="replace the results of another config in the --out folder (otherwise refused)")
     sweep.add_argument("--restart", action="store_true",
                        help="train every chunk again (by default, a sweep resumes: finished chunks are kept)")
-    sweep.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
-                       help="checkpoint a chunk's state every K logged steps, so a kill loses at most K "
-                       "segments (default 10; 0: only on Ctrl-C)")
     sweep.add_argument("--step", metavar="HOW",
                        help="how to compute the training step: auto (default; the fastest, measured once per machine "
                        "and shape, or $GROKJAX_STEP), or gather, onehot or grid with an optional :BLOCK (runs "
@@ -114,11 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     refine.add_argument("folder", metavar="RESULTS_DIR", help="a finished sweep's results folder")
     refine.add_argument("--budget", type=int, required=True, metavar="N", help="new runs at most, over all rounds")
     refine.add_argument("--rounds", type=int, default=1, metavar="K", help="rounds to spread them over (default 1)")
-    refine.add_argument("--chunk-size", type=int, metavar="N", help="runs per compiled call (default: fit device memory)")
-    refine.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
-                        help="checkpoint a chunk's state every K logged steps (default 10; 0: only on Ctrl-C)")
-    refine.add_argument("--no-progress", action="store_true", help="no progress bar")
-    refine.add_argument("--no-plots", action="store_true", help="skip the HTML and PNG charts")
+    add_training_options(refine)
     plot = commands.add_parser(
         "plot",
         help="draw a results folder's charts from its Parquet files",

@@ -49,6 +49,11 @@ def default_step() -> str:
     return os.environ.get(STEP_ENV, "auto")
 
 
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS says, else all)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def split_cpu() -> None:
     """One CPU device per core, unless the user says otherwise (JAX_NUM_CPU_DEVICES, or XLA's
     --xla_force_host_platform_device_count) or JAX has started already (then nothing changes).
@@ -60,9 +65,8 @@ def split_cpu() -> None:
     """
     if "JAX_NUM_CPU_DEVICES" in os.environ or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:
-        jax.config.update("jax_num_cpu_devices", cores)
+        jax.config.update("jax_num_cpu_devices", cores())
     except RuntimeError:
         pass  # the backends are up (a notebook ran JAX first): keep their devices
 
