@@ -33,6 +33,9 @@ from grokjax.train import FORMULATIONS, Hparams, Static
 STEP_ENV = "GROKJAX_STEP"  # the default of `grokjax sweep --step`
 CHOICES_FILE = "steps.json"
 BLOCK = 8  # the block size tried between all runs vmapped and one run at a time
+# Part of every choice's key: raise it when the candidates, their programs or how they are timed change,
+# so that choices measured before are measured again (a stale one can pick a way twice as slow).
+REVISION = 2
 
 
 def enable_compile_cache() -> Path | None:
@@ -94,8 +97,10 @@ def parse_step(step: str, source: str) -> tuple[str, int, int]:
 def candidates(static: Static, runs: int) -> tuple[list[str], list[tuple[int, int]]]:
     """(formulations, layouts as (run block, devices)) worth timing for a chunk of `runs` runs of this static config.
 
-    Layouts: all runs vmapped over all local devices; and, on one device, vmapped, in blocks of
-    `BLOCK` or one at a time (blocks on several devices would serialize what they could split).
+    Layouts: all runs vmapped, in blocks of `BLOCK`, or one at a time, each device training its
+    own share of them: split over all local devices where the chunk has a run for each, else on
+    one; and with a split, also one run at a time on one device (no padding run, and a large
+    run's matmuls can use every core).
     """
     if static.batch_size:
         forms = ["gather", "onehot"] if static.model == "mlp" else ["gather"]
@@ -104,17 +109,20 @@ def candidates(static: Static, runs: int) -> tuple[list[str], list[tuple[int, in
     else:
         forms = ["gather", "onehot", "grid"] if static.model == "mlp" else ["gather", "grid"]
     many = jax.local_device_count()
-    one = 1 if many > 1 else 0
-    split = [(0, 0)] if many > 1 and runs >= many else []
-    return forms, split + [(0, one), *[(b, one) for b in (BLOCK, 1) if b < runs]]
+    split = many > 1 and runs >= many
+    devices = 0 if split or many == 1 else 1
+    per_device = -(-runs // many) if split else runs
+    layouts = [(block, devices) for block in (0, BLOCK, 1) if block < per_device]
+    return forms, layouts + ([(1, 1)] if split else [])
 
 
 def key(static: Static, runs: int) -> str:
-    """What a measurement depends on: the device, JAX's version, the program's shape and the run count."""
+    """What a measurement depends on: the device, JAX's and the candidates' versions, the program's shape and the
+    run count."""
     device = jax.local_devices()[0]
     shape = {k: v for k, v in dataclasses.asdict(static).items() if k not in ("formulation", "run_block", "devices")}
     what = {"platform": device.platform, "device_kind": device.device_kind, "devices": jax.local_device_count(),
-            "jax": jax.__version__, "runs": runs, **shape}
+            "jax": jax.__version__, "revision": REVISION, "runs": runs, **shape}
     return json.dumps(what, sort_keys=True, default=str)
 
 

@@ -57,7 +57,8 @@ def test_four_devices_give_the_single_device_results(single):
 
 def test_runs_split_over_two_devices_or_kept_on_one_give_the_single_device_results(single):
     """On two devices, a chunk's runs split over both (gather) or kept on the first (gather:2@1, in blocks)."""
-    for step, sizes in (("gather", [4] * 4), ("gather:2@1", [3] * 4)):  # chunks of 3 runs: padded to 4 when split
+    # chunks of 3 runs: padded to 4 when split, each device training its 2 one at a time; or all on one device
+    for step, sizes in (("gather:1", [4] * 4), ("gather:2@1", [3] * 4)):
         out = single / f"two-devices-{step}"
         proc = grokjax_cli("sweep", str(single / "scale.toml"), "--out", str(out), "--chunk-size", "3",
                            "--no-progress", "--no-plots", "--no-params", "--step", step, devices=2)
@@ -65,24 +66,24 @@ def test_runs_split_over_two_devices_or_kept_on_one_give_the_single_device_resul
         assert proc.returncode == 0, err
         one, two = results.load(single / "one"), results.load(out)
         assert two.meta["device"]["device_count"] == 2 and two.meta["chunk_sizes"] == sizes
-        assert {s["devices"] for s in two.meta["step"]} == {2 if step == "gather" else 1}
+        assert {s["devices"] for s in two.meta["step"]} == {2 if step == "gather:1" else 1}
         pd.testing.assert_frame_equal(two.runs[EXACT], one.runs[EXACT])
         np.testing.assert_allclose(two.runs[FLOATS], one.runs[FLOATS], rtol=1e-5, atol=1e-6)
 
 
 def test_cpu_devices_default_to_one_per_core_unless_the_user_says():
     """tuning.split_cpu: one CPU device per core; JAX_NUM_CPU_DEVICES or XLA's flag win; a running JAX is left alone.
-    On several devices the step's candidates include the split and one device."""
+    On several devices the step's candidates are the split (18 runs: 9 a device, so blocks of 8 too) and one device."""
     code = ("import os, jax; from grokjax import tuning; from grokjax.train import Static; tuning.split_cpu(); "
             "print(jax.local_device_count(), len(os.sched_getaffinity(0)), "
-            "tuning.candidates(Static(train_slots=64), 16)[1] if jax.local_device_count() > 1 else '')")
+            "tuning.candidates(Static(train_slots=64), 18)[1] if jax.local_device_count() > 1 else '')")
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
     run = lambda extra: subprocess.run([sys.executable, "-c", code], env={**env, **extra, "JAX_PLATFORMS": "cpu"},  # noqa: E731
                                        cwd=ROOT, text=True, capture_output=True, check=True).stdout.split(maxsplit=2)
     devices, cores, layouts = run({})
     assert devices == cores
     if int(cores) > 1:
-        assert layouts.strip() == "[(0, 0), (0, 1), (8, 1), (1, 1)]"
+        assert layouts.strip() == "[(0, 0), (8, 0), (1, 0), (1, 1)]"
     assert run({"XLA_FLAGS": "--xla_force_host_platform_device_count=3"})[0] == "3"
     assert run({"JAX_NUM_CPU_DEVICES": "1"})[0] == "1"
     started = "import jax; jax.numpy.zeros(1); " + code

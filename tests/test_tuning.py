@@ -49,6 +49,8 @@ def test_the_choice_is_measured_once_then_read_from_the_cache(chunk, tmp_path, m
     assert cached["measured"] == "cached" and again == first
     stored = json.loads((tmp_path / "cache" / tuning.CHOICES_FILE).read_text())
     assert len(stored) == 1
+    monkeypatch.setattr(tuning, "REVISION", tuning.REVISION + 1)  # the candidates changed since: measured again
+    assert tuning.choose(chunk.static, hp, chunk.size)[1]["measured"] == "now"
     monkeypatch.setenv("GROKJAX_CACHE_DIR", "off")
     assert tuning.cache_dir() is None and tuning.choose(chunk.static, hp, chunk.size)[1]["measured"] == "now"
 
