@@ -104,21 +104,29 @@ def choose_step(chunks: list[Chunk], fixed: tuple[str, int, int] | None = None) 
 
     Every way (formulation and layout: run block, devices) is measured on the largest chunks of the
     smallest and the largest rung, where gathering gains most and least and a chunk's runs most
-    and least fill the cores; a rung between takes the way whose measured times per run,
-    interpolated linearly in the rung's training slots, are lowest there (a step's cost is about
-    linear in its examples). Chunks of the grid rung (every example) take the largest rung's layout.
+    and least fill the cores, and each end's winner at the other end too; a rung between takes
+    the way whose measured times per run, interpolated linearly in the rung's training slots, are
+    lowest there (a step's cost is about linear in its examples). Chunks of the grid rung (every
+    example) take the largest rung's layout.
     """
     if fixed is not None:
         form, block, devices = fixed
         return [_with_step(c, form, block, devices) for c in chunks]
     rungs = sorted({c.static.train_slots for c in chunks if c.static.train_slots}) or [0]
+    ends = {rung: max((c for c in chunks if c.static.train_slots == rung), key=lambda c: len(c.runs))
+            for rung in (rungs[0], rungs[-1])}
+
+    def record(chunk: Chunk, also: set[str] = frozenset()) -> dict[str, Any]:
+        hp = grid.hparams(chunk.runs, pad_to=padded_size(chunk.size))
+        return tuning.choose(chunk.static, hp, chunk.size, also)[1]
+
+    winners = {tuning.step_name(r["formulation"], r["run_block"], r["devices"])
+               for r in (record(chunk) for chunk in ends.values())}
     per_run: dict[int, dict[tuple[str, int, int], float]] = {}
-    for rung in {rungs[0], rungs[-1]}:
-        largest = max((c for c in chunks if c.static.train_slots == rung), key=lambda c: len(c.runs))
-        hp = grid.hparams(largest.runs, pad_to=padded_size(largest.size))
-        record = tuning.choose(largest.static, hp, largest.size)[1]
-        chosen = (record["formulation"], record["run_block"], record["devices"])
-        seconds = {tuning.parse_step(name, "measured"): t / largest.size for name, t in record["seconds"].items()}
+    for rung, chunk in ends.items():
+        r = record(chunk, winners if len(ends) > 1 else set())
+        chosen = (r["formulation"], r["run_block"], r["devices"])
+        seconds = {tuning.parse_step(name, "measured"): t / chunk.size for name, t in r["seconds"].items()}
         per_run[rung] = seconds or {chosen: 0.0}  # a single candidate is not timed
 
     def fastest(rung: int) -> tuple[str, int, int]:

@@ -153,6 +153,13 @@ def padded(hp: Hparams, runs: int, devices: int) -> Hparams:
     return jax.tree.map(lambda x: x[index], hp)
 
 
+def time_way(static: Static, hp: Hparams, runs: int, name: str) -> float:
+    """`segment_seconds` of the first `runs` runs of hp, computed the way `name` (as `step_name` writes it)."""
+    form, block, devices = parse_step(name, "measured")
+    return segment_seconds(dataclasses.replace(static, formulation=form, run_block=block, devices=devices),
+                           padded(hp, runs, devices))
+
+
 def measure(static: Static, hp: Hparams, runs: int) -> dict[str, Any]:
     """Time the candidates on the first `runs` runs of hp: first the formulations in the first layout (all
     runs vmapped, over all devices where there are several), then the layouts with the winner. The
@@ -161,11 +168,9 @@ def measure(static: Static, hp: Hparams, runs: int) -> dict[str, Any]:
     timed: dict[str, float] = {}
 
     def time_it(form: str, layout: tuple[int, int]) -> float:
-        block, devices = layout
-        name = step_name(form, block, devices)
+        name = step_name(form, *layout)
         if name not in timed:
-            timed[name] = segment_seconds(dataclasses.replace(static, formulation=form, run_block=block,
-                                                              devices=devices), padded(hp, runs, devices))
+            timed[name] = time_way(static, hp, runs, name)
         return timed[name]
 
     form = min(forms, key=lambda f: time_it(f, layouts[0])) if len(forms) > 1 else forms[0]
@@ -174,21 +179,21 @@ def measure(static: Static, hp: Hparams, runs: int) -> dict[str, Any]:
             "seconds": {k: round(v, 6) for k, v in timed.items()}}
 
 
-def choose(static: Static, hp: Hparams, runs: int) -> tuple[Static, dict[str, Any]]:
+def choose(static: Static, hp: Hparams, runs: int, also: set[str] = frozenset()) -> tuple[Static, dict[str, Any]]:
     """`static` with the fastest formulation and layout for chunks of `runs` runs (hp: at least that many),
-    and the record of the choice: its timings (`measure`), and whether it was measured now or read
-    from the cache.
+    and the record of the choice: its timings (`measure`, and the ways named in `also`, timed too where
+    the record lacks them), and whether it was measured now or read from the cache.
     """
     folder = cache_dir()
     path = folder / CHOICES_FILE if folder is not None else None
     k = key(static, runs)
     known = read_choices(path)
-    if k in known:
-        choice = {**known[k], "measured": "cached"}
-    else:
-        choice = {**measure(static, hp, runs), "measured": "now"}
-        if path is not None:
-            write_choice(path, k, choice)
+    choice = {**known[k], "measured": "cached"} if k in known else {**measure(static, hp, runs), "measured": "now"}
+    missing = set(also) - set(choice["seconds"])
+    if missing:
+        choice["seconds"] = {**choice["seconds"], **{n: round(time_way(static, hp, runs, n), 6) for n in sorted(missing)}}
+    if path is not None and (missing or k not in known):
+        write_choice(path, k, choice)
     return dataclasses.replace(static, formulation=choice["formulation"], run_block=choice["run_block"],
                                devices=choice["devices"]), choice
 

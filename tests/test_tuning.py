@@ -73,3 +73,22 @@ def test_a_bad_step_is_one_line_and_exit_2(sweep_file, tmp_path, capsys, bad):
     assert not (tmp_path / "out").exists()
     with pytest.raises(ConfigError):
         tuning.parse_step(bad, "x")
+
+
+def test_rungs_take_each_ends_winner_even_where_the_ends_chose_differently(sweep_file, tmp_path, monkeypatch):
+    """plan.choose_step: each end's winner is timed at the other end too, so the smallest and largest rung run
+    their own winner, and a rung between one of the two (not a way merely timed at both ends)."""
+    monkeypatch.setenv("GROKJAX_CACHE_DIR", str(tmp_path / "cache"))
+    text = ("[task]\np = 11\n[model]\nwidth = 24\n[train]\nsteps = 30\nlog_every = 10\n"
+            "[sweep]\ndata_fraction = [0.2, 0.35, 0.5]\ncorruption_fraction = [0.0, 0.25]\nweight_decay = [0.0, 1.0]\n")
+    runs = grid.expand(load(sweep_file(text)))
+    chunks = plan.plan(runs, "tiny", None, step="gather")
+    slots = sorted({c.static.train_slots for c in chunks})
+    assert len(slots) == 3 and slots[0] > 0
+    fast = {slots[0]: {"gather:0": 2.0, "gather:1": 1.0}, slots[-1]: {"grid:0": 2.0, "grid:1": 1.0}}
+    monkeypatch.setattr(tuning, "time_way", lambda static, hp, n, name: fast[static.train_slots].get(name, 5.0))
+    ways = {c.static.train_slots: tuning.step_name(c.static.formulation, c.static.run_block, c.static.devices)
+            for c in plan.choose_step(chunks)}
+    assert ways[slots[0]] == "gather:1" and ways[slots[-1]] == "grid:1" and ways[slots[1]] in ("gather:1", "grid:1")
+    stored = json.loads((tmp_path / "cache" / tuning.CHOICES_FILE).read_text()).values()
+    assert all({"gather:1", "grid:1"} <= set(record["seconds"]) for record in stored)
