@@ -50,6 +50,7 @@ TITLES = {
 }
 MAX_CURVE_POINTS = 200  # per run and metric
 MAX_TICKS = 40  # a heatmap axis with at most this many values has a tick at each (labels that overlap are hidden)
+MAX_X_LABELS = 7  # of those, at most this many on the x axis, where labels sit side by side
 
 
 def _swept(runs: pd.DataFrame, column: str) -> bool:
@@ -184,9 +185,9 @@ def grid_encodings(cells: pd.DataFrame, axes: tuple[str, str]) -> dict[str, alt.
         for axis, lo, hi in ((axes[0], "x0", "x1"), (axes[1], "y0", "y1"))
     )
     x_axis, y_axis = (
-        alt.Axis(format=".4~g", values=[float(v) for v in np.unique(cells[axis])], labelOverlap="greedy")
+        alt.Axis(format=".4~g", values=thinned(np.unique(cells[axis]), most), labelOverlap="greedy")
         if cells[axis].nunique() <= MAX_TICKS else alt.Axis(format=".4~g")
-        for axis in axes
+        for axis, most in zip(axes, (MAX_X_LABELS, MAX_TICKS))
     )  # ticks at the cells' own values (a lone value's cell spans a unit, whose round ticks would mislabel it)
     return {
         "x": alt.X("x0:Q", title=TITLES.get(axes[0], axes[0]), scale=x_scale, axis=x_axis),
@@ -194,6 +195,13 @@ def grid_encodings(cells: pd.DataFrame, axes: tuple[str, str]) -> dict[str, alt.
         "y": alt.Y("y0:Q", title=TITLES.get(axes[1], axes[1]), scale=y_scale, axis=y_axis),
         "y2": alt.Y2("y1:Q"),
     }
+
+
+def thinned(values: np.ndarray, most: int) -> list[float]:
+    """Every k-th value, the first included, k the smallest that leaves at most `most`: side by side, a
+    label per cell of a 13-cell axis overlaps, and a browser does not always hide the overlap."""
+    step = -(-len(values) // most)
+    return [float(v) for v in values[::step]]
 
 
 def cell_tooltips(grid: tuple[str, str]) -> list[alt.Tooltip]:

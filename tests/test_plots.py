@@ -101,3 +101,17 @@ def test_plot_refuses_a_broken_parquet_file(tmp_path, capsys):
     assert main(["plot", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "runs.parquet" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("n", [1, 5, 7, 8, 13, 19, 40])
+def test_x_labels_are_every_kth_cell_value_at_most_seven(n):
+    """A heatmap's x axis labels every k-th cell value from the first, no more than MAX_X_LABELS of them."""
+    values = [round(0.3 + 0.05 * i, 2) for i in range(n)]
+    runs = pd.DataFrame({"data_fraction": values * 2, "corruption_fraction": [0.0] * n + [0.1] * n})
+    axis = plots.grid_encodings(runs.assign(
+        x0=runs.data_fraction, x1=runs.data_fraction, y0=runs.corruption_fraction, y1=runs.corruption_fraction),
+        ("data_fraction", "corruption_fraction"))["x"].to_dict()["axis"]
+    shown = axis["values"]
+    k = -(-n // plots.MAX_X_LABELS)
+    assert shown == [float(v) for v in values[::k]] and len(shown) <= plots.MAX_X_LABELS
+    assert n <= plots.MAX_X_LABELS or k > 1
