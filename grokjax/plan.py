@@ -115,16 +115,15 @@ def choose_step(chunks: list[Chunk], fixed: tuple[str, int, int] | None = None) 
     rungs = sorted({c.static.train_slots for c in chunks if c.static.train_slots}) or [0]
     ends = {rung: max((c for c in chunks if c.static.train_slots == rung), key=lambda c: len(c.runs))
             for rung in (rungs[0], rungs[-1])}
-
-    def record(chunk: Chunk, also: set[str] = frozenset()) -> dict[str, Any]:
-        hp = grid.hparams(chunk.runs, pad_to=padded_size(chunk.size))
-        return tuning.choose(chunk.static, hp, chunk.size, also)[1]
-
-    winners = {tuning.step_name(r["formulation"], r["run_block"], r["devices"])
-               for r in (record(chunk) for chunk in ends.values())}
-    per_run: dict[int, dict[tuple[str, int, int], float]] = {}
+    measured = {}
     for rung, chunk in ends.items():
-        r = record(chunk, winners if len(ends) > 1 else set())
+        hp = grid.hparams(chunk.runs, pad_to=padded_size(chunk.size))
+        measured[rung] = (chunk, hp, tuning.choose(chunk.static, hp, chunk.size)[1])
+    winners = {tuning.step_name(r["formulation"], r["run_block"], r["devices"]) for _, _, r in measured.values()}
+    per_run: dict[int, dict[tuple[str, int, int], float]] = {}
+    for rung, (chunk, hp, r) in measured.items():
+        if len(ends) > 1:
+            r = tuning.with_timings(chunk.static, hp, chunk.size, r, winners)
         chosen = (r["formulation"], r["run_block"], r["devices"])
         seconds = {tuning.parse_step(name, "measured"): t / chunk.size for name, t in r["seconds"].items()}
         per_run[rung] = seconds or {chosen: 0.0}  # a single candidate is not timed

@@ -179,23 +179,36 @@ def measure(static: Static, hp: Hparams, runs: int) -> dict[str, Any]:
             "seconds": {k: round(v, 6) for k, v in timed.items()}}
 
 
-def choose(static: Static, hp: Hparams, runs: int, also: set[str] = frozenset()) -> tuple[Static, dict[str, Any]]:
+def choose(static: Static, hp: Hparams, runs: int) -> tuple[Static, dict[str, Any]]:
     """`static` with the fastest formulation and layout for chunks of `runs` runs (hp: at least that many),
-    and the record of the choice: its timings (`measure`, and the ways named in `also`, timed too where
-    the record lacks them), and whether it was measured now or read from the cache.
+    and the record of the choice: its timings (`measure`), and whether it was measured now or read
+    from the cache.
     """
     folder = cache_dir()
     path = folder / CHOICES_FILE if folder is not None else None
     k = key(static, runs)
     known = read_choices(path)
-    choice = {**known[k], "measured": "cached"} if k in known else {**measure(static, hp, runs), "measured": "now"}
-    missing = set(also) - set(choice["seconds"])
-    if missing:
-        choice["seconds"] = {**choice["seconds"], **{n: round(time_way(static, hp, runs, n), 6) for n in sorted(missing)}}
-    if path is not None and (missing or k not in known):
-        write_choice(path, k, choice)
+    if k in known:
+        choice = {**known[k], "measured": "cached"}
+    else:
+        choice = {**measure(static, hp, runs), "measured": "now"}
+        if path is not None:
+            write_choice(path, k, choice)
     return dataclasses.replace(static, formulation=choice["formulation"], run_block=choice["run_block"],
                                devices=choice["devices"]), choice
+
+
+def with_timings(static: Static, hp: Hparams, runs: int, choice: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """The record `choice` (of `choose`, same arguments) with the ways `names` timed too where it lacks them,
+    and kept so in the cache."""
+    missing = sorted(set(names) - set(choice["seconds"]))
+    if not missing:
+        return choice
+    choice = {**choice, "seconds": {**choice["seconds"], **{n: round(time_way(static, hp, runs, n), 6) for n in missing}}}
+    folder = cache_dir()
+    if folder is not None:
+        write_choice(folder / CHOICES_FILE, key(static, runs), choice)
+    return choice
 
 
 def read_choices(path: Path | None) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The step's formulations and run blocks compute the same training; the fastest is measured once and remembered."""
 
+import collections
 import dataclasses
 import json
 
@@ -86,9 +87,19 @@ def test_rungs_take_each_ends_winner_even_where_the_ends_chose_differently(sweep
     slots = sorted({c.static.train_slots for c in chunks})
     assert len(slots) == 3 and slots[0] > 0
     fast = {slots[0]: {"gather:0": 2.0, "gather:1": 1.0}, slots[-1]: {"grid:0": 2.0, "grid:1": 1.0}}
-    monkeypatch.setattr(tuning, "time_way", lambda static, hp, n, name: fast[static.train_slots].get(name, 5.0))
-    ways = {c.static.train_slots: tuning.step_name(c.static.formulation, c.static.run_block, c.static.devices)
-            for c in plan.choose_step(chunks)}
-    assert ways[slots[0]] == "gather:1" and ways[slots[-1]] == "grid:1" and ways[slots[1]] in ("gather:1", "grid:1")
+    timed = collections.Counter()
+
+    def fake(static, hp, n, name):
+        timed[static.train_slots, name] += 1
+        return fast[static.train_slots].get(name, 5.0)
+
+    monkeypatch.setattr(tuning, "time_way", fake)
+    for cache in (tmp_path / "cache", "off"):  # with the cache off too, no way is timed twice
+        monkeypatch.setenv("GROKJAX_CACHE_DIR", str(cache))
+        timed.clear()
+        ways = {c.static.train_slots: tuning.step_name(c.static.formulation, c.static.run_block, c.static.devices)
+                for c in plan.choose_step(chunks)}
+        assert ways[slots[0]] == "gather:1" and ways[slots[-1]] == "grid:1" and ways[slots[1]] in ("gather:1", "grid:1")
+        assert max(timed.values()) == 1 and {"gather:1", "grid:1"} <= {name for _, name in timed}
     stored = json.loads((tmp_path / "cache" / tuning.CHOICES_FILE).read_text()).values()
     assert all({"gather:1", "grid:1"} <= set(record["seconds"]) for record in stored)
