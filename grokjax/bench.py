@@ -49,7 +49,7 @@ import pandas as pd
 from grokjax import bench_profile, cache, grid, paper_loop, plan as planning, runner, tuning
 from grokjax.provenance import device_info
 from grokjax.config import ConfigError, load
-from grokjax.train import Static
+from grokjax.train import PRECISIONS, Static
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -67,17 +67,22 @@ def model_flops(static: Static, runs: pd.DataFrame) -> float:
     return float(sum(6 * int(t) * n * p * static.steps + 2 * p * p * n * p * logs for t in runs.n_train))
 
 
-def matmul_flops(seconds: float = 3.0) -> dict[str, float]:
-    """Best float32 FLOP/s of a square jnp.dot on the default device, over a few sizes."""
+def matmul_flops(seconds: float = 3.0, precision: str = "float32", sizes: tuple[int, ...] = ()) -> dict[str, float]:
+    """Best FLOP/s of a square matmul on the default device at a train.precision setting, over a few sizes
+    (by default 1024 to 4096 on a CPU, 4096 to 16384 on an accelerator)."""
+    matmul, dtype = PRECISIONS[precision]
+    if not sizes:
+        sizes = (1024, 2048, 4096) if jax.default_backend() == "cpu" else (4096, 8192, 16384)
     best: dict[str, float] = {"flops_per_s": 0.0, "size": 0}
-    for size in (1024, 2048, 4096):
-        a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
-        dot = jax.jit(lambda x: jnp.dot(x, x, precision="highest"))
-        jax.block_until_ready(dot(a))
-        calls, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / 3 or calls < 2:
+    for size in sizes:
+        a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+        with jax.default_matmul_precision(matmul):
+            dot = jax.jit(lambda x: jnp.dot(x, x))
             jax.block_until_ready(dot(a))
-            calls += 1
+            calls, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds / len(sizes) or calls < 2:
+                jax.block_until_ready(dot(a))
+                calls += 1
         rate = 2 * size**3 * calls / (time.perf_counter() - start)
         if rate > best["flops_per_s"]:
             best = {"flops_per_s": rate, "size": size}
@@ -149,7 +154,7 @@ def wall(command: list[str], env: dict[str, str]) -> float | str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grokjax.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("file", nargs="?", default="sweeps/quickstart.toml", help="sweep file (default: the quickstart)")
+    parser.add_argument("file", nargs="?", help="sweep file (default: the quickstart; with --suite gpu, Figure 3(a))")
     parser.add_argument("--runs", type=int, default=32, help="how many of its runs to time (default 32)")
     parser.add_argument("--chunk-size", type=int, help="runs per vmapped call (default: as grokjax sweep)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -159,10 +164,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="also trace the largest chunk with JAX's profiler and sum its kernels by kind")
     parser.add_argument("--whole", action="store_true",
                         help="also time whole processes: the sweep, cold and warm cache, and the PyTorch loop")
-    parser.add_argument("--charts", action="store_true", help="with --whole: the sweep draws its charts")
+    parser.add_argument("--charts", action="store_true", help="with --whole or --suite: the sweep draws its charts")
     parser.add_argument("--out", metavar="FILE", help="JSON file for the figures (default: results/bench/<name>.json)")
+    from grokjax import bench_device  # it builds on this module
+
+    bench_device.arguments(parser)
     args = parser.parse_args(argv)
     try:
+        if args.suite:
+            return bench_device.run(args)
+        args.file = args.file or "sweeps/quickstart.toml"
         config = load(args.file, args.overrides)
         runs = grid.expand(config)
     except ConfigError as err:

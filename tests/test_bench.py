@@ -3,9 +3,10 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from grokjax import bench, bench_profile
+from grokjax import bench, bench_device, bench_profile, results
 from grokjax.bench import main
 
 
@@ -48,3 +49,41 @@ def test_model_flops_formula(sweep_file):
     p, n, logs = 11, 24, 3  # 30 steps, logged every 10
     expected = sum(6 * t * n * p * 30 + 2 * p**3 * n * logs for t in group.n_train)
     assert bench.model_flops(static, group) == expected
+
+
+def test_gpu_suite_records_every_part_on_this_device(sweep_file, tmp_path, capsys):
+    """The device suite, on the tiny sweep: one test by pytest, the matmuls, a sweep per precision, the phases."""
+    out = tmp_path / "suite"
+    assert main([str(sweep_file()), "--suite", "gpu", "--out", str(out), "--precisions", "float32,bfloat16",
+                 "--tests", "tests/test_train.py::test_a_second_run_gives_identical_results",
+                 "--matmul-seconds", "0.3", "--matmul-sizes", "64,128"]) == 0
+    report = json.loads((out / "suite.json").read_text())
+    assert report["machine"]["platform"] == "cpu" and set(report["part_seconds"]) == set(bench_device.PARTS)
+    tests = pd.read_parquet(out / "tests.parquet")
+    assert tests.test.tolist() == ["tests.test_train::test_a_second_run_gives_identical_results"]
+    assert tests.outcome.tolist() == ["passed"] and report["tests"] == {"passed": 1, "of": 1, "not_passed": []}
+    matmul = pd.read_parquet(out / "matmul.parquet")
+    assert matmul.precision.tolist() == ["float32", "tf32", "bfloat16"] and (matmul.flops_per_s > 0).all()
+    assert set(matmul["size"]) <= {64, 128}
+    sweeps = pd.read_parquet(out / "sweeps.parquet")
+    assert sweeps.precision.tolist() == ["float32", "bfloat16"] and (sweeps.returncode == 0).all()
+    assert (sweeps.wall_s > sweeps.in_process_s).all() and (sweeps.runs == 8).all()  # the process holds the training
+    assert (sweeps.model_flops_per_s * sweeps.in_process_s).round().eq(sweeps.model_flops.round()).all()
+    phases = pd.read_parquet(out / "phases.parquet")  # every run of the reference, at each precision
+    float32 = results.load(out / "float32").runs
+    assert phases.run_id.tolist() == float32.run_id.tolist() and phases.phase_float32.eq(float32.phase).all()
+    assert report["precision"]["float32"] == {"differ": 0, "swept": 8}
+    differ = int((phases.phase_bfloat16 != phases.phase_reference).sum())
+    assert report["precision"]["bfloat16"] == {"differ": differ, "swept": 8}
+    assert results.load(out / "bfloat16").meta["config"]["train"]["precision"] == "bfloat16"
+    printed = capsys.readouterr().out
+    assert "1 of 1 tests passed" in printed and "TFLOP/s" in printed and "phases differing" in printed
+
+
+@pytest.mark.parametrize("args, message", [(["--parts", "tests,nothing"], "--parts 'tests,nothing': choose from"),
+                                           (["--precisions", "fp8"], "--precisions 'fp8': choose from"),
+                                           ([], "--suite gpu needs --out DIR")])
+def test_gpu_suite_bad_arguments_get_one_line_and_exit_2(sweep_file, tmp_path, capsys, args, message):
+    assert main([str(sweep_file()), "--suite", "gpu", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

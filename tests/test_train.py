@@ -56,6 +56,17 @@ def test_vmapped_run_equals_run_alone(loss, optimizer, activation):
             np.testing.assert_allclose(together[key][:, i], value, rtol=2e-4, atol=1e-6, err_msg=key)
 
 
+def test_a_second_run_gives_identical_results():
+    """Bit for bit, weights too: a sweep resumed or run again must not depend on the order of a device's sums."""
+    static = tiny_static()
+    hp = hparams(static.p, RUNS)
+    first, second = train(static, hp), train(static, hp)
+    for key, value in first.logs.items():
+        np.testing.assert_array_equal(second.logs[key], value, err_msg=key)
+    for a, b in zip(jax.tree.leaves(first.params), jax.tree.leaves(second.params)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_changing_per_run_values_never_recompiles():
     static = tiny_static(width=20)
     compiles = []
