@@ -6,13 +6,21 @@ sweeps/doshi_fig3_wd.toml. Parts (--parts, all by default), in this order:
 - tests: the tests whose outcome can depend on the device (TESTS), run by pytest on it;
 - matmul: a dense square matmul at each of train.precision's settings, the peak the model's FLOP/s
   are measured against;
+- chunk: the sweep's largest chunk at the first precision, as `grokjax sweep` plans it (its step measured):
+  trained once (its program compiled while the step was measured), then warm for the model's FLOP/s,
+  then two segments traced by JAX's profiler
+  (`bench_profile`; the trace is kept as DIR/trace.json.gz, for Perfetto);
 - sweeps: `grokjax sweep SWEEP` as a whole process, compile included, with a fresh compilation
   cache, once per precision (--precisions); with --warm the first precision again, its cache warm;
 - precision: each run's phase at every precision beside its phase at the reference (--reference, a
   float32 results folder; by default DIR/float32, when that precision was swept).
 DIR gets suite.json, rewritten as each part ends (a call cut off at its time limit keeps what
 finished), Parquet tables (tests, matmul, sweeps, phases), each sweep's results folder DIR/<precision>/
-and its output DIR/<precision>.log.
+and each process's output, DIR/<part or precision>.log. A part that fails is recorded with its last
+line of output and the next part runs.
+
+Every part runs in a process of its own and this one never opens the device: JAX takes most of a
+GPU's memory when a process first uses it, and `grokjax sweep` sizes its chunks by the memory free.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,16 +38,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-import jax
 import pandas as pd
 
-from grokjax import bench, cache, grid, plan as planning, results
+from grokjax import bench, bench_profile, cache, grid, plan as planning, results, runner, tuning
 from grokjax.config import load
 from grokjax.provenance import device_info, versions
 from grokjax.train import PRECISIONS
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("tests", "matmul", "sweeps", "precision")
+PARTS = ("tests", "matmul", "chunk", "sweeps", "precision")
 SWEEP = "sweeps/doshi_fig3_wd.toml"
 TESTS = (  # each can pass on a CPU and fail on a GPU: reductions, batched matmuls, atomics, the compile cache
     "tests/test_train.py::test_vmapped_run_equals_run_alone",
@@ -78,14 +86,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"grokjax.bench: error: {err}", file=sys.stderr)
         return 2
     file = args.file or str(ROOT / SWEEP)
-    sizes = tuple(int(n) for n in args.matmul_sizes.split(",") if n)
-    load(file, args.overrides)  # a bad sweep file stops the suite before any part runs
+    overrides = [*args.overrides, f"train.precision={precisions[0]}"]
+    load(file, overrides)  # a bad sweep file stops the suite before any part runs
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "command": "python -m grokjax.bench " + " ".join(sys.argv[1:]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": device_info(), "versions": versions(), "sweep": file, "overrides": args.overrides,
+        "machine": in_subprocess("machine", folder / "machine.log"), "sweep": file, "overrides": args.overrides,
     }
     tables: dict[str, pd.DataFrame] = {}
     for part in parts:
@@ -94,9 +102,15 @@ def run(args: argparse.Namespace) -> int:
             tables["tests"] = device_tests(args.tests.split(",") if args.tests else list(TESTS), folder)
             report["tests"] = tests_summary(tables["tests"])
         elif part == "matmul":
-            tables["matmul"] = pd.DataFrame([{"precision": p, **bench.matmul_flops(args.matmul_seconds, p, sizes)}
-                                             for p in PRECISIONS])
-            report["matmul"] = records(tables["matmul"])
+            sizes = [int(n) for n in args.matmul_sizes.split(",") if n]
+            rows = in_subprocess("matmuls", folder / "matmul.log", seconds=args.matmul_seconds, sizes=sizes)
+            tables["matmul"] = pd.DataFrame(rows if isinstance(rows, list) else [])
+            report["matmul"] = rows
+        elif part == "chunk":
+            with tempfile.TemporaryDirectory(prefix="grokjax-suite-") as tmp:  # the sweeps' cache stays cold
+                report["chunk"] = in_subprocess("chunk", folder / "chunk.log", {cache.CACHE_ENV: tmp},
+                                                file=file, overrides=overrides, trace=str(folder / "trace.json.gz"))
+            report["chunk"] = with_fractions(report["chunk"], tables.get("matmul"), precisions[0])
         elif part == "sweeps":
             tables["sweeps"] = whole_sweeps(file, args, precisions, folder, tables.get("matmul"))
             report["sweeps"] = records(tables["sweeps"])
@@ -108,6 +122,55 @@ def run(args: argparse.Namespace) -> int:
         print(summary(part, report), flush=True)
     print(f"Written: {folder / 'suite.json'}")
     return 0
+
+
+def in_subprocess(function: str, log: Path, env: dict[str, str] | None = None, **kwargs: Any) -> Any:
+    """This module's function(**kwargs) in a process of its own, its JSON result read back; on failure,
+    {"error": its last line of output} (the whole output is in log)."""
+    code = (f"import json, sys; from grokjax import bench_device; "
+            f"print(json.dumps(bench_device.{function}(**json.loads(sys.argv[1]))))")
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], env={**os.environ, **(env or {})},
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log.write_text(proc.stderr)
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def machine() -> dict[str, Any]:
+    tuning.split_cpu()  # the devices a sweep sees
+    return {**device_info(), "versions": versions()}
+
+
+def matmuls(seconds: float, sizes: list[int]) -> list[dict[str, Any]]:
+    return [{"precision": p, **bench.matmul_flops(seconds, p, tuple(sizes))} for p in PRECISIONS]
+
+
+def chunk(file: str, overrides: list[str], trace: str) -> dict[str, Any]:
+    """The sweep's largest chunk, planned and its step chosen as `grokjax sweep` would: trained twice (the
+    second warm, for the model's FLOP/s), then profiled."""
+    tuning.split_cpu()
+    config = load(file, overrides)
+    static, group = next(planning.groups(grid.expand(config)))
+    largest = max(planning.plan(group, config.source, None, tuning.default_step()), key=lambda c: len(c.runs))
+    hp = grid.hparams(largest.runs, pad_to=largest.size)
+    first = bench.timed(lambda: runner.train(largest.static, hp))
+    warm = bench.timed(lambda: runner.train(largest.static, hp))
+    profile = bench.profiled(largest)
+    shutil.copyfile(profile["trace"], trace)
+    flops = bench.model_flops(largest.static, largest.runs)
+    return {"runs": len(largest.runs), "size": largest.size, "train_slots": largest.static.train_slots,
+            "step": profile.pop("chunk"), "first_call_s": first, "warm_s": warm,
+            "run_steps_per_s": len(largest.runs) * static.steps / warm, "model_flops": flops,
+            "model_flops_per_s": flops / warm, "profile": {**profile, "trace": trace}}
+
+
+def with_fractions(figures: dict[str, Any], matmul: pd.DataFrame | None, precision: str) -> dict[str, Any]:
+    """The model's FLOP/s over the dense matmul's at tf32 (the issue's yardstick) and at the run's own precision."""
+    if "error" in figures or matmul is None or matmul.empty:
+        return figures
+    rates = dict(zip(matmul.precision, matmul.flops_per_s))
+    return {**figures, **{f"fraction_of_{p}_matmul": figures["model_flops_per_s"] / rates[p] for p in {"tf32", precision}}}
 
 
 def split(value: str, allowed: tuple[str, ...], flag: str) -> list[str]:
@@ -148,7 +211,6 @@ def whole_sweeps(file: str, args: argparse.Namespace, precisions: list[str], fol
     """Wall seconds of `grokjax sweep` as whole processes, one per precision, from a fresh compilation cache."""
     runs = grid.expand(load(file, args.overrides))
     flops = sum(bench.model_flops(static, group) for static, group in planning.groups(runs))
-    rates = {} if matmul is None else dict(zip(matmul.precision, matmul.flops_per_s))
     rows = []
     with tempfile.TemporaryDirectory(prefix="grokjax-suite-") as tmp:
         env = {**os.environ, cache.CACHE_ENV: str(Path(tmp) / "cache")}
@@ -166,9 +228,7 @@ def whole_sweeps(file: str, args: argparse.Namespace, precisions: list[str], fol
                            chunks=meta["chunks"], compiled_programs=meta["compiled_programs"],
                            step=json.dumps(meta["step"]), model_flops=flops,
                            model_flops_per_s=flops / meta["wall_time_s"])
-                for peak in ("tf32", precision):
-                    if peak in rates:
-                        row[f"fraction_of_{peak}_matmul"] = row["model_flops_per_s"] / rates[peak]
+                row = with_fractions(row, matmul, precision)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -212,26 +272,33 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def summary(part: str, report: dict[str, Any]) -> str:
-    m = report["machine"]
-    head = f"[{part}, {report['part_seconds'][part]:.0f} s on {m['device_kind']} x{m['device_count']}]"
+    m, figures = report["machine"], report.get(part)
+    head = f"[{part}, {report['part_seconds'][part]:.0f} s on {m.get('device_kind', '?')} x{m.get('device_count', '?')}]"
+    if isinstance(figures, dict) and "error" in figures:
+        return f"{head} failed: {figures['error']}"
     if part == "tests":
-        t = report["tests"]
-        return "\n".join([f"{head} {t['passed']} of {t['of']} tests passed",
-                          *(f"  {f['outcome']}: {f['test']}: {f['message'][:200]}" for f in t["not_passed"])])
+        return "\n".join([f"{head} {figures['passed']} of {figures['of']} tests passed",
+                          *(f"  {f['outcome']}: {f['test']}: {f['message'][:200]}" for f in figures["not_passed"])])
     if part == "matmul":
         return head + " dense matmul: " + ", ".join(f"{r['precision']} {r['flops_per_s'] / 1e12:,.2f} TFLOP/s "
-                                                   f"(size {r['size']})" for r in report["matmul"])
+                                                   f"(size {r['size']})" for r in figures)
+    if part == "chunk":
+        return (f"{head} {figures['runs']} runs ({figures['step']}): first call {figures['first_call_s']:.1f} s, "
+                f"{figures['warm_s']:.1f} s warm, {figures['run_steps_per_s']:,.0f} run-steps/s{fraction(figures)}\n"
+                + bench_profile.summary({**figures["profile"], "chunk": figures["step"]}))
     if part == "sweeps":
         lines = [head]
-        for r in report["sweeps"]:
+        for r in figures:
             line = f"  {r['precision']} ({r['cache']} cache): {r['wall_s']:.1f} s, exit {r['returncode']}"
             if r["returncode"] == 0:
                 line += (f"; training {r['in_process_s']:.1f} s, {r['run_steps_per_s']:,.0f} run-steps/s, "
-                         f"{r['compiled_programs']} programs")
-                if r.get("fraction_of_tf32_matmul") is not None:
-                    line += f", model FLOP/s {r['fraction_of_tf32_matmul']:.0%} of the tf32 matmul"
+                         f"{r['compiled_programs']} programs{fraction(r)}")
             lines.append(line)
         return "\n".join(lines)
-    p = report["precision"]
-    return head + f" phases differing from {p['reference']} ({p['runs']} runs): " + ", ".join(
-        f"{k} {v if isinstance(v, str) else v['differ']}" for k, v in p.items() if k not in ("reference", "runs"))
+    return head + f" phases differing from {figures['reference']} ({figures['runs']} runs): " + ", ".join(
+        f"{k} {v if isinstance(v, str) else v['differ']}" for k, v in figures.items() if k not in ("reference", "runs"))
+
+
+def fraction(figures: dict[str, Any]) -> str:
+    share = figures.get("fraction_of_tf32_matmul")
+    return "" if share is None else f", model FLOP/s {share:.0%} of the dense tf32 matmul's"

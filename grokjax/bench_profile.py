@@ -27,7 +27,7 @@ from grokjax.train import Hparams, Static
 CONTAINERS = ("conditional", "cond", "while", "call", "ThunkExecutor", "Threadpool", "end:", "Wait", "Rendezvous")
 KINDS = (  # first match wins: "all-gather" is a collective, not a gather
     ("collectives", ("all-gather", "all-reduce", "all-to-all", "reduce-scatter", "collective")),
-    ("matmuls", ("dot", "gemm", "ynn", "xnn", "cublas", "cutlass", "matmul")),
+    ("matmuls", ("dot", "gemm", "ynn", "xnn", "cublas", "cutlass", "matmul", "xmma", "nvjet")),  # nvjet: cuBLASLt
     ("scatters", ("scatter",)),
     ("gathers", ("gather",)),
     ("copies", ("copy", "transpose")),

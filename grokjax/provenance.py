@@ -10,6 +10,8 @@ from typing import Any
 
 import jax
 
+from grokjax import __version__
+
 
 def device_info() -> dict[str, Any]:
     devices = jax.local_devices()
@@ -30,8 +32,9 @@ def device_info() -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    names = ("grokjax", "jax", "jaxlib", "optax", "numpy", "pandas", "pyarrow")
-    out = {"python": platform.python_version()}
+    """The packages' versions; grokjax's from its source, which also runs uninstalled (PYTHONPATH, as on a borrowed GPU)."""
+    names = ("jax", "jaxlib", "optax", "numpy", "pandas", "pyarrow")
+    out = {"python": platform.python_version(), "grokjax": __version__}
     for name in names:
         try:
             out[name] = metadata.version(name)

@@ -52,7 +52,8 @@ def test_model_flops_formula(sweep_file):
 
 
 def test_gpu_suite_records_every_part_on_this_device(sweep_file, tmp_path, capsys):
-    """The device suite, on the tiny sweep: one test by pytest, the matmuls, a sweep per precision, the phases."""
+    """The device suite, on the tiny sweep: one test by pytest, the matmuls, the largest chunk, a sweep per
+    precision, the phases."""
     out = tmp_path / "suite"
     assert main([str(sweep_file()), "--suite", "gpu", "--out", str(out), "--precisions", "float32,bfloat16",
                  "--tests", "tests/test_train.py::test_a_second_run_gives_identical_results",
@@ -65,6 +66,12 @@ def test_gpu_suite_records_every_part_on_this_device(sweep_file, tmp_path, capsy
     matmul = pd.read_parquet(out / "matmul.parquet")
     assert matmul.precision.tolist() == ["float32", "tf32", "bfloat16"] and (matmul.flops_per_s > 0).all()
     assert set(matmul["size"]) <= {64, 128}
+    chunk = report["chunk"]  # the tiny sweep's rungs are 4 runs each
+    assert chunk["runs"] == 4 and chunk["warm_s"] > 0 and chunk["model_flops"] == pytest.approx(
+        chunk["model_flops_per_s"] * chunk["warm_s"])
+    assert chunk["fraction_of_tf32_matmul"] == pytest.approx(
+        chunk["model_flops_per_s"] / matmul.set_index("precision").flops_per_s["tf32"])
+    assert chunk["profile"]["kernels_s"]["matmuls"] > 0 and (out / "trace.json.gz").is_file()
     sweeps = pd.read_parquet(out / "sweeps.parquet")
     assert sweeps.precision.tolist() == ["float32", "bfloat16"] and (sweeps.returncode == 0).all()
     assert (sweeps.wall_s > sweeps.in_process_s).all() and (sweeps.runs == 8).all()  # the process holds the training
