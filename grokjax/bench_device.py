@@ -183,7 +183,7 @@ def split(value: str, allowed: tuple[str, ...], flag: str) -> list[str]:
 
 def device_tests(node_ids: list[str], folder: Path) -> pd.DataFrame:
     """One row per test case: its outcome on this machine's default device, its seconds, what failed."""
-    xml = folder / "tests.xml"
+    xml = folder.resolve() / "tests.xml"  # pytest runs in the repository's root
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}",
                            *node_ids], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     (folder / "tests.log").write_text(proc.stdout)

@@ -204,6 +204,17 @@ def thinned(values: np.ndarray, most: int) -> list[float]:
     return [float(v) for v in values[::step]]
 
 
+def log_ticks(low: float, high: float, most: int = MAX_X_LABELS) -> list[float]:
+    """1, 2 and 5 times the powers of ten between low and high, or the powers alone where that is too
+    many: Vega-Lite labels a log axis at 1 to 9 times each power, and 1,000 and 2,000 ran together."""
+    decades = range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+    for mantissas in ((1, 2, 5), (1,)):
+        ticks = [float(m * 10**d) for d in decades for m in mantissas if low <= m * 10**d <= high]
+        if len(ticks) <= most:
+            break
+    return ticks or [low, high]
+
+
 def cell_tooltips(grid: tuple[str, str]) -> list[alt.Tooltip]:
     """What hovering a phase-diagram cell shows: its phase, seed agreement, point, config and accuracies."""
     return [
@@ -341,7 +352,11 @@ def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int]
     loss = data.melt(id_vars=["run", "step"], value_vars=["train_loss", "test_loss"], var_name="metric", value_name="value")
     loss["metric"] = loss.metric.str.replace("_loss", "")
     loss = loss[loss.value > 0]  # a loss of exactly 0 (cross-entropy underflow) has no place on a log scale
-    x = alt.X("step:Q", title="step", scale=alt.Scale(type="log") if log_steps else alt.Scale())
+    x = alt.X("step:Q", title="step")
+    if log_steps:
+        first, last = float(steps[steps > 0].min()), float(steps.max())
+        x = alt.X("step:Q", title="step", scale=alt.Scale(type="log", domain=[first, last], nice=False),
+                  axis=alt.Axis(values=log_ticks(first, last)))
     colors = alt.Scale(
         domain=["train", "test", "train, clean", "train, corrupted"],
         range=["#0072B2", "#D55E00", "#56B4E9", "#E69F00"],

@@ -1,8 +1,10 @@
 """Charts: built from DataFrames, sized for full sweeps, written as offline HTML and PNG."""
 
 import io
+import json
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -115,3 +117,23 @@ def test_x_labels_are_every_kth_cell_value_at_most_seven(n):
     k = -(-n // plots.MAX_X_LABELS)
     assert shown == [float(v) for v in values[::k]] and len(shown) <= plots.MAX_X_LABELS
     assert n <= plots.MAX_X_LABELS or k > 1
+
+
+@pytest.mark.parametrize("low, high", [(50, 1500), (1, 100_000), (10, 2000), (60, 90)])
+def test_log_step_labels_are_round_numbers_inside_the_steps_and_few(low, high):
+    ticks = plots.log_ticks(low, high)
+    assert 1 <= len(ticks) <= plots.MAX_X_LABELS and ticks == sorted(ticks)
+    assert all(low <= t <= high for t in ticks)
+    round_numbers = [t for t in ticks if t / 10 ** np.floor(np.log10(t)) in (1, 2, 5)]
+    assert round_numbers == ticks or ticks == [low, high]  # a range holding no round number keeps its ends
+    if high / low >= 10:  # every power of ten in the range is labelled
+        assert {10.0**k for k in range(7) if low <= 10**k <= high} <= set(ticks)
+
+
+def test_log_steps_put_the_labels_on_the_axis(fig3_sized):
+    runs, curves = fig3_sized
+    spec = json.loads(plots.training_curves(curves, runs, log_steps=True).to_json())
+    x = spec["vconcat"][0]["spec"]["encoding"]["x"]
+    steps = curves.step[curves.step > 0]
+    assert x["scale"] == {"type": "log", "domain": [steps.min(), steps.max()], "nice": False}
+    assert x["axis"]["values"] == plots.log_ticks(steps.min(), steps.max())
