@@ -80,8 +80,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         parts = split(args.parts, PARTS, "--parts")
         precisions = split(args.precisions, tuple(PRECISIONS), "--precisions")
+        items = [n.strip() for n in args.matmul_sizes.split(",") if n.strip()]
+        if not all(n.isdigit() and int(n) > 0 for n in items):
+            raise ValueError(f"--matmul-sizes {args.matmul_sizes!r}: whole numbers above 0, comma-separated")
+        sizes = [int(n) for n in items]
         if not args.out:
             raise ValueError("--suite gpu needs --out DIR")
+        if args.reference and not (Path(args.reference) / "runs.parquet").is_file():
+            raise ValueError(f"--reference {args.reference}: no runs.parquet here; is it a grokjax results folder?")
     except ValueError as err:
         print(f"grokjax.bench: error: {err}", file=sys.stderr)
         return 2
@@ -102,7 +108,6 @@ def run(args: argparse.Namespace) -> int:
             tables["tests"] = device_tests(args.tests.split(",") if args.tests else list(TESTS), folder)
             report["tests"] = tests_summary(tables["tests"])
         elif part == "matmul":
-            sizes = [int(n) for n in args.matmul_sizes.split(",") if n]
             rows = in_subprocess("matmuls", folder / "matmul.log", seconds=args.matmul_seconds, sizes=sizes)
             tables["matmul"] = pd.DataFrame(rows if isinstance(rows, list) else [])
             report["matmul"] = rows

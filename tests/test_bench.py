@@ -89,6 +89,8 @@ def test_gpu_suite_records_every_part_on_this_device(sweep_file, tmp_path, capsy
 
 @pytest.mark.parametrize("args, message", [(["--parts", "tests,nothing"], "--parts 'tests,nothing': choose from"),
                                            (["--precisions", "fp8"], "--precisions 'fp8': choose from"),
+                                           (["--matmul-sizes", "1024,big"], "--matmul-sizes '1024,big': whole numbers"),
+                                           (["--out", "x", "--reference", "nowhere"], "--reference nowhere: no runs.parquet"),
                                            ([], "--suite gpu needs --out DIR")])
 def test_gpu_suite_bad_arguments_get_one_line_and_exit_2(sweep_file, tmp_path, capsys, args, message):
     assert main([str(sweep_file()), "--suite", "gpu", *args]) == 2
