@@ -51,7 +51,7 @@ AnalysisConfig = _table("AnalysisConfig", "analysis", "[analysis]: analyses the 
 class Expectation:
     """One `[[expect]]` entry: a claim of the paper that the sweep's runs should bear out (`grokjax.expect`).
 
-    The runs `where` selects (a pandas query on the config columns; "" all runs) give a value:
+    The runs `where` selects (a query on the config columns, `grokjax.expressions`; "" all runs) give a value:
     the share of them in one of `phase`, or their `metric` (a runs.parquet column, or an
     arithmetic expression of them such as "min_prune / width") taken as `of` (mean, min or
     max; a NaN anywhere makes it NaN). The claim holds if that value is above the

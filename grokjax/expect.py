@@ -1,8 +1,9 @@
 """The paper's claims, checked on a sweep's runs: the `[[expect]]` entries of a sweep file.
 
-Each entry (`config.Expectation`) selects runs with a pandas query on their config columns
-and reduces them to one number (a share of phases, or a metric's mean, min or max); the claim
-holds if that number lies within its bounds, or above the number of the runs `than` selects.
+Each entry (`config.Expectation`) selects runs with an expression on their config columns
+(`grokjax.expressions`: data, never code) and reduces them to one number (a share of phases,
+or a metric's mean, min or max); the claim holds if that number lies within its bounds, or
+above the number of the runs `than` selects.
 `grokjax sweep` evaluates them at the end, prints them and stores them in the provenance;
 `grokjax check RESULTS_DIR` evaluates them again on the results.
 """
@@ -14,7 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from grokjax import expressions
 from grokjax.config import ConfigError, Expectation
+from grokjax.expressions import ExpressionError, shown
 from grokjax.fields import config_columns
 from grokjax.results import RUN_COLUMNS
 
@@ -22,40 +25,46 @@ METRICS = tuple(c for c in RUN_COLUMNS if c not in (*config_columns(), "phase", 
 
 
 def select(runs: pd.DataFrame, query: str) -> pd.DataFrame:
-    return runs.query(query) if query.strip() else runs
+    """The runs where `query` (`grokjax.expressions`) holds; "" all runs."""
+    return expressions.select(runs, query)
 
 
 def validate(source: str, expectations: tuple[Expectation, ...], runs: pd.DataFrame) -> None:
     """One line naming the entry and what is allowed, for a query that is not one on the runs' config columns
-    or selects no run, or a metric that runs.parquet does not have."""
+    or selects no run, or a metric that is neither a runs.parquet metric nor an expression giving a number per run.
+
+    Nothing of a query is executed (`grokjax.expressions`), so this is safe on any file, before any training.
+    """
     config = runs[[c for c in config_columns() if c in runs]]
     results = config.assign(**{m: np.nan for m in METRICS})
     for i, e in enumerate(expectations):
-        if e.metric and not _is_metric(e.metric, results):
-            raise ConfigError(f"{source}: expect[{i}].metric = \"{e.metric}\"; allowed: one of " + ", ".join(METRICS)
-                              + ", or an arithmetic expression of them and the config columns (e.g. \"min_prune / width\")")
+        reason = _not_a_metric(e.metric, results) if e.metric else None
+        if reason is not None:
+            raise ConfigError(f"{source}: expect[{i}].metric = \"{shown(e.metric)}\"; allowed: one of "
+                              + ", ".join(METRICS) + ", or an expression of them and the config columns giving a "
+                              f"number per run, e.g. \"min_prune / width\" ({reason})")
         for key in ("where", "than"):
             query = getattr(e, key)
             if key == "than" and not query:
                 continue
             try:
                 chosen = select(config, query)
-            except Exception as err:  # noqa: BLE001 (pandas raises many kinds for a bad expression)
-                raise ConfigError(f"{source}: expect[{i}].{key} = \"{query}\" is not a query on the runs' config "
-                                  f"columns (e.g. \"weight_decay == 0 and data_fraction > 0.5\"): {err}") from None
+            except ExpressionError as err:
+                raise ConfigError(f"{source}: expect[{i}].{key} = \"{shown(query)}\" is not a query on the runs' "
+                                  f"config columns: {err}") from None
             if chosen.empty:
-                raise ConfigError(f"{source}: expect[{i}].{key} = \"{query}\" selects no run of the sweep")
+                raise ConfigError(f"{source}: expect[{i}].{key} = \"{shown(query)}\" selects no run of the sweep")
 
 
-def _is_metric(metric: str, runs: pd.DataFrame) -> bool:
-    """A runs.parquet metric, or an expression that pandas evaluates to one number per run."""
+def _not_a_metric(metric: str, runs: pd.DataFrame) -> str | None:
+    """None for a runs.parquet metric or an expression giving one number per run; else why not."""
     if metric in METRICS:
-        return True
+        return None
     try:
-        column = runs.eval(metric)
-    except Exception:  # noqa: BLE001 (pandas raises many kinds for a bad expression)
-        return False
-    return isinstance(column, pd.Series) and len(column) == len(runs)
+        expressions.column(runs, metric)
+    except ExpressionError as err:
+        return f"{err.reason}; an expression may hold: {expressions.GRAMMAR}"
+    return None
 
 
 def selecting(expectations: tuple[Expectation, ...], runs: pd.DataFrame) -> tuple[Expectation, ...]:
@@ -69,7 +78,7 @@ def selecting(expectations: tuple[Expectation, ...], runs: pd.DataFrame) -> tupl
     def empty(query: str) -> bool:
         try:
             return bool(query) and select(config, query).empty
-        except Exception:  # noqa: BLE001 (validate names the error)
+        except ExpressionError:  # validate names the error
             return False
 
     return tuple(e for e in expectations if not (empty(e.where or "") or empty(e.than)))
@@ -79,7 +88,7 @@ def value(e: Expectation, runs: pd.DataFrame) -> float:
     """The share of the runs in the claim's phases, or its metric over them (NaN if any run's is NaN)."""
     if e.phase:
         return float(runs.phase.isin(e.phase).mean())
-    column = runs[e.metric] if e.metric in runs else runs.eval(e.metric)
+    column = runs[e.metric] if e.metric in runs else expressions.column(runs, e.metric)
     return float(getattr(column.astype(float), e.of)(skipna=False))
 
 

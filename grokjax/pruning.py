@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from grokjax import analysis, grid, models, plan, results, runner
+from grokjax import analysis, expressions, grid, models, plan, results, runner
 from grokjax.metrics import evaluate
 from grokjax.tasks import make_run_data, model_inputs
 from grokjax.train import Static, apply_model
@@ -110,14 +110,16 @@ def minimum_pruning(curves: pd.DataFrame) -> pd.Series:
 def prune(folder: str, order: str = "low", where: str | None = None) -> pd.DataFrame:
     """Pruning curves of the chosen runs of a results folder (those `can_prune` applies to; params stored).
 
-    order is "low" (lowest IPR first), "high" or "both"; `where` is a pandas query on runs.parquet.
+    order is "low" (lowest IPR first), "high" or "both"; `where` is an expression on runs.parquet's
+    columns (`grokjax.expressions`: data, never executed as code).
     """
     runs = results.load(folder).runs
     if where is not None:
         try:
-            runs = runs.query(where)
-        except Exception as err:  # pandas raises many kinds for a bad expression
-            raise ValueError(f'{folder}: --where "{where}" is not a query on runs.parquet: {err}') from None
+            runs = expressions.select(runs, where)
+        except expressions.ExpressionError as err:
+            raise ValueError(f'{folder}: --where "{expressions.shown(where)}" is not a query on runs.parquet: '
+                             f"{err}") from None
     orders = ORDERS if order == "both" else (order,)
     frames = []
     for static, group in plan.groups(runs):
