@@ -65,6 +65,14 @@ def add_training_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
                          help="checkpoint a chunk's state every K logged steps, so a kill loses at most K "
                          "segments (default 10; 0: only on Ctrl-C)")
+    add_wait_option(command)
+
+
+def add_wait_option(command: argparse.ArgumentParser) -> None:
+    """--wait, for the commands that write a results folder (one writer at a time: `grokjax.lock`)."""
+    command.add_argument("--wait", action="store_true",
+                         help="if another command is writing the results folder, wait for it to finish "
+                         "(default: refuse, naming it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,8 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--restart", action="store_true",
                        help="train every chunk again (by default, a sweep resumes: finished chunks are kept)")
     sweep.add_argument("--step", metavar="HOW",
-                       help="how to compute the training step: auto (default; the fastest, measured once per machine "
-                       "and shape, or $GROKJAX_STEP), or gather, onehot or grid with an optional :BLOCK (runs "
+                       help="how to compute the training step: auto (default, or $GROKJAX_STEP; picked from each "
+                       "chunk's shape by a cost model, so the numbers never depend on timing), tuned (the fastest, "
+                       "timed once per machine and shape; the numbers then depend on which way won), or gather, "
+                       "onehot or grid with an optional :BLOCK (runs "
                        "vectorized together; 0 all, 1 one at a time) and @DEVICES (the local devices a chunk's "
                        "runs are split over; default all; on CPU one per core), e.g. gather:8 or gather:8@1")
     hosts = sweep.add_argument_group(
@@ -127,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and .png, and explore.html, into RESULTS_DIR, from its Parquet files alone.",
     )
     plot.add_argument("folder", metavar="RESULTS_DIR", help="a results folder, e.g. results/quickstart")
+    add_wait_option(plot)
     explore = commands.add_parser(
         "explore",
         help="write one offline page of linked views to explore a results folder",
@@ -137,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explore.add_argument("folder", metavar="RESULTS_DIR", help="a results folder, e.g. results/quickstart")
     explore.add_argument("--out", metavar="FILE", help="write the page here instead (default: RESULTS_DIR/explore.html)")
+    add_wait_option(explore)
     prune = commands.add_parser(
         "prune",
         help="prune neurons in IPR order and record accuracies (Figure 6)",
@@ -149,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("folder", metavar="RESULTS_DIR", help="a results folder with params/")
     prune.add_argument("--order", choices=("low", "high", "both"), default="both",
                        help="remove the lowest-IPR neurons first, the highest first, or both (default)")
-    prune.add_argument("--where", metavar="QUERY", help='a pandas query on runs.parquet, e.g. "weight_decay == 0"')
+    prune.add_argument("--where", metavar="QUERY", help='a query on runs.parquet, e.g. "weight_decay == 0" '
+                       "(docs/expressions.md: what a query may hold)")
+    add_wait_option(prune)
     info = commands.add_parser(
         "info",
         help="print what made a results folder",
@@ -176,11 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     if args.command == "plot":
-        return plot(args.folder)
+        return plot(args.folder, args.wait)
     if args.command == "explore":
-        return explore(args.folder, args.out)
+        return explore(args.folder, args.out, args.wait)
     if args.command == "prune":
-        return prune(args.folder, args.order, args.where)
+        return prune(args.folder, args.order, args.where, args.wait)
     if args.command == "info":
         return info(args.folder)
     if args.command == "check":
@@ -204,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             restart=args.restart,
             checkpoint_every=args.checkpoint_every,
             step=args.step,
+            wait=args.wait,
         )
     except ConfigError as err:
         print(f"grokjax: error: {err}", file=sys.stderr)
@@ -266,7 +281,7 @@ def refine(args: argparse.Namespace) -> int:
     try:
         outcome, rounds = refining.run(args.folder, args.budget, args.rounds, chunk_size=args.chunk_size,
                                        progress=not args.no_progress, plots=not args.no_plots,
-                                       checkpoint_every=args.checkpoint_every)
+                                       checkpoint_every=args.checkpoint_every, wait=args.wait)
     except ConfigError as err:
         print(f"grokjax: error: {err}", file=sys.stderr)
         return 2
@@ -320,23 +335,25 @@ def check(folder: str, file: str | None) -> int:
     return 0 if held == len(records) else 1
 
 
-def plot(folder: str) -> int:
+def plot(folder: str, wait: bool = False) -> int:
     """`grokjax plot RESULTS_DIR`: charts from the Parquet files alone."""
-    from grokjax import plots, results
+    from grokjax import lock, plots, results
 
     try:
-        res = results.load(folder)
-    except (FileNotFoundError, OSError, ValueError) as err:
+        with lock.hold(folder, f"grokjax plot {folder}", wait, create=False):
+            res = results.load(folder)
+            for path in plots.write_all(folder, res.runs, res.curves, res.neurons):
+                print(path)
+    except (FileNotFoundError, OSError, ValueError) as err:  # lock.FolderInUse is a ValueError
         print(f"grokjax: error: {err}", file=sys.stderr)
         return 2
-    for path in plots.write_all(folder, res.runs, res.curves, res.neurons):
-        print(path)
     return 0
 
 
-def explore(folder: str, out: str | None) -> int:
+def explore(folder: str, out: str | None, wait: bool = False) -> int:
     """`grokjax explore RESULTS_DIR`: the page of linked views, from the Parquet files alone."""
     from grokjax import explore as page
+    from grokjax import lock
 
     def refuse(reason: str) -> int:
         print(f"grokjax explore: {folder}: {reason}", file=sys.stderr)
@@ -347,7 +364,10 @@ def explore(folder: str, out: str | None) -> int:
     if out is not None and not Path(out).resolve().parent.is_dir():
         return refuse(f"--out {out}: its folder does not exist")
     try:
-        path = page.write(folder, out)
+        with lock.hold(folder, f"grokjax explore {folder}", wait, create=False):
+            path = page.write(folder, out)
+    except lock.FolderInUse as err:
+        return refuse(str(err).removeprefix(f"{folder} "))
     except (OSError, ValueError) as err:  # pyarrow's errors are ValueErrors and OSErrors
         reason = str(err).strip().splitlines()[0].removeprefix(f"{folder}: ")
         if isinstance(err, OSError) and err.strerror:
@@ -359,21 +379,22 @@ def explore(folder: str, out: str | None) -> int:
     return 0
 
 
-def prune(folder: str, order: str, where: str | None) -> int:
+def prune(folder: str, order: str, where: str | None, wait: bool = False) -> int:
     """`grokjax prune RESULTS_DIR`: pruning curves of the chosen runs, to pruning.parquet and a chart."""
-    from grokjax import plots, pruning, results
+    from grokjax import lock, plots, pruning, results
 
     try:
-        curves = pruning.prune(folder, order, where)
-        if curves.empty:
-            raise ValueError(f"{folder}: no chosen run can be pruned (none matches, or none is a 2-layer mlp without BatchNorm on a modular task)")
-        results.write_pruning(folder, curves)
-    except (FileNotFoundError, KeyError, OSError, ValueError) as err:
+        with lock.hold(folder, f"grokjax prune {folder}", wait, create=False):
+            curves = pruning.prune(folder, order, where)
+            if curves.empty:
+                raise ValueError(f"{folder}: no chosen run can be pruned (none matches, or none is a 2-layer mlp without BatchNorm on a modular task)")
+            results.write_pruning(folder, curves)
+            chart = plots.pruning_curves(curves)
+            for kind in ("html", "png"):
+                plots.save(chart, Path(folder) / f"pruning.{kind}")
+    except (FileNotFoundError, KeyError, OSError, ValueError) as err:  # lock.FolderInUse is a ValueError
         print(f"grokjax: error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 2
-    chart = plots.pruning_curves(curves)
-    for kind in ("html", "png"):
-        plots.save(chart, Path(folder) / f"pruning.{kind}")
     summary = pruning.summary(curves)
     print(summary)
     print(f"Results: {folder}/pruning.parquet, pruning.html, pruning.png")

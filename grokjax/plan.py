@@ -3,8 +3,10 @@
 Runs that share their static fields form a group (one model shape); within a group,
 runs are chunked per rung of training slots (`train_slots`), so each chunk gathers
 about as many training examples as its runs have; chunks are as large as the devices'
-free memory allows; and each group's step is computed the way measured fastest on
-this machine (`grokjax.tuning`). The plan is data (`to_json`): a resumed sweep reads it
+memory allows; and each chunk's step is computed the way the cost model picks
+(`grokjax.costmodel`), or as timed on this machine (`grokjax.tuning`, --step tuned). The
+plan reads the devices' sizes, never their load, so one config on one kind of machine is
+always planned alike. The plan is data (`to_json`): a resumed sweep reads it
 back and trains exactly the same chunks, the same way, so it gets the same numbers.
 """
 
@@ -14,20 +16,21 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import jax
 import numpy as np
 import pandas as pd
 
-from grokjax import grid, models, tuning
+from grokjax import costmodel, grid, models, tuning
 from grokjax.config import ConfigError
 from grokjax.fields import STATIC_COLUMNS
 from grokjax.runner import padded_size
 from grokjax.tasks import is_modular, num_classes, num_examples
 from grokjax.train import Static, step_examples
 
-MEMORY_FRACTION = 0.5  # of each device's free memory that a chunk may fill: the safety margin
+MEMORY_FRACTION = 0.5  # of each device's memory that a chunk may fill: the safety margin
 # On CPU, chunks past a few dozen runs gain nothing (the cores are busy with a few) and cost memory.
 CPU_MAX_CHUNK = 32
 SLOT_STEPS_PER_DOUBLING = 4  # train_slots take values 8 * 2^(k/4): at most 19% padding, few distinct shapes
@@ -77,11 +80,12 @@ def plan(runs: pd.DataFrame, source: str, chunk_size: int | None = None, step: s
     (a refinement round's chunks follow those already in the folder, so records and params keep one name each).
 
     Chunks fit memory at the group's largest runs, and each rung is cut into chunks
-    of equal size, so no chunk is mostly padding runs. Each group's step is computed
-    the fastest way measured on this machine (step="auto", `tuning.choose`), or as
-    `step` says (`tuning.parse_step`: e.g. "gather", "onehot:8").
+    of equal size, so no chunk is mostly padding runs. Each chunk's step is computed
+    the way the cost model picks (step="auto", `costmodel.choose`), the fastest way timed on
+    this machine (step="tuned", `choose_step`), or as `step` says (`tuning.parse_step`: e.g.
+    "gather", "onehot:8").
     """
-    fixed = None if step == "auto" else tuning.parse_step(step, source)
+    fixed = None if step in tuning.CHOSEN else tuning.parse_step(step, source)
     chunks: list[Chunk] = []
     for static, group in groups(runs):
         rungs = group.n_train.map(lambda n, s=static: train_slots(s, int(n)))
@@ -94,13 +98,17 @@ def plan(runs: pd.DataFrame, source: str, chunk_size: int | None = None, step: s
             chunk_static = dataclasses.replace(static, train_slots=int(rung), formulation="gather" if rung else "grid")
             for start in range(0, len(part), size):
                 mine.append(Chunk(first + len(chunks) + len(mine), chunk_static, part.iloc[start : start + size], size))
-        chunks.extend(choose_step(mine, fixed))
+        if step == "auto":
+            platform, devices = jax.local_devices()[0].platform, jax.local_device_count()
+            chunks.extend(_with_step(c, *costmodel.choose(c.static, c.size, platform, devices)) for c in mine)
+        else:
+            chunks.extend(choose_step(mine, fixed))
     return chunks
 
 
 def choose_step(chunks: list[Chunk], fixed: tuple[str, int, int] | None = None) -> list[Chunk]:
-    """One static group's chunks, each computed the way measured fastest (or the `fixed` way), and padded
-    to a multiple of the devices its runs are split over.
+    """One static group's chunks, each computed the way timed fastest on this machine (or the `fixed` way), and
+    padded to a multiple of the devices its runs are split over.
 
     Every way (formulation and layout: run block, devices) is measured on the largest chunks of the
     smallest and the largest rung, where gathering gains most and least and a chunk's runs most
@@ -205,34 +213,37 @@ def run_bytes(static: Static) -> int:
     return 4 * floats + data + 65536
 
 
-def free_bytes(device: jax.Device) -> int:
-    """Free memory of a device; on CPU, the host's available memory."""
+def memory_bytes(device: jax.Device) -> int:
+    """A device's memory for arrays: its allocator's limit; on CPU, the host's memory.
+
+    The size, not what is free now: a plan that read the load would cut the same sweep into
+    other chunks on a busy machine, and other chunk sizes give other float32 roundings.
+    """
     stats = device.memory_stats() or {}
     if "bytes_limit" in stats:
-        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
-    try:
-        with open("/proc/meminfo") as f:
-            info = dict(line.split(":", 1) for line in f)
-        return int(info["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+        return int(stats["bytes_limit"])
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:  # a container's limit (cgroup v2), where it is lower
+        return min(physical, int(Path("/sys/fs/cgroup/memory.max").read_text()))
+    except (OSError, ValueError):  # no cgroup v2, or "max"
+        return physical
 
 
 def auto_chunk_size(static: Static, n_runs: int, source: str) -> int:
-    """Runs per call: as many as fit MEMORY_FRACTION of every local device, a multiple of the device count.
+    """Runs per call: as many as fit MEMORY_FRACTION of every local device's memory, a multiple of the device count.
 
     On CPU the devices share the host's memory, and the size is also capped (CPU_MAX_CHUNK per device).
     """
     devices = jax.local_devices()
     per_run = run_bytes(static)
     if devices[0].platform == "cpu":
-        budget, cap = MEMORY_FRACTION * free_bytes(devices[0]) / len(devices), CPU_MAX_CHUNK
+        budget, cap = MEMORY_FRACTION * memory_bytes(devices[0]) / len(devices), CPU_MAX_CHUNK
     else:
-        budget, cap = MEMORY_FRACTION * min(free_bytes(d) for d in devices), n_runs
+        budget, cap = MEMORY_FRACTION * min(memory_bytes(d) for d in devices), n_runs
     if per_run > budget:
         raise ConfigError(
             f"{source}: one run at p = {static.p}, width = {static.width} needs about {per_run / 2**30:.1f} GiB; "
-            f"a device has {budget / 2**30:.1f} GiB to give (half its free memory); lower task.p or model.width"
+            f"a device has {budget / 2**30:.1f} GiB to give (half its memory); lower task.p or model.width"
         )
     per_device = min(math.ceil(n_runs / len(devices)), cap, int(budget // per_run))
     return per_device * len(devices)

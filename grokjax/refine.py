@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from grokjax import boundaries, expect, grid, plan, results, resume, summarize, sweep, tuning
+from grokjax import boundaries, expect, grid, lock, plan, results, resume, summarize, sweep, tuning
 from grokjax.config import ConfigError, SweepConfig, load
 from grokjax.plots import grid_axes
 from grokjax.resume import Round
@@ -79,10 +79,13 @@ def run(
     plots: bool = True,
     checkpoint_every: int = 10,
     step: str | None = None,
+    wait: bool = False,
 ) -> tuple[sweep.SweepOutcome, list[dict]]:
     """Refine the phase boundaries of a finished sweep's folder with up to `budget` new runs over `rounds`
     rounds (see the module docstring); returns the folder's results and the provenance of the rounds
-    this call trained. Trained weights are kept (params/) when the sweep kept them."""
+    this call trained. Trained weights are kept (params/) when the sweep kept them. The folder is held while
+    refine writes it (`grokjax.lock`): a folder that another command is writing is refused, or with wait=True
+    waited for."""
     tuning.split_cpu()
     folder = Path(folder)
     limits = (("--budget", budget, 1), ("--rounds", rounds, 1), ("--checkpoint-every", checkpoint_every, 0))
@@ -91,69 +94,69 @@ def run(
             raise ConfigError(f"command line: {flag} = {value}; allowed: an integer >= {least}")
     if chunk_size is not None and chunk_size < 1:
         raise ConfigError(f"command line: --chunk-size = {chunk_size}; allowed: an integer >= 1")
-    config, runs, chunks = finished_sweep(folder)
-    step = tuning.default_step() if step is None else step
-    if step != "auto":
-        tuning.parse_step(step, "command line")
-    tuning.enable_compile_cache()
+    with lock.hold(folder, f"grokjax refine {folder}", wait, create=False):
+        config, runs, chunks = finished_sweep(folder)
+        step = tuning.default_step() if step is None else step
+        tuning.check_step(step, "command line")
+        tuning.enable_compile_cache()
 
-    history = resume.read_rounds(folder)
-    call = continued_call(history, budget, rounds) or {
-        "budget": budget, "rounds": rounds, "first": history[-1].index + 1 if history else 1}
-    runs, round_chunks, _ = sweep.with_rounds(folder, runs)
-    chunks = chunks + round_chunks
-    recorded = resume.read_records(folder)
-    trained: list[dict] = []
+        history = resume.read_rounds(folder)
+        call = continued_call(history, budget, rounds) or {
+            "budget": budget, "rounds": rounds, "first": history[-1].index + 1 if history else 1}
+        runs, round_chunks, _ = sweep.with_rounds(folder, runs)
+        chunks = chunks + round_chunks
+        recorded = resume.read_records(folder)
+        trained: list[dict] = []
 
-    def train_round(rnd: Round) -> pd.DataFrame:
-        """Train a persisted round (resuming its recorded chunks), rewrite the tables, record it as finished;
-        returns the runs table, every round's runs included."""
-        nonlocal runs, chunks
-        mine = plan.from_json(rnd.plan, rnd.runs, rnd.first_chunk)
-        t0 = time.perf_counter()
-        todo = sweep.train(mine, recorded, config, folder, f"{config.name} round {rnd.index}", progress=progress,
-                           warm_charts=plots, checkpoint_every=checkpoint_every,
-                           keep_params=(folder / results.PARAMS_DIR).is_dir())
-        wall = time.perf_counter() - t0
-        rnd.info.update(finished=now(), wall_time_s=round(wall, 3), chunks=len(mine),
-                        chunks_resumed=len(mine) - len(todo), run_steps_per_s=round(sum(int(c.runs.steps.sum()) for c in todo) / wall, 1) if todo else 0.0)
-        runs, chunks = pd.concat([runs, rnd.runs]), chunks + mine
-        table, curves, neurons = summarize.tables(runs, [recorded[c.index] for c in chunks], config)
-        meta = results.read_meta(folder / "runs.parquet")
-        meta.update(runs=len(table), rounds=[r.info for r in history if r.finished],
-                    expect=expect.evaluate(config.expect, table))
-        results.write(folder, table, curves, meta, neurons)
-        resume.update_round(folder, rnd)  # after the tables: a kill between leaves it to finish again, at no cost
-        trained.append(rnd.info)
-        return table
+        def train_round(rnd: Round) -> pd.DataFrame:
+            """Train a persisted round (resuming its recorded chunks), rewrite the tables, record it as finished;
+            returns the runs table, every round's runs included."""
+            nonlocal runs, chunks
+            mine = plan.from_json(rnd.plan, rnd.runs, rnd.first_chunk)
+            t0 = time.perf_counter()
+            todo = sweep.train(mine, recorded, config, folder, f"{config.name} round {rnd.index}", progress=progress,
+                               warm_charts=plots, checkpoint_every=checkpoint_every,
+                               keep_params=(folder / results.PARAMS_DIR).is_dir())
+            wall = time.perf_counter() - t0
+            rnd.info.update(finished=now(), wall_time_s=round(wall, 3), chunks=len(mine),
+                            chunks_resumed=len(mine) - len(todo), run_steps_per_s=round(sum(int(c.runs.steps.sum()) for c in todo) / wall, 1) if todo else 0.0)
+            runs, chunks = pd.concat([runs, rnd.runs]), chunks + mine
+            table, curves, neurons = summarize.tables(runs, [recorded[c.index] for c in chunks], config)
+            meta = results.read_meta(folder / "runs.parquet")
+            meta.update(runs=len(table), rounds=[r.info for r in history if r.finished],
+                        expect=expect.evaluate(config.expect, table))
+            results.write(folder, table, curves, meta, neurons)
+            resume.update_round(folder, rnd)  # after the tables: a kill between leaves it to finish again, at no cost
+            trained.append(rnd.info)
+            return table
 
-    if history and not history[-1].finished:
-        table = train_round(history[-1])
-    else:
-        table = summarize.tables(runs, [recorded[c.index] for c in chunks], config)[0]
-    while True:
-        index = history[-1].index + 1 if history else 1
-        left_rounds = call["first"] + rounds - index
-        left = budget - sum(r.info["proposed"] for r in history if r.info["call"] == call)
-        if left_rounds < 1 or left < 1:
-            break
-        share = math.ceil(left / left_rounds)
-        new = boundaries.propose(table, share)
-        if new.empty:
-            break
-        first_chunk = max(c.index for c in chunks) + 1
-        info = {"round": index, "call": call, "budget": share, "proposed": len(new),
-                "points": len(new.drop_duplicates([c for c in new if c not in ("run_id", "seed", "data_seed")])),
-                "run_ids": [int(new.run_id.min()), int(new.run_id.max())], "started": now()}
-        rnd = Round(index, new, plan.to_json(plan.plan(new, config.source, chunk_size, step, first=first_chunk)),
-                    first_chunk, info)
-        resume.write_round(folder, rnd)
-        history.append(rnd)
-        table = train_round(rnd)
+        if history and not history[-1].finished:
+            table = train_round(history[-1])
+        else:
+            table = summarize.tables(runs, [recorded[c.index] for c in chunks], config)[0]
+        while True:
+            index = history[-1].index + 1 if history else 1
+            left_rounds = call["first"] + rounds - index
+            left = budget - sum(r.info["proposed"] for r in history if r.info["call"] == call)
+            if left_rounds < 1 or left < 1:
+                break
+            share = math.ceil(left / left_rounds)
+            new = boundaries.propose(table, share)
+            if new.empty:
+                break
+            first_chunk = max(c.index for c in chunks) + 1
+            info = {"round": index, "call": call, "budget": share, "proposed": len(new),
+                    "points": len(new.drop_duplicates([c for c in new if c not in ("run_id", "seed", "data_seed")])),
+                    "run_ids": [int(new.run_id.min()), int(new.run_id.max())], "started": now()}
+            rnd = Round(index, new, plan.to_json(plan.plan(new, config.source, chunk_size, step, first=first_chunk)),
+                        first_chunk, info)
+            resume.write_round(folder, rnd)
+            history.append(rnd)
+            table = train_round(rnd)
 
-    outcome = sweep.SweepOutcome(folder, results.load(folder))
-    if plots:
-        from grokjax import plots as charts  # Altair loads only when charts are drawn
+        outcome = sweep.SweepOutcome(folder, results.load(folder))
+        if plots:
+            from grokjax import plots as charts  # Altair loads only when charts are drawn
 
-        charts.write_all(folder, outcome.results.runs, outcome.results.curves, outcome.results.neurons)
-    return outcome, trained
+            charts.write_all(folder, outcome.results.runs, outcome.results.curves, outcome.results.neurons)
+        return outcome, trained

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from grokjax import expect, grid, plan, pruning, results, resume, runner, summarize, tuning
+from grokjax import expect, grid, lock, plan, pruning, results, resume, runner, summarize, tuning
 from grokjax.config import ConfigError, SweepConfig, load
 from grokjax.plan import Chunk
 from grokjax.provenance import device_info, versions
@@ -122,6 +122,27 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
+@contextlib.contextmanager
+def holding(folder: Path, command: str, wait: bool) -> Iterator[None]:
+    """Hold the results folder for this sweep (`lock.hold`); with several processes, process 0 holds it for all
+    and tells the others whether it could, so a refused sweep stops in every process with the same line."""
+    with contextlib.ExitStack() as stack:
+        refused = None
+        if jax.process_index() == 0:
+            try:
+                stack.enter_context(lock.hold(folder, command, wait))
+            except lock.FolderInUse as err:
+                refused = err
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            if int(multihost_utils.broadcast_one_to_all(np.int32(refused is not None))):
+                raise refused or lock.FolderInUse(f"{folder} is in use by {lock.holder(folder)}")
+        elif refused is not None:
+            raise refused
+        yield
+
+
 def progress_bar(name: str, mine: list[Chunk], recorded: dict, enabled: bool) -> tuple[tqdm, Callable]:
     """A bar over this process's runs, and `moved(chunk, fraction)` to advance it within a chunk."""
     bar = tqdm(
@@ -193,6 +214,7 @@ def run(
     restart: bool = False,
     checkpoint_every: int = 10,
     step: str | None = None,
+    wait: bool = False,
 ) -> SweepOutcome:
     """Run a sweep from a sweep file (with `--set` style overrides) or a SweepConfig.
 
@@ -212,9 +234,10 @@ def run(
     happens after the current segment (a second Ctrl-C stops at once).
 
     `step` says how to compute the training step: "auto" (the default, or $GROKJAX_STEP)
-    measures the candidates once per machine and shape (`grokjax.tuning`); a fixed
-    "FORMULATION[:BLOCK][@DEVICES]" (e.g. "gather", "onehot:8", "gather:8@1") skips the
-    measurement. On CPU, JAX is given one device per core when the sweep starts it
+    as the cost model picks from each chunk's shape (`grokjax.costmodel`: the same on every
+    run, so the tables depend on the config, the device kind and count and the versions
+    alone); "tuned", the fastest candidate timed once per machine and shape (`grokjax.tuning`);
+    or a fixed "FORMULATION[:BLOCK][@DEVICES]" (e.g. "gather", "onehot:8", "gather:8@1"). On CPU, JAX is given one device per core when the sweep starts it
     (`tuning.split_cpu`; not if JAX was already running in this process).
 
     With several processes (`jax.distributed.initialize` called first, as `grokjax sweep
@@ -222,6 +245,10 @@ def run(
     chunks i, i + n, i + 2n, ... on its own devices and writes its own part files
     (runs.parquet/part-0000i.parquet, ...); after all have finished, every process
     returns the merged results and process 0 draws the charts.
+
+    The folder is held while the sweep writes it (`grokjax.lock`; by process 0 for all
+    processes): a folder that another command is writing is refused, or with wait=True
+    waited for.
     """
     # --- config -----------------------------------------------------------------------------
     tuning.split_cpu()
@@ -243,77 +270,78 @@ def run(
                       f"judges ({e.where or 'all runs'}{'; than ' + e.than if e.than else ''})", file=sys.stderr)
         config = replace(config, expect=kept)
     expect.validate(config.source, config.expect, runs)
-    same_config = resume.check_owner(folder, config, overwrite)
     step = tuning.default_step() if step is None else step
-    if step != "auto":
-        tuning.parse_step(step, config.source)
-    tuning.enable_compile_cache()
+    tuning.check_step(step, config.source)
+    with holding(folder, f"grokjax sweep {config.source}", wait):
+        same_config = resume.check_owner(folder, config, overwrite)
+        tuning.enable_compile_cache()
 
-    # --- plan (process 0 plans and measures; a resume reads the plan back) ------------------
-    saved = None if restart else resume.read_plan(folder)
-    resuming = saved is not None and saved["config_hash"] == config.hash()
-    process, processes = jax.process_index(), jax.process_count()
-    chunks = None
-    if resuming:
-        chunks = plan.from_json(saved["chunks"], runs)
-    elif process == 0:
-        chunks = plan.plan(runs, config.source, chunk_size, step)
-    barrier("grokjax-sweep-checked")  # every process has checked before process 0 writes
-    if process == 0 and not resuming:
-        resume.clear(folder, tables=not same_config or processes > 1)
-        resume.write_config(folder, config.to_dict(), config.source, list(overrides))
-        resume.write_plan(folder, config.hash(), plan.to_json(chunks))
-    elif process == 0 and processes > 1:
-        resume.clear_tables(folder)  # parts of another process count would mix with this run's
-    barrier("grokjax-sweep-start")
-    if chunks is None:
-        chunks = plan.from_json(resume.read_plan(folder)["chunks"], runs)
-    recorded = resume.read_records(folder) if resuming else {}
-    mine = chunks[process::processes]
+        # --- plan (process 0 plans and measures; a resume reads the plan back) ------------------
+        saved = None if restart else resume.read_plan(folder)
+        resuming = saved is not None and saved["config_hash"] == config.hash()
+        process, processes = jax.process_index(), jax.process_count()
+        chunks = None
+        if resuming:
+            chunks = plan.from_json(saved["chunks"], runs)
+        elif process == 0:
+            chunks = plan.plan(runs, config.source, chunk_size, step)
+        barrier("grokjax-sweep-checked")  # every process has checked before process 0 writes
+        if process == 0 and not resuming:
+            resume.clear(folder, tables=not same_config or processes > 1)
+            resume.write_config(folder, config.to_dict(), config.source, list(overrides))
+            resume.write_plan(folder, config.hash(), plan.to_json(chunks))
+        elif process == 0 and processes > 1:
+            resume.clear_tables(folder)  # parts of another process count would mix with this run's
+        barrier("grokjax-sweep-start")
+        if chunks is None:
+            chunks = plan.from_json(resume.read_plan(folder)["chunks"], runs)
+        recorded = resume.read_records(folder) if resuming else {}
+        mine = chunks[process::processes]
 
-    # --- train and summarize, chunk by chunk (each recorded as it finishes) -----------------
-    started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
-    name = config.name if processes == 1 else f"{config.name} [process {process}/{processes}]"
-    todo = train(mine, recorded, config, folder, name, progress=progress, warm_charts=plots and process == 0,
-                 checkpoint_every=checkpoint_every, keep_params=keep_params)
-    wall = time.perf_counter() - t0
-    # The runs of the folder's finished refinement rounds stay in its tables (process 0 writes them).
-    runs, rounds, refined = with_rounds(folder, runs) if process == 0 else (runs, [], [])
-    table, curves, neurons = summarize.tables(runs, [recorded[c.index] for c in mine + rounds], config)
+        # --- train and summarize, chunk by chunk (each recorded as it finishes) -----------------
+        started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
+        name = config.name if processes == 1 else f"{config.name} [process {process}/{processes}]"
+        todo = train(mine, recorded, config, folder, name, progress=progress, warm_charts=plots and process == 0,
+                     checkpoint_every=checkpoint_every, keep_params=keep_params)
+        wall = time.perf_counter() - t0
+        # The runs of the folder's finished refinement rounds stay in its tables (process 0 writes them).
+        runs, rounds, refined = with_rounds(folder, runs) if process == 0 else (runs, [], [])
+        table, curves, neurons = summarize.tables(runs, [recorded[c.index] for c in mine + rounds], config)
 
-    # --- store ------------------------------------------------------------------------------
-    meta = {
-        "config": config.to_dict(),
-        "config_hash": config.hash(),
-        "source": config.source,
-        "overrides": list(overrides),
-        "versions": versions(),
-        "device": device_info(),
-        "process": {"index": process, "count": processes},
-        "started": started.isoformat(timespec="seconds"),
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "wall_time_s": round(wall, 3),
-        "runs": len(table),
-        "run_steps_per_s": round(sum(int(c.runs.steps.sum()) for c in todo) / wall, 1) if todo else 0.0,
-        "chunks": len(chunks),
-        "chunks_resumed": len(mine) - len(todo),
-        "compiled_programs": len({c.static for c in todo}),
-        "chunk_sizes": [c.size for c in mine],
-        "useful_work": plan.useful_work(mine),
-        "step": plan.formulations(mine),
-        "compile_cache": str(tuning.cache_dir() or "off"),
-        "rounds": refined,
-        # The paper's claims on these runs; on a part of a multi-process sweep, `grokjax check` judges the whole.
-        "expect": expect.evaluate(config.expect, table) if processes == 1 else [],
-    }
-    if mine:  # a process with no chunk (more processes than chunks) writes no part
-        results.write(folder, table, curves, meta, neurons, part=process if processes > 1 else None)
-    barrier("grokjax-sweep-written")
-    outcome = SweepOutcome(folder, results.load(folder))
+        # --- store ------------------------------------------------------------------------------
+        meta = {
+            "config": config.to_dict(),
+            "config_hash": config.hash(),
+            "source": config.source,
+            "overrides": list(overrides),
+            "versions": versions(),
+            "device": device_info(),
+            "process": {"index": process, "count": processes},
+            "started": started.isoformat(timespec="seconds"),
+            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "wall_time_s": round(wall, 3),
+            "runs": len(table),
+            "run_steps_per_s": round(sum(int(c.runs.steps.sum()) for c in todo) / wall, 1) if todo else 0.0,
+            "chunks": len(chunks),
+            "chunks_resumed": len(mine) - len(todo),
+            "compiled_programs": len({c.static for c in todo}),
+            "chunk_sizes": [c.size for c in mine],
+            "useful_work": plan.useful_work(mine),
+            "step": plan.formulations(mine),
+            "step_choice": step,  # auto: the cost model; tuned: timed on this machine; else fixed
+            "compile_cache": str(tuning.cache_dir() or "off"),
+            "rounds": refined,
+            # The paper's claims on these runs; on a part of a multi-process sweep, `grokjax check` judges the whole.
+            "expect": expect.evaluate(config.expect, table) if processes == 1 else [],
+        }
+        if mine:  # a process with no chunk (more processes than chunks) writes no part
+            results.write(folder, table, curves, meta, neurons, part=process if processes > 1 else None)
+        barrier("grokjax-sweep-written")
+        outcome = SweepOutcome(folder, results.load(folder))
 
-    # --- charts -----------------------------------------------------------------------------
-    if plots and process == 0:
-        from grokjax import plots as charts  # Altair loads only when charts are drawn
+        # --- charts -----------------------------------------------------------------------------
+        if plots and process == 0:
+            from grokjax import plots as charts  # Altair loads only when charts are drawn
 
-        charts.write_all(folder, outcome.results.runs, outcome.results.curves, outcome.results.neurons)
-    return outcome
+            charts.write_all(folder, outcome.results.runs, outcome.results.curves, outcome.results.neurons)
+        return outcome

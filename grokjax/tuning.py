@@ -1,15 +1,18 @@
-"""The fastest way to compute a chunk's training step on this machine: measured once, remembered on disk.
+"""The way to compute a chunk's training step: the cost model's (auto), timed on this machine (tuned), or fixed.
 
 The candidates (`train.FORMULATIONS`: gathered training pairs, the paper's one-hot
 matmul, the broadcast grid; and runs vmapped all together, in blocks, or one after
-another, split over one CPU device per core or on one) compute the same numbers up to float32 rounding, but which is fastest
-differs between CPUs and again on GPUs. So the first time a shape of chunk meets a
-kind of device, each candidate trains a few steps of the chunk's real runs and the
-fastest wins; the choice is kept in the cache folder beside JAX's compiled programs,
-and the winner's compiled program is the one the sweep then runs.
+another, split over one CPU device per core or on one) compute the same numbers up to
+float32 rounding, not bit for bit. By default (`--step auto`) `grokjax.costmodel` picks one
+from the chunk's shape alone, so a sweep's numbers never depend on timing. `--step tuned`
+times the candidates instead: the first time a shape of chunk meets a kind of device, each
+candidate trains a segment of the chunk's real runs and the fastest wins; the choice is kept
+in the cache folder beside JAX's compiled programs (under a file lock, so processes measuring
+at once keep each other's), and later sweeps read it back. Its numbers then depend on which
+way won on the machine that first timed them: the plan in the results folder records it.
 
 The cache folder is `grokjax.cache.cache_dir()`; GROKJAX_CACHE_DIR=off turns both caches off
-(the step is then measured anew in every process).
+(a tuned step is then measured anew in every process).
 """
 
 from __future__ import annotations
@@ -21,17 +24,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+import filelock
 import jax
 import numpy as np
 
-from grokjax import runner
+from grokjax import costmodel, runner
 from grokjax.cache import cache_dir
 from grokjax.config import ConfigError
 from grokjax.results import atomic_write
 from grokjax.train import FORMULATIONS, Hparams, Static
 
 STEP_ENV = "GROKJAX_STEP"  # the default of `grokjax sweep --step`
+CHOSEN = ("auto", "tuned")  # --step values that choose a way per chunk: the cost model, or timed on this machine
 CHOICES_FILE = "steps.json"
+# JAX's compilation cache locks its folder (filelock) for every read and write only when it evicts, so a
+# size limit makes it safe for processes compiling at once (a reader never sees a half-written entry).
+COMPILE_CACHE_BYTES = 4 * 2**30
 BLOCK = 8  # the block size tried between all runs vmapped and one run at a time
 # Part of every choice's key: raise it when the candidates, their programs or how they are timed change,
 # so that choices measured before are measured again (a stale one can pick a way twice as slow).
@@ -45,6 +53,7 @@ def enable_compile_cache() -> Path | None:
         jax.config.update("jax_compilation_cache_dir", str(folder / "jax"))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+        jax.config.update("jax_compilation_cache_max_size", COMPILE_CACHE_BYTES)
     return folder
 
 
@@ -79,6 +88,12 @@ def step_name(formulation: str, run_block: int, devices: int) -> str:
     return f"{formulation}:{run_block}" + (f"@{devices}" if devices else "")
 
 
+def check_step(step: str, source: str) -> None:
+    """One line naming what is allowed, for a --step that is neither auto, tuned nor a way (`parse_step`)."""
+    if step not in CHOSEN:
+        parse_step(step, source)
+
+
 def parse_step(step: str, source: str) -> tuple[str, int, int]:
     """--step FORMULATION[:BLOCK][@DEVICES] as (formulation, run block, devices); one line naming what is
     allowed otherwise."""
@@ -87,7 +102,8 @@ def parse_step(step: str, source: str) -> tuple[str, int, int]:
     count = jax.local_device_count()
     if (form not in FORMULATIONS or (block and not (block.isdigit() and int(block) >= 0))
             or ("@" in step and not (devices.isdigit() and 1 <= int(devices) <= count))):
-        raise ConfigError(f"{source}: --step = {step!r}; allowed: auto, or one of {', '.join(FORMULATIONS)} with an "
+        raise ConfigError(f"{source}: --step = {step!r}; allowed: auto (the cost model), tuned (the fastest, timed on "
+                          f"this machine), or one of {', '.join(FORMULATIONS)} with an "
                           "optional :BLOCK (runs vectorized together; 0 all, 1 one at a time) and @DEVICES (the local "
                           f"devices its runs are split over, 1 to {count}; default all), e.g. gather, gather:8 or "
                           "gather:8@1")
@@ -102,12 +118,7 @@ def candidates(static: Static, runs: int) -> tuple[list[str], list[tuple[int, in
     one; and with a split, also one run at a time on one device (no padding run, and a large
     run's matmuls can use every core).
     """
-    if static.batch_size:
-        forms = ["gather", "onehot"] if static.model == "mlp" else ["gather"]
-    elif not static.train_slots:
-        forms = ["grid"]  # the rung reaches every example: gathering saves nothing
-    else:
-        forms = ["gather", "onehot", "grid"] if static.model == "mlp" else ["gather", "grid"]
+    forms = costmodel.candidates(static)
     many = jax.local_device_count()
     split = many > 1 and runs >= many
     devices = 0 if split or many == 1 else 1
@@ -219,10 +230,12 @@ def read_choices(path: Path | None) -> dict[str, Any]:
 
 
 def write_choice(path: Path, k: str, choice: dict[str, Any]) -> None:
-    """Add one choice to the file (re-read first, so that processes measuring side by side keep each other's)."""
+    """Add one choice to the file: read, changed and written under its lock, so that processes measuring side by
+    side keep each other's."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        choices = {**read_choices(path), k: {name: v for name, v in choice.items() if name != "measured"}}
-        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(choices, indent=1)))
+        with filelock.FileLock(path.with_name(path.name + ".lock"), thread_local=False):
+            choices = {**read_choices(path), k: {name: v for name, v in choice.items() if name != "measured"}}
+            atomic_write(path, lambda tmp: tmp.write_text(json.dumps(choices, indent=1)))
     except OSError:
         pass  # an unwritable cache only costs measuring again next time

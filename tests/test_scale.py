@@ -177,17 +177,17 @@ def test_run_bytes_bounds_what_xla_allocates(path, overrides):
 def test_chunk_size_fits_memory_and_fails_clearly_when_one_run_cannot(monkeypatch):
     static, group = next(plan.groups(grid.expand(load(ROOT / "sweeps/doshi_fig3_wd.toml"))))
     per_run = plan.run_bytes(static)
-    monkeypatch.setattr(plan, "free_bytes", lambda device: 40 * per_run)
+    monkeypatch.setattr(plan, "memory_bytes", lambda device: 40 * per_run)
     monkeypatch.setattr(plan, "CPU_MAX_CHUNK", 10_000)
-    assert plan.auto_chunk_size(static, len(group), "f.toml") == 20  # half of free memory
-    monkeypatch.setattr(plan, "free_bytes", lambda device: per_run)
+    assert plan.auto_chunk_size(static, len(group), "f.toml") == 20  # half of its memory
+    monkeypatch.setattr(plan, "memory_bytes", lambda device: per_run)
     with pytest.raises(ConfigError, match=r"f.toml: one run at p = 97, width = 500 needs about"):
         plan.auto_chunk_size(static, len(group), "f.toml")
 
 
 def test_the_full_figure_3_sweep_is_planned_in_chunks_that_fit(monkeypatch):
     """All 1,292 runs of doshi_fig3_wd on a device with 80 GiB free: no chunk above half of it."""
-    monkeypatch.setattr(plan, "free_bytes", lambda device: 80 * 2**30)
+    monkeypatch.setattr(plan, "memory_bytes", lambda device: 80 * 2**30)
     monkeypatch.setattr(plan, "CPU_MAX_CHUNK", 10_000)
     config = load(ROOT / "sweeps/doshi_fig3_wd.toml")
     chunks = plan.plan(grid.expand(config), config.source, None, step="gather")

@@ -3,15 +3,24 @@
 import collections
 import dataclasses
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 
-from grokjax import grid, plan, results, resume, runner, tuning
+from grokjax import costmodel, grid, plan, results, resume, runner, tuning
 from grokjax.cli import main
 from grokjax.config import ConfigError, load
-from grokjax.train import FORMULATIONS
+from grokjax.train import FORMULATIONS, Static
+from tests.conftest import TINY_SWEEP
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = "import sys; from grokjax.cli import main; sys.exit(main(sys.argv[1:]))"
 
 COUNTS = ("train_correct", "test_correct", "clean_correct", "corrupted_correct")
 
@@ -103,3 +112,69 @@ def test_rungs_take_each_ends_winner_even_where_the_ends_chose_differently(sweep
         assert max(timed.values()) == 1 and {"gather:1", "grid:1"} <= {name for _, name in timed}
     stored = json.loads((tmp_path / "cache" / tuning.CHOICES_FILE).read_text()).values()
     assert all({"gather:1", "grid:1"} <= set(record["seconds"]) for record in stored)
+
+
+SWEEP_ARGS = ["--no-progress", "--no-plots", "--no-params"]
+
+
+def test_a_sweep_gives_the_same_tables_whatever_the_timings(sweep_file, tmp_path, monkeypatch):
+    """--step auto reads no clock: with every timing replaced by a random number, the tables are the same."""
+    monkeypatch.setenv("GROKJAX_STEP", "auto")
+    assert main(["sweep", str(sweep_file()), "--out", str(tmp_path / "real"), *SWEEP_ARGS]) == 0
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(tuning, "segment_seconds", lambda static, hp: float(rng.random()))
+    monkeypatch.setattr(tuning, "time_way", lambda static, hp, runs, name: float(rng.random()))
+    assert main(["sweep", str(sweep_file()), "--out", str(tmp_path / "random"), *SWEEP_ARGS]) == 0
+    real, noisy = results.load(tmp_path / "real"), results.load(tmp_path / "random")
+    for name in ("runs", "curves", "neurons"):
+        pd.testing.assert_frame_equal(getattr(real, name), getattr(noisy, name))
+    assert real.meta["step"] == noisy.meta["step"] and real.meta["step_choice"] == "auto"
+    assert resume.read_plan(tmp_path / "real") == resume.read_plan(tmp_path / "random")
+
+
+def test_sweeps_at_once_sharing_a_cache_folder_equal_their_references(sweep_file, tmp_path):
+    """Two sweeps in two folders with one fresh cache folder, at once: each writes the tables it writes alone (with
+    another cache folder); with --step tuned, the cache folder keeps both sweeps' step choices."""
+    other = sweep_file(TINY_SWEEP.replace("width = 24", "width = 16"), name="other.toml")
+    files = {"tiny": sweep_file(), "other": other}
+    env = {**os.environ, "GROKJAX_STEP": "auto"}
+
+    def sweep(name: str, out: Path, cache: Path, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", CLI, "sweep", str(files[name]), "--out", str(out), *SWEEP_ARGS,
+                                 *extra], cwd=ROOT, env={**env, "GROKJAX_CACHE_DIR": str(cache)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    for name in files:  # the references, one at a time, each with a cache folder of its own
+        proc = sweep(name, tmp_path / f"{name}-alone", tmp_path / f"cache-{name}")
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    shared = tmp_path / "shared-cache"
+    for extra in ((), ("--step", "tuned")):
+        procs = {name: sweep(name, tmp_path / f"{name}-at-once{'-'.join(extra)}", shared, *extra) for name in files}
+        for proc in procs.values():
+            assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    for name in files:
+        alone, at_once = results.load(tmp_path / f"{name}-alone"), results.load(tmp_path / f"{name}-at-once")
+        for table in ("runs", "curves", "neurons"):
+            pd.testing.assert_frame_equal(getattr(alone, table), getattr(at_once, table))
+    stored = [json.loads(k) for k in json.loads((shared / tuning.CHOICES_FILE).read_text())]
+    assert {k["width"] for k in stored} == {16, 24}  # every tuned group's choices, from both processes
+
+
+def test_the_cost_model_prefers_the_least_work_and_reads_no_clock():
+    """costmodel.cost counts each formulation's work per the module's definition; choose is a pure function."""
+    base = Static(model="mlp", p=31, width=128, depth=2, task="modular_addition", train_slots=304)
+    body = 6 * (128 * 31)  # the output layer's weights, forward and both gradients
+    assert costmodel.cost(base, "gather", "cpu") == 304 * (body + costmodel.SCATTER["cpu"] * 2 * 128)
+    assert costmodel.cost(base, "onehot", "cpu") == 304 * (body + 8 * 31 * 128)
+    assert costmodel.cost(base, "grid", "cpu") == 31 * 31 * (body + 2 * 128)
+    assert costmodel.choose(base, 30, "cpu", 2) == ("gather", 1, 0)  # one at a time, split over both devices
+    assert costmodel.choose(base, 1, "cpu", 2) == ("gather", 0, 1)  # a lone run: on one device
+    assert costmodel.choose(base, 30, "gpu", 1) == ("gather", 0, 0)  # all vmapped
+    assert costmodel.choose(dataclasses.replace(base, batch_size=64), 30, "cpu", 2) == ("gather", 8, 0)
+    full = dataclasses.replace(base, train_slots=31 * 31 - 8)  # a rung that gathers nearly every example
+    assert costmodel.choose(full, 30, "cpu", 2)[0] == "grid"
+    assert costmodel.candidates(dataclasses.replace(base, train_slots=0)) == ["grid"]
+    scatter_dear = dict(costmodel.SCATTER, cpu=10 * 31)  # scatter-adds dearer than the one-hot matmul
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(costmodel, "SCATTER", scatter_dear)
+        assert costmodel.choose(base, 30, "cpu", 2)[0] == "onehot"

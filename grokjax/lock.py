@@ -1,0 +1,92 @@
+"""One writer per results folder: a lock that the commands writing a folder hold while they write.
+
+Two sweeps writing one folder at once race on its checkpoints and records and leave tables
+that neither config made. So `grokjax sweep`, `refine`, `prune`, `plot` and `explore` (and
+`sweep.run`, `refine.run` from Python) hold an exclusive OS file lock on FOLDER/.grokjax.lock
+(filelock: flock on POSIX) while they write. The kernel drops it when its holder exits, however
+it exits: a sweep killed with SIGKILL leaves no lock behind, so running it again takes the lock
+over and resumes. Who holds it (process id, host, since when, command) is written beside it, in
+FOLDER/.grokjax.holder.json while it is held, so a second command can name the holder in its
+one line, or wait for it (`--wait`).
+
+A process holds a folder once however often it asks (the CLI holds it, then `sweep.run` asks
+again); the processes of one multi-host sweep count as one owner: process 0 holds the lock
+for all of them (`sweep.run`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import filelock
+
+from grokjax.config import ConfigError
+
+LOCK_FILE = ".grokjax.lock"
+HOLDER_FILE = ".grokjax.holder.json"
+
+_held: dict[Path, int] = {}  # folders this process holds, with how many holds are open on each
+
+
+class FolderInUse(ConfigError):
+    """Another process writes the results folder: the command is refused (exit status 2)."""
+
+
+def holder(folder: Path) -> str:
+    """Who holds `folder`'s lock, in words (from its holder file; "another process" when it cannot be read)."""
+    try:
+        info = json.loads((folder / HOLDER_FILE).read_text())
+        return f"{info['command']} (process {info['pid']} on {info['host']}, since {info['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+@contextlib.contextmanager
+def hold(folder: str | Path, command: str, wait: bool = False, create: bool = True) -> Iterator[Path]:
+    """Hold `folder`'s lock while the block writes it; yields the folder.
+
+    A folder held by another process is refused with `FolderInUse` naming the holder, or with
+    wait=True, waited for (one line on stderr says so). A missing folder is made (create=True),
+    or else left to the block, which has nothing to write into and says so in its own words.
+    """
+    folder = Path(folder)
+    key = folder.resolve()
+    if not folder.exists() and not create:
+        yield folder
+        return
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield folder
+        finally:
+            _held[key] -= 1
+        return
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder}: exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(folder / LOCK_FILE, thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        if not wait:
+            raise FolderInUse(f"{folder} is in use by {holder(folder)}; wait for it to finish, or give --wait to "
+                              "start when it does") from None
+        print(f"grokjax: {folder} is in use by {holder(folder)}; waiting for it to finish", file=sys.stderr)
+        lock.acquire()
+    try:
+        since = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        info = {"command": command, "pid": os.getpid(), "host": socket.gethostname(), "since": since}
+        (folder / HOLDER_FILE).write_text(json.dumps(info) + "\n")
+        _held[key] = 1
+        yield folder
+    finally:
+        _held.pop(key, None)
+        (folder / HOLDER_FILE).unlink(missing_ok=True)
+        lock.release()
