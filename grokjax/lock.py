@@ -90,3 +90,17 @@ def hold(folder: str | Path, command: str, wait: bool = False, create: bool = Tr
         _held.pop(key, None)
         (folder / HOLDER_FILE).unlink(missing_ok=True)
         lock.release()
+
+
+def in_use(folder: str | Path) -> str | None:
+    """Who holds `folder`'s lock now, in words, or None when nobody does (read only: nothing is written)."""
+    folder = Path(folder)
+    if not (folder / HOLDER_FILE).is_file() or not (folder / LOCK_FILE).is_file():
+        return None
+    probe = filelock.FileLock(folder / LOCK_FILE, thread_local=False)
+    try:
+        probe.acquire(timeout=0)
+    except filelock.Timeout:
+        return holder(folder)
+    probe.release()
+    return None

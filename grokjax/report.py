@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from grokjax import expect
+from grokjax import expect, lock
 from grokjax.config import load
 from grokjax.grid import column_name
 from grokjax.phases import PHASES, majority_phase
@@ -82,6 +82,10 @@ def summary(results: Results) -> str:
     return "\n".join(lines)
 
 
+STEP_CHOICES = {"auto": "picked by the cost model", "tuned": "the fastest timed on this machine",
+                None: "chosen by timing, an older grokjax"}
+
+
 def provenance(folder: Path) -> str:
     """`grokjax info`: what made a results folder (config, versions, device, times, chunks, run status)."""
     runs_path, config_path = folder / "runs.parquet", folder / "sweep.toml"
@@ -115,7 +119,9 @@ def provenance(folder: Path) -> str:
         f"wall time {max(p['wall_time_s'] for p in parts):,.1f} s (the last invocation)",
         f"  chunks: {done} done, {left} left" + (" (a sweep into this folder is under way or was stopped; "
                                                  "the tables are the last finished one's)" if left else ""),
-        "  step: " + ("; ".join(f"{s['model']} p={s['p']} width={s['width']}: {s['formulation']}, runs "
+        *([f"  in use by {holder}"] if (holder := lock.in_use(folder)) else []),
+        f"  step ({STEP_CHOICES.get(meta.get('step_choice'), 'fixed: --step ' + str(meta.get('step_choice')))}): "
+        + ("; ".join(f"{s['model']} p={s['p']} width={s['width']}: {s['formulation']}, runs "
                                 + (f"in blocks of {s['run_block']}" if s["run_block"] else "all vmapped together")
                                 + (f", on {s['devices']} device" + "s" * (s["devices"] > 1) if "devices" in s else "")
                                 for s in meta["step"]) + f" (compile cache: {meta.get('compile_cache')})"

@@ -145,3 +145,17 @@ def test_step_choices_written_by_processes_at_once_are_all_kept(tmp_path):
         w.join(timeout=120)
         assert w.exitcode == 0
     assert set(json.loads(path.read_text())) == {f"worker {w} shape {i}" for w in range(4) for i in range(20)}
+
+
+def test_info_names_the_holder_of_a_folder_in_use_and_writes_nothing(reference, held, capsys):
+    folder, release, proc = held
+    copy_tables(reference / "alone", folder)
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert main(["info", str(folder)]) == 0
+    assert f"in use by grokjax sweep held.toml (process {proc.pid} on " in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+    release.touch()
+    proc.wait(timeout=30)
+    assert main(["info", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "in use" not in out and "step (picked by the cost model)" in out
