@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import subprocess
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -34,10 +36,28 @@ def device_info() -> dict[str, Any]:
 def versions() -> dict[str, str]:
     """The packages' versions; grokjax's from its source, which also runs uninstalled (PYTHONPATH, as on a borrowed GPU)."""
     names = ("jax", "jaxlib", "optax", "numpy", "pandas", "pyarrow")
-    out = {"python": platform.python_version(), "grokjax": __version__}
+    out = {"python": platform.python_version(), "grokjax": __version__, "grokjax_revision": revision()}
     for name in names:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def revision() -> str:
+    """The git commit of grokjax's source when it runs from a checkout, with "+changes" when its package files
+    differ from that commit; "not a git checkout" otherwise (an installed wheel)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return "not a git checkout"
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+
+        commit = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", "grokjax")
+    except (OSError, subprocess.SubprocessError):
+        return "not a git checkout"
+    return commit + ("+changes" if changed else "")

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,8 @@ import grokjax
 from grokjax.cli import main
 from grokjax.phases import PHASES
 from grokjax.results import CURVE_COLUMNS, RUN_COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +69,9 @@ def test_provenance(tiny_results):
     assert meta == grokjax.results.read_meta(tiny_results / "curves.parquet")
     assert meta["config"]["train"]["steps"] == 30 and meta["config"]["sweep"]["train.weight_decay"] == [0.0, 1.0]
     assert {"jax", "jaxlib", "grokjax", "optax"} <= set(meta["versions"])
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert meta["versions"]["grokjax_revision"].removesuffix("+changes") == (head or "not a git checkout")
+    assert meta["step_choice"] == "auto"
     assert meta["device"]["platform"] == "cpu" and meta["wall_time_s"] > 0
     assert meta["started"] <= meta["finished"]
     assert not [f for f in os.listdir(tiny_results) if f.endswith(".tmp")], "no temporary files left"
