@@ -17,7 +17,7 @@ The formulation: the one with the least work per step, in FLOP-equivalents,
 where the input layer costs SCATTER[platform] per float gathered forward and scatter-added
 backward (gather), a matmul over the one-hot inputs, 8 p x width (onehot, forward and weight
 gradient), or a broadcast add, 2 x width (grid). SCATTER is fitted per platform on every way
-timed on the sweep files' end chunks (tests/bench_steps.py; docs/performance.md, "How the step
+timed on the sweep files' end chunks (benchmarks/steps.py; docs/performance.md, "How the step
 is chosen", compares this rule's picks with the measured best).
 
 The layout, per platform: on CPU, one run at a time on each device (a run's own 2-D matmuls are

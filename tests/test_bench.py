@@ -1,4 +1,4 @@
-"""The benchmark command runs end to end on a tiny sweep and writes its figures (its speed is not tested)."""
+"""The benchmarks (benchmarks/, outside the package) run end to end on a tiny sweep and write their figures (its speed is not tested)."""
 
 import json
 from pathlib import Path
@@ -6,8 +6,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from grokjax import bench, bench_device, bench_profile, results
-from grokjax.bench import main
+from benchmarks import bench, device, kernels
+from benchmarks.bench import main
+from grokjax import results
 
 
 def test_bench_writes_its_figures(sweep_file, tmp_path, capsys):
@@ -35,7 +36,7 @@ def test_bench_writes_its_figures(sweep_file, tmp_path, capsys):
 
 
 def test_kernels_are_told_apart_by_kind():
-    assert [bench_profile.kind(n) for n in ("all-gather.2", "dot.17", "ynn_fusion.3", "scatter.1", "gather.4",
+    assert [kernels.kind(n) for n in ("all-gather.2", "dot.17", "ynn_fusion.3", "scatter.1", "gather.4",
                                             "bitcast_copy_fusion", "multiply_add_fusion")] == [
         "collectives", "matmuls", "matmuls", "scatters", "gathers", "copies", "fusions"]
 
@@ -55,11 +56,11 @@ def test_gpu_suite_records_every_part_on_this_device(sweep_file, tmp_path, capsy
     """The device suite, on the tiny sweep: one test by pytest, the matmuls, the largest chunk, a sweep per
     precision, the phases."""
     out = tmp_path / "suite"
-    assert main([str(sweep_file()), "--suite", "gpu", "--out", str(out), "--precisions", "float32,bfloat16",
+    assert device.main([str(sweep_file()), "--out", str(out), "--precisions", "float32,bfloat16",
                  "--tests", "tests/test_train.py::test_a_second_run_gives_identical_results",
                  "--matmul-seconds", "0.3", "--matmul-sizes", "64,128"]) == 0
     report = json.loads((out / "suite.json").read_text())
-    assert report["machine"]["platform"] == "cpu" and set(report["part_seconds"]) == set(bench_device.PARTS)
+    assert report["machine"]["platform"] == "cpu" and set(report["part_seconds"]) == set(device.PARTS)
     tests = pd.read_parquet(out / "tests.parquet")
     assert tests.test.tolist() == ["tests.test_train::test_a_second_run_gives_identical_results"]
     assert tests.outcome.tolist() == ["passed"] and report["tests"] == {"passed": 1, "of": 1, "not_passed": []}
@@ -91,8 +92,8 @@ def test_gpu_suite_records_every_part_on_this_device(sweep_file, tmp_path, capsy
                                            (["--precisions", "fp8"], "--precisions 'fp8': choose from"),
                                            (["--matmul-sizes", "1024,big"], "--matmul-sizes '1024,big': whole numbers"),
                                            (["--out", "x", "--reference", "nowhere"], "--reference nowhere: no runs.parquet"),
-                                           ([], "--suite gpu needs --out DIR")])
+                                           ([], "--out DIR is needed")])
 def test_gpu_suite_bad_arguments_get_one_line_and_exit_2(sweep_file, tmp_path, capsys, args, message):
-    assert main([str(sweep_file()), "--suite", "gpu", *args]) == 2
+    assert device.main([str(sweep_file()), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1

@@ -10,8 +10,8 @@ import pytest
 import grokjax
 from grokjax import explore, plots
 from grokjax.cli import main
-from tests import browser
-from tests.bench_explore import synthetic
+from benchmarks import browser
+from benchmarks.explore import synthetic
 
 # A click on a cell, then a shift-click on another; what the curves and histograms show after each.
 CLICKS = """async (view) => {

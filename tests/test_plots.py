@@ -11,7 +11,7 @@ import pytest
 from grokjax import plots
 from grokjax.cli import main
 from grokjax.phases import PHASES
-from tests.bench_explore import synthetic
+from benchmarks.explore import synthetic
 
 
 @pytest.fixture(scope="module")

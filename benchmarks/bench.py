@@ -1,4 +1,4 @@
-"""`python -m grokjax.bench [SWEEP]`: how fast grokjax trains a sweep's runs, against the paper's own way.
+"""`python -m benchmarks.bench [SWEEP]`: how fast grokjax trains a sweep's runs, against the paper's own way.
 
 Steady state, on the same runs (the first chunks, up to --runs runs, that `grokjax
 sweep` would train from the sweep file's first group), each timed warm after a first
@@ -12,7 +12,7 @@ call that compiles:
   fraction of it.
 With --formulations: every way of computing the step that `grokjax.tuning` chooses from.
 With --profile: where the largest chunk's time goes on the device, kernel by kind, from a trace
-of JAX's profiler (`grokjax.bench_profile`).
+of JAX's profiler (`benchmarks.kernels`).
 
 With --whole: the time a user waits, as whole processes, compile included, for the whole
 sweep: `grokjax sweep` with a cold cache (a fresh GROKJAX_CACHE_DIR: the step measured,
@@ -46,7 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from grokjax import bench_profile, cache, grid, paper_loop, plan as planning, runner, tuning
+from benchmarks import kernels, paper_loop
+from grokjax import cache, grid, plan as planning, runner, tuning
 from grokjax.provenance import device_info
 from grokjax.config import ConfigError, load
 from grokjax.train import PRECISIONS, Static
@@ -152,9 +153,9 @@ def wall(command: list[str], env: dict[str, str]) -> float | str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grokjax.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("file", nargs="?", help="sweep file (default: the quickstart; with --suite gpu, Figure 3(a))")
+    parser.add_argument("file", nargs="?", help="sweep file (default: the quickstart)")
     parser.add_argument("--runs", type=int, default=32, help="how many of its runs to time (default 32)")
     parser.add_argument("--chunk-size", type=int, help="runs per vmapped call (default: as grokjax sweep)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -164,20 +165,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="also trace the largest chunk with JAX's profiler and sum its kernels by kind")
     parser.add_argument("--whole", action="store_true",
                         help="also time whole processes: the sweep, cold and warm cache, and the PyTorch loop")
-    parser.add_argument("--charts", action="store_true", help="with --whole or --suite: the sweep draws its charts")
+    parser.add_argument("--charts", action="store_true", help="with --whole: the sweep draws its charts")
     parser.add_argument("--out", metavar="FILE", help="JSON file for the figures (default: results/bench/<name>.json)")
-    from grokjax import bench_device  # it builds on this module
-
-    bench_device.arguments(parser)
     args = parser.parse_args(argv)
     try:
-        if args.suite:
-            return bench_device.run(args)
         args.file = args.file or "sweeps/quickstart.toml"
         config = load(args.file, args.overrides)
         runs = grid.expand(config)
     except ConfigError as err:
-        print(f"grokjax.bench: error: {err}", file=sys.stderr)
+        print(f"benchmarks.bench: error: {err}", file=sys.stderr)
         return 2
     # Whole processes first, while this process has done no work whose threads could still spin.
     whole = whole_processes(args, config, runs) if args.whole else None
@@ -207,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = profiled(max(plan, key=lambda c: len(c.runs))) if args.profile else None
 
     report: dict[str, Any] = {
-        "command": "python -m grokjax.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m benchmarks.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": dt.date.today().isoformat(),
         "machine": {**device_info(), "jax": jax.__version__},
         "sweep": config.name,
@@ -250,13 +246,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def profiled(chunk: Any) -> dict[str, Any]:
-    """The chunk's kernel time by kind (`bench_profile`), its trace kept in a fresh temporary folder."""
+    """The chunk's kernel time by kind (`benchmarks.kernels`), its trace kept in a fresh temporary folder."""
     folder = Path(tempfile.mkdtemp(prefix="grokjax-trace-"))
-    path, wall = bench_profile.trace(chunk.static, grid.hparams(chunk.runs, pad_to=chunk.size), folder)
+    path, wall = kernels.trace(chunk.static, grid.hparams(chunk.runs, pad_to=chunk.size), folder)
     way = tuning.step_name(chunk.static.formulation, chunk.static.run_block, chunk.static.devices)
     return {"chunk": f"{len(chunk.runs)} runs, {chunk.static.train_slots or 'all'} slots, {way}", "trace": str(path),
             "cores": tuning.cores() if jax.default_backend() == "cpu" else jax.local_device_count(),
-            **bench_profile.kernel_time(path, wall)}
+            **kernels.kernel_time(path, wall)}
 
 
 def summary(r: dict[str, Any]) -> str:
@@ -302,7 +298,7 @@ def summary(r: dict[str, Any]) -> str:
                          f"{w['pytorch_s'] / w['grokjax_warm_cache_s']:.2f}x warm")
         lines.append(line)
     if "profile" in r:
-        lines.append(bench_profile.summary(r["profile"]))
+        lines.append(kernels.summary(r["profile"]))
     return "\n".join(lines)
 
 

@@ -6,10 +6,10 @@ one-hot input through nn.Linear(2p, N), x², nn.Linear(N, p), nn.MSELoss against
 targets, torch.optim.AdamW, and the train and test accuracies and test loss at every
 logged step. It imports nothing of grokjax (nor JAX), so that
 
-    python grokjax/paper_loop.py SPEC.json
+    python benchmarks/paper_loop.py SPEC.json
 
 times PyTorch alone, as the authors' scripts run; SPEC.json is a list of groups, each
-{"setting": {...static fields...}, "runs": [{...per-run fields...}, ...]} (`grokjax.bench` writes it).
+{"setting": {...static fields...}, "runs": [{...per-run fields...}, ...]} (`benchmarks.bench` writes it).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The explore page's size, build time and load time in headless Chromium: `python -m tests.bench_explore [RESULTS_DIR]`.
+"""The explore page's size, build time and load time in headless Chromium: `python -m benchmarks.explore [RESULTS_DIR]`.
 
 Measured for each results folder given and for a synthetic sweep the shape of
 sweeps/doshi_fig3_wd.toml (4 weight decays x 19 corruption x 17 data fractions = 1,292
@@ -22,7 +22,7 @@ import pandas as pd
 from grokjax import explore, plots
 from grokjax.phases import PHASES
 from grokjax.results import load
-from tests import browser
+from benchmarks import browser
 
 CLICK = """async (view) => {
   const cells = items(view, /^phase.*_marks$/), start = performance.now();

@@ -1,4 +1,4 @@
-"""`python -m grokjax.bench --suite gpu --out DIR [SWEEP]`: all that one call on a borrowed device measures.
+"""`python -m benchmarks.device --out DIR [SWEEP]`: all that one call on a borrowed device measures.
 
 A borrowed GPU is lent for minutes, ten at most a call, so one command does it all, and is tested on
 a CPU with a tiny sweep so that it works the first time there. SWEEP defaults to the paper's Figure 3(a),
@@ -9,7 +9,7 @@ sweeps/doshi_fig3_wd.toml. Parts (--parts, all by default), in this order:
 - chunk: the sweep's largest chunk at the first precision, as `grokjax sweep` plans it (its step measured):
   trained once (its program compiled while the step was measured), then warm for the model's FLOP/s,
   then two segments traced by JAX's profiler
-  (`bench_profile`; the trace is kept as DIR/trace.json.gz, for Perfetto);
+  (`benchmarks.kernels`; the trace is kept as DIR/trace.json.gz, for Perfetto);
 - sweeps: `grokjax sweep SWEEP` as a whole process, compile included, with a fresh compilation
   cache, once per precision (--precisions); with --warm the first precision again, its cache warm;
 - precision: each run's phase at every precision beside its phase at the reference (--reference, a
@@ -40,7 +40,8 @@ from typing import Any
 
 import pandas as pd
 
-from grokjax import bench, bench_profile, cache, grid, plan as planning, results, runner, tuning
+from benchmarks import bench, kernels
+from grokjax import cache, grid, plan as planning, results, runner, tuning
 from grokjax.config import load
 from grokjax.provenance import device_info, versions
 from grokjax.train import PRECISIONS
@@ -61,10 +62,20 @@ TESTS = (  # each can pass on a CPU and fail on a GPU: reductions, batched matmu
 KEYS = ["run_id", "data_fraction", "corruption_fraction", "weight_decay", "seed"]
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.device", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("file", nargs="?", help=f"sweep file (default: {SWEEP})")
+    parser.add_argument("--out", metavar="DIR", help="folder for suite.json, the tables and the results (required)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--charts", action="store_true", help="the sweeps draw their charts")
+    arguments(parser)
+    return run(parser.parse_args(argv))
+
+
 def arguments(parser: argparse.ArgumentParser) -> None:
-    """The suite's own options, on `python -m grokjax.bench`'s parser."""
-    suite = parser.add_argument_group("--suite gpu")
-    suite.add_argument("--suite", choices=("gpu",), help=f"measure all a device call needs (default sweep: {SWEEP})")
+    """The suite's own options."""
+    suite = parser.add_argument_group("parts")
     suite.add_argument("--parts", default=",".join(PARTS), help=f"which, comma-separated (default: {','.join(PARTS)})")
     suite.add_argument("--precisions", default=",".join(PRECISIONS),
                        help="train.precision of each sweep, comma-separated (default: float32,tf32,bfloat16)")
@@ -85,11 +96,11 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--matmul-sizes {args.matmul_sizes!r}: whole numbers above 0, comma-separated")
         sizes = [int(n) for n in items]
         if not args.out:
-            raise ValueError("--suite gpu needs --out DIR")
+            raise ValueError("--out DIR is needed")
         if args.reference and not (Path(args.reference) / "runs.parquet").is_file():
             raise ValueError(f"--reference {args.reference}: no runs.parquet here; is it a grokjax results folder?")
     except ValueError as err:
-        print(f"grokjax.bench: error: {err}", file=sys.stderr)
+        print(f"benchmarks.device: error: {err}", file=sys.stderr)
         return 2
     file = args.file or str(ROOT / SWEEP)
     overrides = [*args.overrides, f"train.precision={precisions[0]}"]
@@ -97,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
-        "command": "python -m grokjax.bench " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.device " + " ".join(sys.argv[1:]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": in_subprocess("machine", folder / "machine.log"), "sweep": file, "overrides": args.overrides,
     }
@@ -132,9 +143,11 @@ def run(args: argparse.Namespace) -> int:
 def in_subprocess(function: str, log: Path, env: dict[str, str] | None = None, **kwargs: Any) -> Any:
     """This module's function(**kwargs) in a process of its own, its JSON result read back; on failure,
     {"error": its last line of output} (the whole output is in log)."""
-    code = (f"import json, sys; from grokjax import bench_device; "
-            f"print(json.dumps(bench_device.{function}(**json.loads(sys.argv[1]))))")
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], env={**os.environ, **(env or {})},
+    code = (f"import json, sys; from benchmarks import device; "
+            f"print(json.dumps(device.{function}(**json.loads(sys.argv[1]))))")
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)  # benchmarks/ is not installed
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)],
+                          env={**os.environ, "PYTHONPATH": path, **(env or {})},
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log.write_text(proc.stderr)
     if proc.returncode != 0:
@@ -290,7 +303,7 @@ def summary(part: str, report: dict[str, Any]) -> str:
     if part == "chunk":
         return (f"{head} {figures['runs']} runs ({figures['step']}): first call {figures['first_call_s']:.1f} s, "
                 f"{figures['warm_s']:.1f} s warm, {figures['run_steps_per_s']:,.0f} run-steps/s{fraction(figures)}\n"
-                + bench_profile.summary({**figures["profile"], "chunk": figures["step"]}))
+                + kernels.summary({**figures["profile"], "chunk": figures["step"]}))
     if part == "sweeps":
         lines = [head]
         for r in figures:
@@ -307,3 +320,7 @@ def summary(part: str, report: dict[str, Any]) -> str:
 def fraction(figures: dict[str, Any]) -> str:
     share = figures.get("fraction_of_tf32_matmul")
     return "" if share is None else f", model FLOP/s {share:.0%} of the dense tf32 matmul's"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Where a chunk's training time goes on the device: `python -m grokjax.bench FILE --profile`.
+"""Where a chunk's training time goes on the device: `python -m benchmarks.bench FILE --profile`.
 
 Two segments of the chunk (its compiled program, as `grokjax sweep` runs it) are traced with
 JAX's profiler; the trace (TensorBoard's or Perfetto's format) is kept, and its kernels are

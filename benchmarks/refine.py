@@ -1,4 +1,4 @@
-"""`python -m grokjax.bench_refine`: what refinement buys, on the quickstart's weight-decay-10 slice.
+"""`python -m benchmarks.refine`: what refinement buys, on the quickstart's weight-decay-10 slice.
 
 Three sweeps of sweeps/quickstart.toml at weight decay 10 (one seed), and one refinement:
 - reference: a dense 25 x 19 grid (data fraction 0.3..0.9, corruption fraction 0..0.45, both in
@@ -104,7 +104,7 @@ def score(trained: pd.DataFrame, reference: pd.DataFrame) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grokjax.bench_refine", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.refine", description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default="results/refine_bench", help="folder for the sweeps' results")
     parser.add_argument("--json", default="results/bench/refine.json", help="where the figures go")
     parser.add_argument("--rounds", type=int, default=3, help="refinement rounds (default 3)")
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     walls["refine"] = round(time.perf_counter() - t0, 1)
     refined = results.load(folders["coarse"])
     figures = {
-        "command": "python -m grokjax.bench_refine" + (f" --rounds {args.rounds}" if args.rounds != 3 else ""),
+        "command": "python -m benchmarks.refine" + (f" --rounds {args.rounds}" if args.rounds != 3 else ""),
         "started": started.isoformat(timespec="seconds"),
         "device": device_info(),
         "slice": "sweeps/quickstart.toml at weight decay 10, seed 0 (p 31, width 128, 1500 steps)",

@@ -6,8 +6,8 @@ layout that `tuning.candidates` lists, as `tuning.time_way` times them (the last
 compiled and warmed first, best of two). One JSON line per chunk goes to --out as it is timed.
 --report prints, per timed chunk, the cost model's pick (`grokjax.costmodel`) against the fastest.
 
-    python tests/bench_steps.py sweeps/quickstart.toml sweeps/bench/grid64.toml --out steps.jsonl
-    python tests/bench_steps.py --report steps.jsonl
+    python -m benchmarks.steps sweeps/quickstart.toml sweeps/bench/grid64.toml --out steps.jsonl
+    python -m benchmarks.steps --report steps.jsonl
 """
 
 from __future__ import annotations
