@@ -14,10 +14,11 @@ The formulation: the one with the least work per step, in FLOP-equivalents,
     examples the step computes x (6 x the weights an example meets after the input layer
                                   + the input layer's cost per example),
 
-where the input layer costs SCATTER[platform] per float gathered forward and scatter-added
-backward (gather), a matmul over the one-hot inputs, 8 p x width (onehot, forward and weight
-gradient), or a broadcast add, 2 x width (grid). SCATTER is fitted per platform on every way
-timed on the sweep files' end chunks (benchmarks/steps.py; docs/performance.md, "How the step
+where the input layer costs, per example, SCATTER[platform] = (per float, fixed): its floats
+gathered forward and scatter-added backward, and the indexing around them, whatever the width
+(gather); a matmul over the one-hot inputs, 8 p x width (onehot, forward and weight gradient);
+or a broadcast add, 2 x width (grid). SCATTER is fitted per platform on every way timed on the
+sweep files' end chunks (benchmarks/steps.py; docs/performance.md, "How the step
 is chosen", compares this rule's picks with the measured best).
 
 The layout, per platform: on CPU, one run at a time on each device (a run's own 2-D matmuls are
@@ -34,10 +35,11 @@ from grokjax import models
 from grokjax.tasks import num_classes, num_examples
 from grokjax.train import Static
 
-# FLOP-equivalents of gathering one float forward and scatter-adding its gradient backward.
-# cpu: fitted on the sweep files' end chunks (docs/performance.md); accelerators: an estimate (a
-# scattered float moves 8 bytes where a matmul does hundreds of FLOPs) until a device's ways are timed.
-SCATTER = {"cpu": 8.0, "gpu": 64.0, "tpu": 64.0}
+# FLOP-equivalents of a gathered example's input: (per float gathered forward and scatter-added backward,
+# fixed per example). cpu: fitted on the sweep files' end chunks (docs/performance.md); accelerators: an
+# estimate (a scattered float moves 8 bytes where a matmul does hundreds of FLOPs) until a device's ways
+# are timed.
+SCATTER = {"cpu": (8.0, 3500.0), "gpu": (64.0, 0.0), "tpu": (64.0, 0.0)}
 # Runs vectorized together per device (`train.Static.run_block`: 1 one at a time, 0 all), full batch and minibatch.
 RUN_BLOCK = {"cpu": (1, 8), "gpu": (0, 0), "tpu": (0, 0)}
 
@@ -76,8 +78,8 @@ def cost(static: Static, formulation: str, platform: str) -> float:
         first = 2 * static.width
     else:
         examples = static.batch_size or static.train_slots or num_examples(static)
-        first = (8 * static.p * static.width if formulation == "onehot"
-                 else SCATTER.get(platform, SCATTER["gpu"]) * _input_floats(static))
+        per_float, fixed = SCATTER.get(platform, SCATTER["gpu"])
+        first = 8 * static.p * static.width if formulation == "onehot" else per_float * _input_floats(static) + fixed
     return examples * (6 * _body_weights(static) + first)
 
 

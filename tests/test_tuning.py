@@ -164,7 +164,8 @@ def test_the_cost_model_prefers_the_least_work_and_reads_no_clock():
     """costmodel.cost counts each formulation's work per the module's definition; choose is a pure function."""
     base = Static(model="mlp", p=31, width=128, depth=2, task="modular_addition", train_slots=304)
     body = 6 * (128 * 31)  # the output layer's weights, forward and both gradients
-    assert costmodel.cost(base, "gather", "cpu") == 304 * (body + costmodel.SCATTER["cpu"] * 2 * 128)
+    per_float, fixed = costmodel.SCATTER["cpu"]
+    assert costmodel.cost(base, "gather", "cpu") == 304 * (body + per_float * 2 * 128 + fixed)
     assert costmodel.cost(base, "onehot", "cpu") == 304 * (body + 8 * 31 * 128)
     assert costmodel.cost(base, "grid", "cpu") == 31 * 31 * (body + 2 * 128)
     assert costmodel.choose(base, 30, "cpu", 2) == ("gather", 1, 0)  # one at a time, split over both devices
@@ -174,7 +175,7 @@ def test_the_cost_model_prefers_the_least_work_and_reads_no_clock():
     full = dataclasses.replace(base, train_slots=31 * 31 - 8)  # a rung that gathers nearly every example
     assert costmodel.choose(full, 30, "cpu", 2)[0] == "grid"
     assert costmodel.candidates(dataclasses.replace(base, train_slots=0)) == ["grid"]
-    scatter_dear = dict(costmodel.SCATTER, cpu=10 * 31)  # scatter-adds dearer than the one-hot matmul
+    scatter_dear = dict(costmodel.SCATTER, cpu=(10 * 31, 0.0))  # scatter-adds dearer than the one-hot matmul
     with pytest.MonkeyPatch.context() as m:
         m.setattr(costmodel, "SCATTER", scatter_dear)
         assert costmodel.choose(base, 30, "cpu", 2)[0] == "onehot"
