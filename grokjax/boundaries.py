@@ -1,6 +1,6 @@
 """Where neighbouring cells of a phase diagram disagree, and the runs that place the boundary better there.
 
-A cell is a run-group: the runs (seeds) at one point (x, y) of the heatmap (`plots.grid_axes`:
+A cell is a run-group: the runs (seeds) at one point (x, y) of the heatmap (`cells.grid_axes`:
 data and corruption fraction, normally) and one value of each other swept axis (a facet).
 After refinement the cells are a grid's points plus midpoints, not a full grid, so neighbours
 are defined on lines: two cells are neighbours when they share the facet and y (x) and no cell
@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from grokjax.cells import SEED_AXES, facet_axes, grid_axes, log_axis, phase_cells
 from grokjax.fields import config_columns
 from grokjax.grid import split_sizes
-from grokjax.plots import SEED_AXES, facet_axes, grid_axes, log_axis, phase_cells
 from grokjax.train import Hparams
 
 MIN_AGREEMENT = 0.75  # a cell whose seeds agree less (2 of 3 do not) is uncertain
@@ -29,7 +29,7 @@ TRAINED = [f for f in Hparams._fields if f not in SEED_AXES]  # what a run's tra
 
 
 def midpoint(a: float, b: float, log: bool = False) -> float | None:
-    """Half-way between two axis values (on a log axis, `plots.log_axis`, their geometric mean); integers
+    """Half-way between two axis values (on a log axis, `cells.log_axis`, their geometric mean); integers
     (train_size) stay integers, None when none lies between."""
     if isinstance(a, (int, np.integer)) and isinstance(b, (int, np.integer)):
         m = (int(a) + int(b)) // 2

@@ -337,12 +337,12 @@ def check(folder: str, file: str | None) -> int:
 
 def plot(folder: str, wait: bool = False) -> int:
     """`grokjax plot RESULTS_DIR`: charts from the Parquet files alone."""
-    from grokjax import lock, plots, results
+    from grokjax import drawing, lock, results
 
     try:
         with lock.hold(folder, f"grokjax plot {folder}", wait, create=False):
             res = results.load(folder)
-            for path in plots.write_all(folder, res.runs, res.curves, res.neurons):
+            for path in drawing.write_all(folder, res.runs, res.curves, res.neurons):
                 print(path)
     except (FileNotFoundError, OSError, ValueError) as err:  # lock.FolderInUse is a ValueError
         print(f"grokjax: error: {err}", file=sys.stderr)

@@ -19,6 +19,8 @@ import pandas as pd
 
 from grokjax import plots
 from grokjax.analysis import PERIODIC_IPR
+from grokjax.cells import TITLES, facet_axes, facet_column, grid_axes, label, phase_cells
+from grokjax.phases import PHASES
 from grokjax.results import final_neurons, load
 
 MAX_POINTS = 50  # logged steps kept per run
@@ -35,9 +37,9 @@ DECADES = "abs(log(datum.value) / LN10 - round(log(datum.value) / LN10)) < 1e-6 
 
 def cell_keys(runs: pd.DataFrame) -> pd.DataFrame:
     """run_id and the keys (x, y, facet) of the run's cell, as phase_cells writes them."""
-    x, y = plots.grid_axes(runs)
-    keyed = plots._facet_column(runs, plots.facet_axes(runs))
-    return keyed.assign(x=keyed[x].map(plots._label), y=keyed[y].map(plots._label))[["run_id", *KEYS]]
+    x, y = grid_axes(runs)
+    keyed = facet_column(runs, facet_axes(runs))
+    return keyed.assign(x=keyed[x].map(label), y=keyed[y].map(label))[["run_id", *KEYS]]
 
 
 def _rounded(values: pd.Series, digits: int = 4) -> np.ndarray:
@@ -69,7 +71,7 @@ def run_table(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
 
 def cell_table(runs: pd.DataFrame, neurons: pd.DataFrame) -> pd.DataFrame:
     """phase_cells, with each cell's neurons (last snapshot) as arrays: neurons per IPR bin, periodic ones per frequency."""
-    cells = plots.phase_cells(runs)
+    cells = phase_cells(runs)
     if neurons is None or neurons.empty:
         return cells
     data = final_neurons(neurons).merge(cell_keys(runs), on="run_id")
@@ -87,13 +89,13 @@ def cell_table(runs: pd.DataFrame, neurons: pd.DataFrame) -> pd.DataFrame:
 
 
 def _phase_scale(cells: pd.DataFrame) -> alt.Scale:
-    present = [p for p in plots.PHASES if p in set(cells.phase.dropna())]
+    present = [p for p in PHASES if p in set(cells.phase.dropna())]
     return alt.Scale(domain=present, range=[plots.PHASE_COLORS[p] for p in present])
 
 
 def phase_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter) -> alt.Chart:
     """The phase diagram, one panel per facet; a cell's opacity is its seeds' agreement when cells hold several runs."""
-    grid = plots.grid_axes(runs)
+    grid = grid_axes(runs)
     cell_size = int(np.clip(240 / max(cells.x.nunique(), cells.y.nunique()), 16, 70))  # small grids drawn larger
     encoding = dict(
         **plots.grid_encodings(cells, grid),
@@ -113,13 +115,13 @@ def phase_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter) -> 
         .add_params(cell)
         .properties(name="phase")
     )
-    return plots._faceted(chart, cells, plots.facet_axes(runs)).properties(
+    return plots.faceted(chart, cells, facet_axes(runs)).properties(
         title=alt.Title("Phase diagram", subtitle="click a cell for its runs below; shift-click adds cells"))
 
 
 def selected_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter, lines: int = 11) -> alt.Chart:
     """The selected cells in words, one line each: where they are, their phase, runs and mean test accuracy."""
-    x, y = (SYMBOLS.get(a, plots.TITLES.get(a, a)) for a in plots.grid_axes(runs))
+    x, y = (SYMBOLS.get(a, TITLES.get(a, a)) for a in grid_axes(runs))
     text = (f"'{x} = ' + datum.x + ', {y} = ' + datum.y + (datum.facet ? ', ' + datum.facet : '') + ': '"
             " + replace(datum.phase || 'no phase', /_/g, ' ') + ' (' + datum.runs + (datum.runs > 1 ? ' runs' : ' run')"
             " + ', test accuracy ' + format(datum.test_acc, '.2f') + ')'")

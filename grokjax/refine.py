@@ -31,13 +31,13 @@ from pathlib import Path
 import pandas as pd
 
 from grokjax import boundaries, expect, grid, lock, plan, results, resume, summarize, sweep, tuning
+from grokjax.cells import grid_axes
 from grokjax.config import ConfigError, SweepConfig, load
-from grokjax.plots import grid_axes
 from grokjax.resume import Round
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def finished_sweep(folder: Path) -> tuple[SweepConfig, pd.DataFrame, list[plan.Chunk]]:
@@ -156,7 +156,7 @@ def run(
 
         outcome = sweep.SweepOutcome(folder, results.load(folder))
         if plots:
-            from grokjax import plots as charts  # Altair loads only when charts are drawn
+            from grokjax import drawing  # Altair loads only when charts are drawn
 
-            charts.write_all(folder, outcome.results.runs, outcome.results.curves, outcome.results.neurons)
+            drawing.write_all(folder, outcome.results.runs, outcome.results.curves, outcome.results.neurons)
         return outcome, trained

@@ -7,12 +7,12 @@ from pathlib import Path
 import pandas as pd
 
 from grokjax import expect, lock
+from grokjax.cells import grid_axes
 from grokjax.config import load
 from grokjax.grid import column_name
 from grokjax.phases import PHASES, majority_phase
-from grokjax.plots import grid_axes
-from grokjax.resume import STATE_DIR, read_plan, read_rounds
 from grokjax.results import Results, read_meta
+from grokjax.resume import STATE_DIR, read_plan, read_rounds
 
 SYMBOLS = {
     "coexistence": "C",
@@ -29,7 +29,7 @@ def phase_map(runs: pd.DataFrame, swept: list[str]) -> str:
     """One block per value of the swept axes other than the map's and seeds; one character per cell.
 
     Rows are corruption fractions (highest on top), columns data fractions (or
-    the axes `plots.grid_axes` picks when those are fixed); a cell with several
+    the axes `cells.grid_axes` picks when those are fixed); a cell with several
     seeds shows its majority phase.
     """
     x_axis, y_axis = grid_axes(runs)

@@ -14,9 +14,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import jax
 import numpy as np
@@ -299,7 +300,7 @@ def run(
         mine = chunks[process::processes]
 
         # --- train and summarize, chunk by chunk (each recorded as it finishes) -----------------
-        started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
+        started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
         name = config.name if processes == 1 else f"{config.name} [process {process}/{processes}]"
         todo = train(mine, recorded, config, folder, name, progress=progress, warm_charts=plots and process == 0,
                      checkpoint_every=checkpoint_every, keep_params=keep_params)
@@ -318,7 +319,7 @@ def run(
             "device": device_info(),
             "process": {"index": process, "count": processes},
             "started": started.isoformat(timespec="seconds"),
-            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "wall_time_s": round(wall, 3),
             "runs": len(table),
             "run_steps_per_s": round(sum(int(c.runs.steps.sum()) for c in todo) / wall, 1) if todo else 0.0,
@@ -341,7 +342,7 @@ def run(
 
         # --- charts -----------------------------------------------------------------------------
         if plots and process == 0:
-            from grokjax import plots as charts  # Altair loads only when charts are drawn
+            from grokjax import drawing  # Altair loads only when charts are drawn
 
-            charts.write_all(folder, outcome.results.runs, outcome.results.curves, outcome.results.neurons)
+            drawing.write_all(folder, outcome.results.runs, outcome.results.curves, outcome.results.neurons)
         return outcome

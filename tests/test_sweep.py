@@ -133,3 +133,12 @@ def test_console_entry_point(sweep_file, tmp_path):
     assert "8 runs in" in done.stdout and "Phase map" in done.stdout and "weight_decay = 1" in done.stdout
     assert "8/8 runs" in done.stderr  # the progress bar
     assert pq.read_table(tmp_path / "o" / "runs.parquet").num_rows == 8
+
+
+def test_a_sweep_without_charts_never_loads_altair(sweep_file, tmp_path):
+    code = ("import sys; from grokjax.cli import main; rc = main(sys.argv[1:]); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('altair', 'vl_convert'))); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, "sweep", str(sweep_file()), "--out", str(tmp_path / "out"),
+                           "--no-plots", "--no-progress", "--no-params"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
