@@ -38,8 +38,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -47,9 +48,10 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import kernels, paper_loop
-from grokjax import cache, grid, plan as planning, runner, tuning
-from grokjax.provenance import device_info
+from grokjax import cache, grid, runner, tuning
+from grokjax import plan as planning
 from grokjax.config import ConfigError, load
+from grokjax.provenance import device_info
 from grokjax.train import PRECISIONS, Static
 
 
@@ -146,7 +148,7 @@ def whole_processes(args: argparse.Namespace, config: Any, runs: pd.DataFrame) -
 def wall(command: list[str], env: dict[str, str]) -> float | str:
     """Wall seconds of a command run to its end (or what it printed last, if it failed)."""
     start = time.perf_counter()
-    proc = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(command, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         return f"failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}"
     return time.perf_counter() - start

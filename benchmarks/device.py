@@ -41,7 +41,8 @@ from typing import Any
 import pandas as pd
 
 from benchmarks import bench, kernels
-from grokjax import cache, grid, plan as planning, results, runner, tuning
+from grokjax import cache, grid, results, runner, tuning
+from grokjax import plan as planning
 from grokjax.config import load
 from grokjax.provenance import device_info, versions
 from grokjax.train import PRECISIONS
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "command": "python -m benchmarks.device " + " ".join(sys.argv[1:]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": in_subprocess("machine", folder / "machine.log"), "sweep": file, "overrides": args.overrides,
     }
     tables: dict[str, pd.DataFrame] = {}
@@ -148,7 +149,7 @@ def in_subprocess(function: str, log: Path, env: dict[str, str] | None = None, *
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)  # benchmarks/ is not installed
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)],
                           env={**os.environ, "PYTHONPATH": path, **(env or {})},
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          capture_output=True, text=True)
     log.write_text(proc.stderr)
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1]}

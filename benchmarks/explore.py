@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks import browser
 from grokjax import explore, plots
 from grokjax.phases import PHASES
 from grokjax.results import load
-from benchmarks import browser
 
 CLICK = """async (view) => {
   const cells = items(view, /^phase.*_marks$/), start = performance.now();

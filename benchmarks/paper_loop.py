@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 PAPER = {"model": "mlp", "depth": 2, "activation": "quadratic", "loss": "mse", "optimizer": "adamw", "batch_size": 0,
          "task": "modular_addition"}

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default="results/bench/refine.json", help="where the figures go")
     parser.add_argument("--rounds", type=int, default=3, help="refinement rounds (default 3)")
     args = parser.parse_args(argv)
-    work, started = Path(args.work), dt.datetime.now(dt.timezone.utc)
+    work, started = Path(args.work), dt.datetime.now(dt.UTC)
     walls, folders = {}, {}
     for name, grid in GRIDS.items():
         t0 = time.perf_counter()

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grokjax.config import ConfigError, SweepConfig, load as load_config
-from grokjax.results import Results, load as load_results
+from grokjax.config import ConfigError, SweepConfig
+from grokjax.config import load as load_config
+from grokjax.results import Results
+from grokjax.results import load as load_results
 
 __version__ = "0.1.0"
 __all__ = ["ConfigError", "Results", "SweepConfig", "load_config", "load_results", "run_sweep", "__version__"]

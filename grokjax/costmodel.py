@@ -53,7 +53,7 @@ def candidates(static: Static) -> list[str]:
     return ["gather", "onehot", "grid"] if static.model == "mlp" else ["gather", "grid"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _body_weights(static: Static) -> int:
     """Weights an example meets after the input layer (the mlp's hidden and output layers; for other models,
     all of them)."""

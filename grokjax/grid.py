@@ -90,7 +90,7 @@ def _counts(row: Any) -> tuple[int, int, int]:
     return n_train, n_corrupt, examples - n_train
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _modular_examples(task: str, p: int, symmetric: bool) -> int:
     return int(modular_table(task, p, symmetric)[1].sum())
 

@@ -22,8 +22,8 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import filelock
 
@@ -81,7 +81,7 @@ def hold(folder: str | Path, command: str, wait: bool = False, create: bool = Tr
         print(f"grokjax: {folder} is in use by {holder(folder)}; waiting for it to finish", file=sys.stderr)
         lock.acquire()
     try:
-        since = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         info = {"command": command, "pid": os.getpid(), "host": socket.gethostname(), "since": since}
         (folder / HOLDER_FILE).write_text(json.dumps(info) + "\n")
         _held[key] = 1

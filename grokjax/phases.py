@@ -7,6 +7,7 @@ import pandas as pd
 
 from grokjax.config import PhaseConfig
 from grokjax.fields import PHASES  # noqa: F401 (re-exported: the phases, in the paper's order)
+
 TOLERANCE = 1e-9
 
 

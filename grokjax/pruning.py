@@ -52,7 +52,7 @@ def _pruned_metrics(static: Static, params: Any, data_seed: jax.Array, n_train: 
     return jax.lax.map(one, jnp.arange(static.width + 1), batch_size=batch)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled(static: Static, batch: int) -> Any:
     return jax.jit(jax.vmap(functools.partial(_pruned_metrics, static, batch=batch)))
 

@@ -15,7 +15,8 @@ import concurrent.futures
 import functools
 import os
 import threading
-from typing import Any, Callable, Iterator, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -74,7 +75,7 @@ def shard_runs(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("runs")))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compiled(static: Static, vectorized: bool = True) -> tuple[Callable, Callable]:
     """(init, segment), jitted for one static config; the segment donates its state's buffers.
 
@@ -105,7 +106,7 @@ _PROGRAMS: dict[tuple, concurrent.futures.Future] = {}  # (static, shapes) -> it
 _LOCK = threading.Lock()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compile_pool() -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(4, (os.cpu_count() or 2) // 4)))
 
@@ -151,7 +152,7 @@ def _compile(static: Static, hp: Hparams) -> tuple[Callable, Callable]:
     return init.lower(hp).compile(), segment.lower(state, hp, 0).compile()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def neuron_stats(static: Static, vectorized: bool) -> Callable:
     stats = functools.partial(analysis.neuron_stats, static)
     return jax.jit(jax.vmap(stats) if vectorized else stats)

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 import grokjax
-from grokjax import explore, plots
-from grokjax.cli import main
 from benchmarks import browser
 from benchmarks.explore import synthetic
+from grokjax import explore, plots
+from grokjax.cli import main
 
 # A click on a cell, then a shift-click on another; what the curves and histograms show after each.
 CLICKS = """async (view) => {

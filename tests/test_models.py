@@ -16,9 +16,8 @@ import pytest
 from grokjax import grid, models, plan
 from grokjax.cli import main
 from grokjax.config import ConfigError, from_dict
-from grokjax.tasks import (corrupt_count, make_run_data, minibatch, modular_table, permuted_position,
-                           split_counts)
 from grokjax.runner import train
+from grokjax.tasks import corrupt_count, make_run_data, minibatch, modular_table, permuted_position, split_counts
 from grokjax.train import Hparams, Static, init_run, make_optimizer
 
 

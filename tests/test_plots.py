@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.explore import synthetic
 from grokjax import plots
 from grokjax.cli import main
 from grokjax.phases import PHASES
-from benchmarks.explore import synthetic
 
 
 @pytest.fixture(scope="module")

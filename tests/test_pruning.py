@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokjax import grid, plan, pruning, results
+from grokjax import plan, pruning, results
 from grokjax.cli import main
 from grokjax.sweep import run
 from grokjax.tasks import make_run_data
