@@ -10,6 +10,8 @@ from benchmarks import bench, device, kernels
 from benchmarks.bench import main
 from grokjax import results
 
+pytestmark = pytest.mark.slow  # real processes, a browser or notebooks: pytest -m "not slow" skips them
+
 
 def test_bench_writes_its_figures(sweep_file, tmp_path, capsys):
     out = tmp_path / "bench.json"

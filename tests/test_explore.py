@@ -51,6 +51,7 @@ def cell_runs(runs: pd.DataFrame, key: dict) -> list[int]:
     return sorted(keyed[(keyed.x == key["x"]) & (keyed.y == key["y"]) & (keyed.facet == key["facet"])].run_id.tolist())
 
 
+@pytest.mark.slow
 def test_a_click_on_a_cell_shows_its_runs(folder, capsys):
     assert main(["explore", str(folder)]) == 0
     page = folder / "explore.html"
@@ -80,6 +81,7 @@ def test_a_click_on_a_cell_shows_its_runs(folder, capsys):
     assert all(name in states["tooltip"] for name in ("train accuracy", "test accuracy", "seeds in the majority phase"))
 
 
+@pytest.mark.slow
 def test_without_neurons_or_some_curves_the_page_keeps_the_rest(folder, tmp_path):
     res = grokjax.load_results(folder)
     curves = res.curves.drop(columns=["weight_norm", "train_acc_clean"]).assign(ipr_mean=np.nan)  # as sparse parity

@@ -17,6 +17,8 @@ from grokjax import lock, results, resume, tuning
 from grokjax.cli import main
 from tests.conftest import TINY_SWEEP
 
+pytestmark = pytest.mark.slow  # real processes, a browser or notebooks: pytest -m "not slow" skips them
+
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = TINY_SWEEP.replace("steps = 30", "steps = 200").replace("log_every = 10", "log_every = 20") + "seed = [0, 1]\n"
 ARGS = ["--chunk-size", "4", "--no-progress", "--no-plots"]  # 16 runs: 4 chunks of 4
@@ -26,6 +28,7 @@ HOLDER = """
 import sys, time
 from pathlib import Path
 from grokjax import lock
+
 with lock.hold(sys.argv[1], "grokjax sweep held.toml"):
     print("held", flush=True)
     while not Path(sys.argv[2]).exists():

@@ -8,6 +8,8 @@ from nbclient import NotebookClient
 
 import grokjax
 
+pytestmark = pytest.mark.slow  # real processes, a browser or notebooks: pytest -m "not slow" skips them
+
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 

@@ -194,6 +194,7 @@ def test_a_sweep_run_again_keeps_the_rounds(swept, refined):
     assert results.load(again).meta["rounds"] == results.load(refined).meta["rounds"]
 
 
+@pytest.mark.slow
 def test_a_killed_round_resumes_without_retraining_its_finished_chunks(swept, refined):
     out = swept / "killed"
     shutil.copytree(swept / "swept", out)

@@ -14,6 +14,8 @@ from grokjax import results, resume
 from grokjax.cli import main
 from tests.conftest import TINY_SWEEP
 
+pytestmark = pytest.mark.slow  # real processes, a browser or notebooks: pytest -m "not slow" skips them
+
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = TINY_SWEEP.replace("steps = 30", "steps = 200").replace("log_every = 10", "log_every = 20") + "seed = [0, 1, 2, 3]\n"
 ARGS = ["--chunk-size", "8", "--no-progress", "--no-plots"]  # 32 runs: 4 chunks of 8
@@ -22,6 +24,7 @@ KILL_IN_WRITE = """
 import os, signal, sys
 from grokjax import results, resume
 from grokjax.cli import main
+
 real, calls, when = results.atomic_write, [0], int(os.environ["KILL_AT_WRITE"])
 def dying(path, write):
     calls[0] += 1

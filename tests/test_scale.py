@@ -40,6 +40,7 @@ def single(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_four_devices_give_the_single_device_results(single):
     """12 runs, chunks of 6 padded to 8 over 4 devices: no padding run reaches the results."""
     proc = grokjax_cli("sweep", str(single / "scale.toml"), "--out", str(single / "four"), "--chunk-size", "6",
@@ -55,6 +56,7 @@ def test_four_devices_give_the_single_device_results(single):
     np.testing.assert_allclose(four.curves.drop(columns="run_id"), one.curves.drop(columns="run_id"), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_runs_split_over_two_devices_or_kept_on_one_give_the_single_device_results(single):
     """On two devices, a chunk's runs split over both (gather) or kept on the first (gather:2@1, in blocks)."""
     # chunks of 3 runs: padded to 4 when split, each device training its 2 one at a time; or all on one device
@@ -71,6 +73,7 @@ def test_runs_split_over_two_devices_or_kept_on_one_give_the_single_device_resul
         np.testing.assert_allclose(two.runs[FLOATS], one.runs[FLOATS], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_cpu_devices_default_to_one_per_core_unless_the_user_says():
     """tuning.split_cpu: one CPU device per core; JAX_NUM_CPU_DEVICES or XLA's flag win; a running JAX is left alone.
     On several devices the step's candidates are the split (18 runs: 9 a device, so blocks of 8 too) and one device."""
@@ -97,6 +100,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_write_parts_that_read_as_the_single_process_sweep(single):
     out = single / "two"
     common = ["sweep", str(single / "scale.toml"), "--out", str(out), "--chunk-size", "2", "--no-progress",
@@ -123,6 +127,7 @@ def test_two_processes_write_parts_that_read_as_the_single_process_sweep(single)
     pd.testing.assert_frame_equal(results.load(out).runs, one.runs)
 
 
+@pytest.mark.slow
 def test_a_single_process_sweep_replaces_an_earlier_folder_of_parts(single, tmp_path):
     out = tmp_path / "out"
     (out / "runs.parquet").mkdir(parents=True)
@@ -131,6 +136,7 @@ def test_a_single_process_sweep_replaces_an_earlier_folder_of_parts(single, tmp_
     assert (out / "runs.parquet").is_file() and len(results.load(out).runs) == 12
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [

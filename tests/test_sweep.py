@@ -119,6 +119,7 @@ def test_python_api_takes_a_config_object(tmp_path):
     assert len(grokjax.load_results(folder).runs) == 2
 
 
+@pytest.mark.slow
 def test_console_entry_point(sweep_file, tmp_path):
     """The installed command prints a summary with a phase map; --help answers."""
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
@@ -135,6 +136,7 @@ def test_console_entry_point(sweep_file, tmp_path):
     assert pq.read_table(tmp_path / "o" / "runs.parquet").num_rows == 8
 
 
+@pytest.mark.slow
 def test_a_sweep_without_charts_never_loads_altair(sweep_file, tmp_path):
     code = ("import sys; from grokjax.cli import main; rc = main(sys.argv[1:]); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('altair', 'vl_convert'))); sys.exit(rc)")

@@ -131,6 +131,7 @@ def test_a_sweep_gives_the_same_tables_whatever_the_timings(sweep_file, tmp_path
     assert resume.read_plan(tmp_path / "real") == resume.read_plan(tmp_path / "random")
 
 
+@pytest.mark.slow
 def test_sweeps_at_once_sharing_a_cache_folder_equal_their_references(sweep_file, tmp_path):
     """Two sweeps in two folders with one fresh cache folder, at once: each writes the tables it writes alone (with
     another cache folder); with --step tuned, the cache folder keeps both sweeps' step choices."""
