@@ -25,7 +25,7 @@ params/ (the trained weights, for grokjax prune; --no-params skips them).
 
 A sweep file has tables [task], [model], [train], [phases] and [sweep], whose
 keys are axes: a list of values or {start = .., stop = .., num = ..}. The grid is
-their product. README.md lists every key."""
+their product. docs/sweep-files.md lists every key."""
 
 SWEEP_EXAMPLES = """\
 examples:
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "several processes (hosts)",
         "Start the same command once per process: each runs its share of the chunks on its own\n"
         "devices and writes its own part files. Under Slurm (or another cluster JAX detects),\n"
-        "--distributed alone is enough; README.md shows an sbatch script.",
+        "--distributed alone is enough; docs/gpu.md shows an sbatch script.",
     )
     hosts.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, e.g. 10.0.0.1:1234")
     hosts.add_argument("--num-processes", type=int, metavar="N", help="how many processes take part")
