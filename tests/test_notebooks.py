@@ -42,3 +42,12 @@ def test_notebook_runs(path, tiny_folder):
     assert not [o for o in outputs if o.output_type == "error"]
     charts = [o for o in outputs if "vegaEmbed" in o.get("data", {}).get("text/html", "")]
     assert len(charts) >= 3, "the notebook draws its charts"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
+def test_notebook_runs_on_the_committed_results(path):
+    """As a fresh clone opens them: against results/quickstart as committed (no trained weights there)."""
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
