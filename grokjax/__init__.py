@@ -1,6 +1,7 @@
 """grokjax: vectorized JAX sweeps of grokking and label-corruption experiments.
 
     import grokjax
+    grokjax.configure()                  # optional: JAX set up as the grokjax command sets it up
     folder = grokjax.run_sweep("sweeps/quickstart.toml")
     res = grokjax.load_results(folder)   # res.runs, res.curves: DataFrames; res.meta: provenance
 """
@@ -15,7 +16,25 @@ from grokjax.results import Results
 from grokjax.results import load as load_results
 
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "Results", "SweepConfig", "load_config", "load_results", "run_sweep", "__version__"]
+__all__ = ["ConfigError", "Results", "SweepConfig", "configure", "load_config", "load_results", "run_sweep",
+           "__version__"]
+
+
+def configure(cpu_devices: bool = True, compile_cache: bool = True) -> None:
+    """Set up JAX in this process as the `grokjax` command does; sweeps run without it too, only slower.
+
+    cpu_devices: one CPU device per core, so that a chunk's runs keep every core busy (only before
+    JAX has started, and unless JAX_NUM_CPU_DEVICES or XLA's flag says otherwise). compile_cache:
+    JAX's persistent compilation cache in grokjax's cache folder, so a second sweep of the same
+    shapes loads its programs. Both change JAX's global configuration, which is why the library's
+    calls never do it on their own.
+    """
+    from grokjax import tuning
+
+    if cpu_devices:
+        tuning.split_cpu()
+    if compile_cache:
+        tuning.enable_compile_cache()
 
 
 def run_sweep(

@@ -199,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         return info(args.folder)
     if args.command == "check":
         return check(args.folder, args.file)
+    if args.command in ("sweep", "refine"):
+        import grokjax
+
+        grokjax.configure()  # one CPU device per core, the compilation cache: the command's, not the library's
     if args.command == "refine":
         return refine(args)
     # Imported here so that --help and argument errors answer without loading JAX.

@@ -86,7 +86,6 @@ def run(
     this call trained. Trained weights are kept (params/) when the sweep kept them. The folder is held while
     refine writes it (`grokjax.lock`): a folder that another command is writing is refused, or with wait=True
     waited for."""
-    tuning.split_cpu()
     folder = Path(folder)
     limits = (("--budget", budget, 1), ("--rounds", rounds, 1), ("--checkpoint-every", checkpoint_every, 0))
     for flag, value, least in limits:
@@ -98,7 +97,6 @@ def run(
         config, runs, chunks = finished_sweep(folder)
         step = tuning.default_step() if step is None else step
         tuning.check_step(step, "command line")
-        tuning.enable_compile_cache()
 
         history = resume.read_rounds(folder)
         call = continued_call(history, budget, rounds) or {

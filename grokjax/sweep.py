@@ -238,8 +238,9 @@ def run(
     as the cost model picks from each chunk's shape (`grokjax.costmodel`: the same on every
     run, so the tables depend on the config, the device kind and count and the versions
     alone); "tuned", the fastest candidate timed once per machine and shape (`grokjax.tuning`);
-    or a fixed "FORMULATION[:BLOCK][@DEVICES]" (e.g. "gather", "onehot:8", "gather:8@1"). On CPU, JAX is given one device per core when the sweep starts it
-    (`tuning.split_cpu`; not if JAX was already running in this process).
+    or a fixed "FORMULATION[:BLOCK][@DEVICES]" (e.g. "gather", "onehot:8", "gather:8@1"). JAX's
+    global configuration is left as it is: `grokjax.configure` (which the `grokjax` command calls)
+    gives it one CPU device per core and the persistent compilation cache.
 
     With several processes (`jax.distributed.initialize` called first, as `grokjax sweep
     --coordinator` does), process 0 plans (and measures the step), then process i trains
@@ -252,7 +253,6 @@ def run(
     waited for.
     """
     # --- config -----------------------------------------------------------------------------
-    tuning.split_cpu()
     if not isinstance(config, SweepConfig):
         config = load(config, overrides)
     if chunk_size is not None and chunk_size < 1:
@@ -275,7 +275,6 @@ def run(
     tuning.check_step(step, config.source)
     with holding(folder, f"grokjax sweep {config.source}", wait):
         same_config = resume.check_owner(folder, config, overwrite)
-        tuning.enable_compile_cache()
 
         # --- plan (process 0 plans and measures; a resume reads the plan back) ------------------
         saved = None if restart else resume.read_plan(folder)
@@ -330,7 +329,7 @@ def run(
             "useful_work": plan.useful_work(mine),
             "step": plan.formulations(mine),
             "step_choice": step,  # auto: the cost model; tuned: timed on this machine; else fixed
-            "compile_cache": str(tuning.cache_dir() or "off"),
+            "compile_cache": jax.config.jax_compilation_cache_dir or "off",
             "rounds": refined,
             # The paper's claims on these runs; on a part of a multi-process sweep, `grokjax check` judges the whole.
             "expect": expect.evaluate(config.expect, table) if processes == 1 else [],

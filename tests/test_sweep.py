@@ -144,3 +144,19 @@ def test_a_sweep_without_charts_never_loads_altair(sweep_file, tmp_path):
                            "--no-plots", "--no-progress", "--no-params"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.slow
+def test_library_calls_leave_jax_configured_as_they_found_it(sweep_file, tmp_path):
+    """sweep.run changes no global JAX setting; grokjax.configure (which the CLI calls) is the explicit way."""
+    code = ("import sys, jax, grokjax; from grokjax import sweep; "
+            "before = (jax.config.jax_compilation_cache_dir, jax.config.jax_num_cpu_devices); "
+            "sweep.run(sys.argv[1], out=sys.argv[2], progress=False, plots=False, keep_params=False); "
+            "after = (jax.config.jax_compilation_cache_dir, jax.config.jax_num_cpu_devices); "
+            "grokjax.configure(cpu_devices=False); print(before == after, jax.config.jax_compilation_cache_dir)")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run([sys.executable, "-c", code, str(sweep_file()), str(tmp_path / "out")], cwd=ROOT,
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    same, cache = proc.stdout.split()
+    assert same == "True" and cache == str(Path(os.environ["GROKJAX_CACHE_DIR"]) / "jax")
