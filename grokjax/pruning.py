@@ -18,6 +18,7 @@ import pandas as pd
 
 from grokjax import analysis, expressions, grid, models, plan, results, runner
 from grokjax.metrics import evaluate
+from grokjax.summarize import accuracies
 from grokjax.tasks import make_run_data, model_inputs
 from grokjax.train import Static, apply_model
 
@@ -79,21 +80,16 @@ def prune_runs(static: Static, runs: pd.DataFrame, params: Any, ipr: np.ndarray,
 
 def _rows(runs: pd.DataFrame, logs: dict[str, np.ndarray], width: int, order: str) -> pd.DataFrame:
     n, counts = len(runs), np.arange(width + 1)
-    sizes = {name: np.repeat(runs[name].to_numpy(), width + 1) for name in ("n_train", "n_corrupt", "n_test")}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frame = pd.DataFrame({
-            "run_id": np.repeat(runs.run_id.to_numpy(), width + 1),
-            "order": order,
-            "pruned": np.tile(counts, n),
-            "fraction_pruned": np.tile(counts / width, n),
-            "train_acc": logs["train_correct"].ravel() / sizes["n_train"],
-            "test_acc": logs["test_correct"].ravel() / sizes["n_test"],
-            "train_acc_clean": logs["clean_correct"].ravel() / (sizes["n_train"] - sizes["n_corrupt"]),
-            "train_acc_corrupted": logs["corrupted_correct"].ravel() / sizes["n_corrupt"],
-            "train_loss": logs["train_loss"].ravel().astype(np.float64),
-            "test_loss": logs["test_loss"].ravel().astype(np.float64),
-        })  # fmt: skip
-    return frame
+    sizes = [np.repeat(runs[name].to_numpy(), width + 1) for name in ("n_train", "n_corrupt", "n_test")]
+    return pd.DataFrame({
+        "run_id": np.repeat(runs.run_id.to_numpy(), width + 1),
+        "order": order,
+        "pruned": np.tile(counts, n),
+        "fraction_pruned": np.tile(counts / width, n),
+        **accuracies({key: value.ravel() for key, value in logs.items()}, *sizes),
+        "train_loss": logs["train_loss"].ravel().astype(np.float64),
+        "test_loss": logs["test_loss"].ravel().astype(np.float64),
+    })  # fmt: skip
 
 
 def minimum_pruning(curves: pd.DataFrame) -> pd.Series:

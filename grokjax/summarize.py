@@ -15,22 +15,31 @@ from grokjax.phases import TOLERANCE, classify, dynamics
 from grokjax.train import Static
 
 
+def accuracies(logs: dict[str, np.ndarray], n_train: np.ndarray, n_corrupt: np.ndarray,
+               n_test: np.ndarray) -> dict[str, np.ndarray]:
+    """Train, test, clean-train and corrupted-train accuracy from the counts of correct examples (`metrics.evaluate`);
+    NaN where a set is empty."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "train_acc": logs["train_correct"] / n_train,
+            "test_acc": logs["test_correct"] / n_test,
+            "train_acc_clean": logs["clean_correct"] / (n_train - n_corrupt),
+            "train_acc_corrupted": logs["corrupted_correct"] / n_corrupt,
+        }
+
+
 def chunk_metrics(chunk: pd.DataFrame, static: Static, logs: dict[str, np.ndarray], threshold: float) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """Accuracies from counts; per-run final values, status and first steps at threshold; curve rows."""
     n = len(chunk)
     logs = {key: value[:, :n] for key, value in logs.items()}  # drop padding runs
     n_train, n_corrupt, n_test = (chunk[c].to_numpy() for c in ("n_train", "n_corrupt", "n_test"))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        curves = {
-            "train_loss": logs["train_loss"].astype(np.float64),
-            "test_loss": logs["test_loss"].astype(np.float64),
-            "train_acc": logs["train_correct"] / n_train,
-            "test_acc": logs["test_correct"] / n_test,
-            "train_acc_clean": logs["clean_correct"] / (n_train - n_corrupt),
-            "train_acc_corrupted": logs["corrupted_correct"] / n_corrupt,
-            "weight_norm": logs["weight_norm"].astype(np.float64),
-            "ipr_mean": logs["ipr_mean"].astype(np.float64),
-        }
+    curves = {
+        "train_loss": logs["train_loss"].astype(np.float64),
+        "test_loss": logs["test_loss"].astype(np.float64),
+        **accuracies(logs, n_train, n_corrupt, n_test),
+        "weight_norm": logs["weight_norm"].astype(np.float64),
+        "ipr_mean": logs["ipr_mean"].astype(np.float64),
+    }
     # A run diverges at its first logged step with a non-finite loss or weight norm: from there on its
     # curves are NaN, and its final values are those of its last finite logged step.
     finite = np.logical_and.accumulate(np.isfinite(curves["train_loss"]) & np.isfinite(curves["weight_norm"]), axis=0)
