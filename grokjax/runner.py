@@ -214,4 +214,9 @@ def train(static: Static, hp: Hparams, neurons: bool = False, vectorized: bool =
         if seg.neurons is not None:
             snapshots.append((seg.step, seg.neurons))
         params = seg.state.params if seg.state is not None else None
-    return Trained({key: np.stack([log[key] for log in logs]) for key in logs[0]}, params, snapshots)
+    return Trained(stacked(logs), params, snapshots)
+
+
+def stacked(logs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Segments' metrics (each {name: per run}) as one array per name, shape (logged steps, runs)."""
+    return {key: np.stack([log[key] for log in logs]) for key in logs[0]}

@@ -78,8 +78,7 @@ def train_chunk(chunk: Chunk, config: SweepConfig, folder: Path, checkpoint_ever
             if stop.is_set():
                 return None
     params = seg.state.params
-    stacked = {key: np.stack([log[key] for log in logs]) for key in logs[0]}
-    final, curves = summarize.chunk_metrics(runs, static, stacked, config.phases.threshold)
+    final, curves = summarize.chunk_metrics(runs, static, runner.stacked(logs), config.phases.threshold)
     final["frac_periodic"] = np.full(len(runs), np.nan)
     final["min_prune"] = pd.array([pd.NA] * len(runs), dtype="Int64")
     if snapshots:
