@@ -31,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from grokjax import boundaries, expect, grid, lock, plan, results, resume, summarize, sweep, tuning
-from grokjax.cells import grid_axes
+from grokjax.cells import SEED_AXES, grid_axes
 from grokjax.config import ConfigError, SweepConfig, load
 from grokjax.resume import Round
 
@@ -144,7 +144,7 @@ def run(
                 break
             first_chunk = max(c.index for c in chunks) + 1
             info = {"round": index, "call": call, "budget": share, "proposed": len(new),
-                    "points": len(new.drop_duplicates([c for c in new if c not in ("run_id", "seed", "data_seed")])),
+                    "points": len(new.drop_duplicates([c for c in new if c not in ("run_id", *SEED_AXES)])),
                     "run_ids": [int(new.run_id.min()), int(new.run_id.max())], "started": now()}
             rnd = Round(index, new, plan.to_json(plan.plan(new, config.source, chunk_size, step, first=first_chunk)),
                         first_chunk, info)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from grokjax import expect, lock
-from grokjax.cells import grid_axes
+from grokjax.cells import SEED_AXES, grid_axes
 from grokjax.config import load
 from grokjax.grid import column_name
 from grokjax.phases import PHASES, majority_phase
@@ -22,7 +22,6 @@ SYMBOLS = {
     "forgetting": "F",
     "confusion": ".",
 }
-SEED_AXES = ("seed", "data_seed")
 
 
 def phase_map(runs: pd.DataFrame, swept: list[str]) -> str:
