@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+import grokjax
+
 # Tests (and the CLI processes they start) compute the step as a user's sweep does (the cost model, which
 # measures nothing; tests/test_tuning.py times the candidates), and share one fresh compilation cache.
 os.environ["GROKJAX_STEP"] = "auto"
@@ -13,6 +15,9 @@ os.environ["GROKJAX_STEP"] = "auto"
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=1").strip()
 os.environ["GROKJAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="grokjax-test-cache-")
+# This process keeps its compiled programs in that cache too, as the CLI processes do (the library calls
+# that tests make here would not turn it on: that is grokjax.configure's, and the command line's).
+grokjax.configure(cpu_devices=False)
 
 TINY_SWEEP = """\
 name = "tiny"
