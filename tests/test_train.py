@@ -1,13 +1,16 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from grokjax import models
+from grokjax.fields import static_fields, traced_fields
 from grokjax.metrics import example_losses, masked_mean
 from grokjax.runner import train
 from grokjax.tasks import split_counts
-from grokjax.train import Hparams, Static, make_optimizer
+from grokjax.train import HPARAM_DTYPES, Hparams, Static, make_optimizer
 
 
 def tiny_static(**changes) -> Static:
@@ -185,3 +188,10 @@ def test_precision_settings():
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(bf16.params))
     assert not np.array_equal(bf16.logs["train_loss"], f32.logs["train_loss"])
     np.testing.assert_allclose(bf16.logs["weight_norm"], f32.logs["weight_norm"], rtol=0.05)
+
+
+def test_static_and_hparams_are_the_fields_declared_in_fields():
+    """The written classes hold exactly the static and traced fields of fields.FIELDS, in order, with their defaults."""
+    assert [(f.name, f.default) for f in dataclasses.fields(Static)] == static_fields()
+    assert Hparams._fields == tuple(name for name, _ in traced_fields())
+    assert HPARAM_DTYPES == Hparams(*(dtype for _, dtype in traced_fields()))
