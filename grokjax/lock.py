@@ -22,6 +22,7 @@ import json
 import os
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from grokjax.config import ConfigError
 LOCK_FILE = ".grokjax.lock"
 HOLDER_FILE = ".grokjax.holder.json"
 
-_held: dict[Path, int] = {}  # folders this process holds, with how many holds are open on each
+_held: set[Path] = set()  # folders this process holds (the outermost hold takes and releases the lock)
 
 
 class FolderInUse(ConfigError):
@@ -40,12 +41,19 @@ class FolderInUse(ConfigError):
 
 
 def holder(folder: Path) -> str:
-    """Who holds `folder`'s lock, in words (from its holder file; "another process" when it cannot be read)."""
-    try:
-        info = json.loads((folder / HOLDER_FILE).read_text())
-        return f"{info['command']} (process {info['pid']} on {info['host']}, since {info['since']})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another process"
+    """Who holds `folder`'s lock, in words, from its holder file ("another process" when it cannot be read).
+
+    A holder writes the file just after taking the lock, so a missing one is waited for a moment.
+    """
+    for _ in range(20):
+        try:
+            info = json.loads((folder / HOLDER_FILE).read_text())
+            return f"{info['command']} (process {info['pid']} on {info['host']}, since {info['since']})"
+        except FileNotFoundError:
+            time.sleep(0.05)
+        except (OSError, ValueError, KeyError, TypeError):
+            break
+    return "another process"
 
 
 @contextlib.contextmanager
@@ -61,12 +69,8 @@ def hold(folder: str | Path, command: str, wait: bool = False, create: bool = Tr
     if not folder.exists() and not create:
         yield folder
         return
-    if key in _held:
-        _held[key] += 1
-        try:
-            yield folder
-        finally:
-            _held[key] -= 1
+    if key in _held:  # this process holds it already (the CLI, then sweep.run)
+        yield folder
         return
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{folder}: exists and is not a folder")
@@ -84,10 +88,10 @@ def hold(folder: str | Path, command: str, wait: bool = False, create: bool = Tr
         since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         info = {"command": command, "pid": os.getpid(), "host": socket.gethostname(), "since": since}
         (folder / HOLDER_FILE).write_text(json.dumps(info) + "\n")
-        _held[key] = 1
+        _held.add(key)
         yield folder
     finally:
-        _held.pop(key, None)
+        _held.discard(key)
         (folder / HOLDER_FILE).unlink(missing_ok=True)
         lock.release()
 
