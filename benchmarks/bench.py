@@ -10,7 +10,7 @@ call that compiles:
   torch.optim.AdamW, test metrics at each logged step;
 - a dense float32 matmul on the same device, and the vmapped runs' model FLOP/s as a
   fraction of it.
-With --formulations: every way of computing the step that `grokjax.tuning` chooses from.
+With --formulations: every way of computing the step that `grokjax.engine.tuning` chooses from.
 With --profile: where the largest chunk's time goes on the device, kernel by kind, from a trace
 of JAX's profiler (`benchmarks.kernels`).
 
@@ -48,11 +48,12 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import kernels, paper_loop
-from grokjax import cache, grid, runner, tuning
-from grokjax import plan as planning
-from grokjax.config import ConfigError, load
-from grokjax.provenance import device_info
-from grokjax.train import PRECISIONS, Static
+from grokjax.config.sweep_file import ConfigError, load
+from grokjax.core.training import PRECISIONS, Static
+from grokjax.engine import plan as planning
+from grokjax.engine import runner, runs_table, tuning
+from grokjax.store import cache
+from grokjax.store.provenance import device_info
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -124,7 +125,7 @@ def isolated(fn: Callable, *args: Any) -> Any:
 
 def formulation_figures(chunk: Any) -> dict[str, Any]:
     """Seconds per segment of each candidate way of computing this chunk's step (`tuning.measure`)."""
-    return tuning.measure(chunk.static, grid.hparams(chunk.runs, pad_to=chunk.size), chunk.size)
+    return tuning.measure(chunk.static, runs_table.hparams(chunk.runs, pad_to=chunk.size), chunk.size)
 
 
 def whole_processes(args: argparse.Namespace, config: Any, runs: pd.DataFrame) -> dict[str, Any]:
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.file = args.file or "sweeps/quickstart.toml"
         config = load(args.file, args.overrides)
-        runs = grid.expand(config)
+        runs = runs_table.expand(config)
     except ConfigError as err:
         print(f"benchmarks.bench: error: {err}", file=sys.stderr)
         return 2
@@ -188,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             break
         plan.append(c)
     chunk = pd.concat([c.runs for c in plan])
-    batches = [(c.static, grid.hparams(c.runs, pad_to=c.size)) for c in plan]
-    singles = [(c.static, jax.tree_util.tree_map(lambda x, i=i: x[i], grid.hparams(c.runs)))
+    batches = [(c.static, runs_table.hparams(c.runs, pad_to=c.size)) for c in plan]
+    singles = [(c.static, jax.tree_util.tree_map(lambda x, i=i: x[i], runs_table.hparams(c.runs)))
                for c in plan for i in range(len(c.runs))]
     firsts = list({s: (s, h) for s, h in reversed(singles)}.values())  # one run per compiled program
     n, run_steps = len(chunk), len(chunk) * static.steps
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
 def profiled(chunk: Any) -> dict[str, Any]:
     """The chunk's kernel time by kind (`benchmarks.kernels`), its trace kept in a fresh temporary folder."""
     folder = Path(tempfile.mkdtemp(prefix="grokjax-trace-"))
-    path, wall = kernels.trace(chunk.static, grid.hparams(chunk.runs, pad_to=chunk.size), folder)
+    path, wall = kernels.trace(chunk.static, runs_table.hparams(chunk.runs, pad_to=chunk.size), folder)
     way = tuning.step_name(chunk.static.formulation, chunk.static.run_block, chunk.static.devices)
     return {"chunk": f"{len(chunk.runs)} runs, {chunk.static.train_slots or 'all'} slots, {way}", "trace": str(path),
             "cores": tuning.cores() if jax.default_backend() == "cpu" else jax.local_device_count(),

@@ -41,11 +41,12 @@ from typing import Any
 import pandas as pd
 
 from benchmarks import bench, kernels
-from grokjax import cache, grid, results, runner, tuning
-from grokjax import plan as planning
-from grokjax.config import load
-from grokjax.provenance import device_info, versions
-from grokjax.train import PRECISIONS
+from grokjax.config.sweep_file import load
+from grokjax.core.training import PRECISIONS
+from grokjax.engine import plan as planning
+from grokjax.engine import runner, runs_table, tuning
+from grokjax.store import cache, results
+from grokjax.store.provenance import device_info, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("tests", "matmul", "chunk", "sweeps", "precision")
@@ -170,9 +171,9 @@ def chunk(file: str, overrides: list[str], trace: str) -> dict[str, Any]:
     second warm, for the model's FLOP/s), then profiled."""
     tuning.split_cpu()
     config = load(file, overrides)
-    static, group = next(planning.groups(grid.expand(config)))
+    static, group = next(planning.groups(runs_table.expand(config)))
     largest = max(planning.plan(group, config.source, None, tuning.default_step()), key=lambda c: len(c.runs))
-    hp = grid.hparams(largest.runs, pad_to=largest.size)
+    hp = runs_table.hparams(largest.runs, pad_to=largest.size)
     first = bench.timed(lambda: runner.train(largest.static, hp))
     warm = bench.timed(lambda: runner.train(largest.static, hp))
     profile = bench.profiled(largest)
@@ -228,7 +229,7 @@ def tests_summary(tests: pd.DataFrame) -> dict[str, Any]:
 def whole_sweeps(file: str, args: argparse.Namespace, precisions: list[str], folder: Path,
                  matmul: pd.DataFrame | None) -> pd.DataFrame:
     """Wall seconds of `grokjax sweep` as whole processes, one per precision, from a fresh compilation cache."""
-    runs = grid.expand(load(file, args.overrides))
+    runs = runs_table.expand(load(file, args.overrides))
     flops = sum(bench.model_flops(static, group) for static, group in planning.groups(runs))
     rows = []
     with tempfile.TemporaryDirectory(prefix="grokjax-suite-") as tmp:

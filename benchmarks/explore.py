@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import browser
-from grokjax import explore, plots
-from grokjax.phases import PHASES
-from grokjax.results import load
+from grokjax.charts import explore, figures
+from grokjax.store.results import load
+from grokjax.summary.phases import PHASES
 
 CLICK = """async (view) => {
   const cells = items(view, /^phase.*_marks$/), start = performance.now();
@@ -55,7 +55,7 @@ def measure(name: str, runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.Dat
     start = time.perf_counter()
     chart = explore.chart(runs, curves, neurons)
     path = folder / f"{name}.html"
-    plots.save(chart, path)
+    figures.save(chart, path)
     built = time.perf_counter() - start
     answers = [browser.probe(path, CLICK) for _ in range(3)]
     load_ms = statistics.median(a["loaded_ms"] for a in answers)

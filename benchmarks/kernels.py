@@ -20,8 +20,8 @@ from typing import Any
 
 import jax
 
-from grokjax import runner
-from grokjax.train import Hparams, Static
+from grokjax.core.training import Hparams, Static
+from grokjax.engine import runner
 
 # Events that hold kernels rather than being one (XLA CPU's control flow and thread-pool bookkeeping).
 CONTAINERS = ("conditional", "cond", "while", "call", "ThunkExecutor", "Threadpool", "end:", "Wait", "Rendezvous")

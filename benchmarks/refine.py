@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from grokjax import refine, results, sweep
-from grokjax.config import load
-from grokjax.provenance import device_info
+from grokjax.config.sweep_file import load
+from grokjax.engine import refine, sweep
+from grokjax.store import results
+from grokjax.store.provenance import device_info
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "sweeps" / "quickstart.toml"
 STEP = 0.025  # the reference grid's step on both axes

@@ -4,7 +4,7 @@ For each sweep file, each static group's largest chunks at its smallest and larg
 training slots (the chunks `plan.choose_step` measures) are timed in every formulation and
 layout that `tuning.candidates` lists, as `tuning.time_way` times them (the last segment,
 compiled and warmed first, best of two). One JSON line per chunk goes to --out as it is timed.
---report prints, per timed chunk, the cost model's pick (`grokjax.costmodel`) against the fastest.
+--report prints, per timed chunk, the cost model's pick (`grokjax.engine.costmodel`) against the fastest.
 
     python -m benchmarks.steps sweeps/quickstart.toml sweeps/bench/grid64.toml --out steps.jsonl
     python -m benchmarks.steps --report steps.jsonl
@@ -18,10 +18,10 @@ import json
 import platform
 import time
 
-from grokjax import costmodel, grid, plan, tuning
-from grokjax.config import load
-from grokjax.runner import padded_size
-from grokjax.train import Static
+from grokjax.config.sweep_file import load
+from grokjax.core.training import Static
+from grokjax.engine import costmodel, plan, runs_table, tuning
+from grokjax.engine.runner import padded_size
 
 
 def end_chunks(chunks: list[plan.Chunk]) -> list[plan.Chunk]:
@@ -69,10 +69,10 @@ def main() -> None:
         return report(args.report)
     tuning.split_cpu()
     for path in args.files:
-        runs = grid.expand(load(path))
+        runs = runs_table.expand(load(path))
         for chunk in end_chunks(plan.plan(runs, path, None, step="gather")):
             size = len(chunk.runs)
-            hp = grid.hparams(chunk.runs, pad_to=padded_size(size))
+            hp = runs_table.hparams(chunk.runs, pad_to=padded_size(size))
             forms, layouts = tuning.candidates(chunk.static, size)
             seconds = {}
             for form in forms:

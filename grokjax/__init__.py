@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grokjax.config import ConfigError, SweepConfig
-from grokjax.config import load as load_config
-from grokjax.results import Results
-from grokjax.results import load as load_results
+from grokjax.config.sweep_file import ConfigError, SweepConfig
+from grokjax.config.sweep_file import load as load_config
+from grokjax.store.results import Results
+from grokjax.store.results import load as load_results
+from grokjax.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["ConfigError", "Results", "SweepConfig", "configure", "load_config", "load_results", "run_sweep",
            "__version__"]
 
@@ -29,7 +29,7 @@ def configure(cpu_devices: bool = True, compile_cache: bool = True) -> None:
     shapes loads its programs. Both change JAX's global configuration, which is why the library's
     calls never do it on their own.
     """
-    from grokjax import tuning
+    from grokjax.engine import tuning
 
     if cpu_devices:
         tuning.split_cpu()
@@ -53,7 +53,7 @@ def run_sweep(
     the phase diagram, accuracy and curves charts as HTML and PNG. As `grokjax sweep`:
     an interrupted sweep resumes, another config's folder is refused unless overwrite.
     """
-    from grokjax import sweep
+    from grokjax.engine import sweep
 
     outcome = sweep.run(config, out=out, overrides=overrides, chunk_size=chunk_size, progress=progress, plots=plots,
                         overwrite=overwrite, restart=restart)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from grokjax.config import ConfigError
+from grokjax.config.sweep_file import ConfigError
 
 DESCRIPTION = """\
 grokjax: vectorized sweeps of grokking experiments (Doshi et al., "To Grok or Not to Grok").
@@ -69,7 +69,7 @@ def add_training_options(command: argparse.ArgumentParser) -> None:
 
 
 def add_wait_option(command: argparse.ArgumentParser) -> None:
-    """--wait, for the commands that write a results folder (one writer at a time: `grokjax.lock`)."""
+    """--wait, for the commands that write a results folder (one writer at a time: `grokjax.store.lock`)."""
     command.add_argument("--wait", action="store_true",
                          help="if another command is writing the results folder, wait for it to finish "
                          "(default: refuse, naming it)")
@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "refine":
         return refine(args)
     # Imported here so that --help and argument errors answer without loading JAX.
-    from grokjax import report, sweep
+    from grokjax.engine import sweep
+    from grokjax.summary import report
 
     try:
         distributed(args)
@@ -280,7 +281,7 @@ def distributed(args: argparse.Namespace) -> None:
 
 def refine(args: argparse.Namespace) -> int:
     """`grokjax refine RESULTS_DIR --budget N [--rounds K]`: new runs at the phase boundaries, into the same folder."""
-    from grokjax import refine as refining
+    from grokjax.engine import refine as refining
 
     try:
         outcome, rounds = refining.run(args.folder, args.budget, args.rounds, chunk_size=args.chunk_size,
@@ -307,7 +308,7 @@ def refine(args: argparse.Namespace) -> int:
 
 def info(folder: str) -> int:
     """`grokjax info RESULTS_DIR`: what made these results, from the folder's files alone."""
-    from grokjax import report
+    from grokjax.summary import report
 
     try:
         print(report.provenance(Path(folder)))
@@ -319,8 +320,9 @@ def info(folder: str) -> int:
 
 def check(folder: str, file: str | None) -> int:
     """`grokjax check RESULTS_DIR`: the sweep file's claims evaluated again on the results."""
-    from grokjax import expect, results
-    from grokjax.config import load
+    from grokjax.config.sweep_file import load
+    from grokjax.store import results
+    from grokjax.summary import expect
 
     try:
         res = results.load(folder)
@@ -341,7 +343,8 @@ def check(folder: str, file: str | None) -> int:
 
 def plot(folder: str, wait: bool = False) -> int:
     """`grokjax plot RESULTS_DIR`: charts from the Parquet files alone."""
-    from grokjax import drawing, lock, results
+    from grokjax.charts import drawing
+    from grokjax.store import lock, results
 
     try:
         with lock.hold(folder, f"grokjax plot {folder}", wait, create=False):
@@ -356,8 +359,8 @@ def plot(folder: str, wait: bool = False) -> int:
 
 def explore(folder: str, out: str | None, wait: bool = False) -> int:
     """`grokjax explore RESULTS_DIR`: the page of linked views, from the Parquet files alone."""
-    from grokjax import explore as page
-    from grokjax import lock
+    from grokjax.charts import explore as page
+    from grokjax.store import lock
 
     def refuse(reason: str) -> int:
         print(f"grokjax explore: {folder}: {reason}", file=sys.stderr)
@@ -385,7 +388,9 @@ def explore(folder: str, out: str | None, wait: bool = False) -> int:
 
 def prune(folder: str, order: str, where: str | None, wait: bool = False) -> int:
     """`grokjax prune RESULTS_DIR`: pruning curves of the chosen runs, to pruning.parquet and a chart."""
-    from grokjax import lock, plots, pruning, results
+    from grokjax.charts import figures
+    from grokjax.engine import pruning
+    from grokjax.store import lock, results
 
     try:
         with lock.hold(folder, f"grokjax prune {folder}", wait, create=False):
@@ -393,9 +398,9 @@ def prune(folder: str, order: str, where: str | None, wait: bool = False) -> int
             if curves.empty:
                 raise ValueError(f"{folder}: no chosen run can be pruned (none matches, or none is a 2-layer mlp without BatchNorm on a modular task)")
             results.write_pruning(folder, curves)
-            chart = plots.pruning_curves(curves)
+            chart = figures.pruning_curves(curves)
             for kind in ("html", "png"):
-                plots.save(chart, Path(folder) / f"pruning.{kind}")
+                figures.save(chart, Path(folder) / f"pruning.{kind}")
     except (FileNotFoundError, KeyError, OSError, ValueError) as err:  # lock.FolderInUse is a ValueError
         print(f"grokjax: error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 2

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokjax import analysis, models
-from grokjax import results as results_module
-from grokjax.config import ConfigError
-from grokjax.sweep import run
-from grokjax.tasks import true_labels
-from grokjax.train import Static
+from grokjax.config.sweep_file import ConfigError
+from grokjax.core import analysis, models
+from grokjax.core.tasks import true_labels
+from grokjax.core.training import Static
+from grokjax.engine.sweep import run
+from grokjax.store import results as results_module
 
 
 def mlp(p: int, width: int) -> Static:
@@ -169,24 +169,24 @@ def test_models_without_neurons_get_empty_tables(sweep_file, tmp_path):
 
 
 def test_ipr_histograms_share_per_phase_and_charts_written(sweep_file, tmp_path):
-    from grokjax import plots
+    from grokjax.charts import figures
 
     results = run(sweep_file(), out=tmp_path / "out", progress=False, plots=True).results
-    chart = plots.ipr_histograms(results.neurons, results.runs)
+    chart = figures.ipr_histograms(results.neurons, results.runs)
     data = pd.DataFrame(chart.to_dict()["datasets"][chart.to_dict()["data"]["name"]])
     np.testing.assert_allclose(data.groupby("phase").share.sum(), 1.0)
     assert set(data.phase) == set(results.runs.phase.dropna())
     for name in ("ipr", "curves"):
         assert (tmp_path / "out" / f"{name}.png").stat().st_size > 0
-    assert "mean IPR" in plots.training_curves(results.curves, results.runs).to_json()
+    assert "mean IPR" in figures.training_curves(results.curves, results.runs).to_json()
 
 
 def test_frequency_counts_count_the_periodic_neurons(sweep_file, tmp_path):
-    from grokjax import plots
+    from grokjax.charts import figures
 
     results = run(sweep_file(), out=tmp_path / "out", progress=False, plots=False).results
     ids = list(results.runs.run_id[:3])
-    spec = plots.frequency_counts(results.neurons, results.runs, run_ids=ids).to_dict()
+    spec = figures.frequency_counts(results.neurons, results.runs, run_ids=ids).to_dict()
     counts = pd.DataFrame(spec["datasets"][spec["data"]["name"]])
     periodic = results.neurons[results.neurons.run_id.isin(ids) & (results.neurons.ipr >= analysis.PERIODIC_IPR)]
     assert counts.neurons.sum() == len(periodic)

@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks import bench, device, kernels
 from benchmarks.bench import main
-from grokjax import results
+from grokjax.store import results
 
 pytestmark = pytest.mark.slow  # real processes, a browser or notebooks: pytest -m "not slow" skips them
 
@@ -44,10 +44,10 @@ def test_kernels_are_told_apart_by_kind():
 
 
 def test_model_flops_formula(sweep_file):
-    from grokjax import grid, plan
-    from grokjax.config import load
+    from grokjax.config.sweep_file import load
+    from grokjax.engine import plan, runs_table
 
-    runs = grid.expand(load(sweep_file()))
+    runs = runs_table.expand(load(sweep_file()))
     static, group = next(plan.groups(runs))
     p, n, logs = 11, 24, 3  # 30 steps, logged every 10
     expected = sum(6 * t * n * p * 30 + 2 * p**3 * n * logs for t in group.n_train)

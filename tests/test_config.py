@@ -3,7 +3,7 @@
 import pytest
 
 from grokjax.cli import main
-from grokjax.config import ConfigError, from_dict, load
+from grokjax.config.sweep_file import ConfigError, from_dict, load
 
 
 def test_defaults_are_the_papers_default_setting(sweep_file):

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokjax import expect, results
 from grokjax.cli import main
-from grokjax.config import ConfigError, Expectation, from_dict, load
+from grokjax.config.sweep_file import ConfigError, Expectation, from_dict, load
+from grokjax.store import results
+from grokjax.summary import expect
 from tests.conftest import TINY_SWEEP
 
 

@@ -10,7 +10,7 @@ import pytest
 import grokjax
 from benchmarks import browser
 from benchmarks.explore import synthetic
-from grokjax import explore, plots
+from grokjax.charts import explore, figures
 from grokjax.cli import main
 
 # A click on a cell, then a shift-click on another; what the curves and histograms show after each.
@@ -59,8 +59,8 @@ def test_a_click_on_a_cell_shows_its_runs(folder, capsys):
     text = page.read_text()
     assert not re.search(r"<script[^>]*\bsrc=", text) and not re.search(r"<link[^>]*https?:", text), "opens offline"
     res = grokjax.load_results(folder)
-    cells = plots.phase_cells(res.runs)
-    first = explore.cell_keys(res.runs).set_index("run_id").loc[plots.example_runs(res.runs)[0]]
+    cells = figures.phase_cells(res.runs)
+    first = explore.cell_keys(res.runs).set_index("run_id").loc[figures.example_runs(res.runs)[0]]
     # click a cell of another facet than the first selected one, then shift-click a cell beside the first
     others = pd.concat([cells[cells.facet != first.facet].head(1),
                         cells[(cells.facet == first.facet) & ((cells.x != first.x) | (cells.y != first.y))].head(1)])
@@ -86,7 +86,7 @@ def test_without_neurons_or_some_curves_the_page_keeps_the_rest(folder, tmp_path
     res = grokjax.load_results(folder)
     curves = res.curves.drop(columns=["weight_norm", "train_acc_clean"]).assign(ipr_mean=np.nan)  # as sparse parity
     page = tmp_path / "page.html"
-    plots.save(explore.chart(res.runs, curves, neurons=None), page)
+    figures.save(explore.chart(res.runs, curves, neurons=None), page)
     names = browser.probe(page, """async (view) => {
       const names = [], walk = (node) => { if (/_marks$/.test(node.name) && node.items.length) names.push(node.name);
         for (const item of node.items || []) for (const child of item.items || []) walk(child); };

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokjax import expressions
 from grokjax.cli import main
-from grokjax.expressions import ExpressionError
+from grokjax.config import expressions
+from grokjax.config.expressions import ExpressionError
 
 TINY = """\
 name = "tiny"

@@ -4,9 +4,9 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from grokjax import grid
 from grokjax.cli import main
-from grokjax.config import TABLES, ConfigError, load
+from grokjax.config.sweep_file import TABLES, ConfigError, load
+from grokjax.engine import runs_table
 
 KEYS = [f"{table}.{field}" for table, cls in TABLES.items() for field in cls.__dataclass_fields__]
 NAMES = st.one_of(st.sampled_from([k.split(".")[1] for k in KEYS]), st.text(min_size=1, max_size=12))
@@ -29,7 +29,7 @@ FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 
 def loads_or_refuses(path, overrides=()) -> None:
     try:
-        grid.expand(load(path, list(overrides)))
+        runs_table.expand(load(path, list(overrides)))
     except ConfigError as err:
         message = str(err)
         assert "\n" not in message and message.startswith(str(path)), message
@@ -67,7 +67,7 @@ def test_random_overrides_load_or_give_one_line(sweep_file, key, value):
 def test_the_cli_refuses_bad_values_with_exit_2_and_writes_nothing(sweep_file, tmp_path, capsys, key, value):
     path, out = sweep_file(), tmp_path / "never"
     try:
-        grid.expand(load(path, [f"{key}={value}"]))
+        runs_table.expand(load(path, [f"{key}={value}"]))
         return  # a value that loads is not this test's business (it would train)
     except ConfigError:
         pass

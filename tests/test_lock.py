@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from grokjax import lock, results, resume, tuning
 from grokjax.cli import main
+from grokjax.engine import tuning
+from grokjax.store import checkpoints, lock, results
 from tests.conftest import TINY_SWEEP
 
 pytestmark = pytest.mark.slow  # real processes, a browser or notebooks: pytest -m "not slow" skips them
@@ -27,7 +28,7 @@ CLI = "import sys; from grokjax.cli import main; sys.exit(main(sys.argv[1:]))"
 HOLDER = """
 import sys, time
 from pathlib import Path
-from grokjax import lock
+from grokjax.store import lock
 
 with lock.hold(sys.argv[1], "grokjax sweep held.toml"):
     print("held", flush=True)
@@ -125,7 +126,7 @@ def test_sweeps_launched_at_once_into_one_folder_give_the_sweep_alone(reference,
 def test_a_killed_sweeps_lock_is_taken_over_and_the_sweep_resumes(reference, tmp_path):
     out = tmp_path / "out"
     proc = start(CLI, "sweep", str(reference / "sweep.toml"), "--out", str(out), *ARGS)
-    wait_for(lambda: len(list((out / resume.STATE_DIR).glob("chunk_*/done"))) >= 1 or proc.poll() is not None)
+    wait_for(lambda: len(list((out / checkpoints.STATE_DIR).glob("chunk_*/done"))) >= 1 or proc.poll() is not None)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert json.loads((out / lock.HOLDER_FILE).read_text())["pid"] == proc.pid  # the dead holder's record stays

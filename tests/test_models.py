@@ -13,12 +13,13 @@ import numpy as np
 import optax
 import pytest
 
-from grokjax import grid, models, plan
 from grokjax.cli import main
-from grokjax.config import ConfigError, from_dict
-from grokjax.runner import train
-from grokjax.tasks import corrupt_count, make_run_data, minibatch, modular_table, permuted_position, split_counts
-from grokjax.train import Hparams, Static, init_run, make_optimizer
+from grokjax.config.sweep_file import ConfigError, from_dict
+from grokjax.core import models
+from grokjax.core.tasks import corrupt_count, make_run_data, minibatch, modular_table, permuted_position, split_counts
+from grokjax.core.training import Hparams, Static, init_run, make_optimizer
+from grokjax.engine import plan, runs_table
+from grokjax.engine.runner import train
 
 
 def tiny_static(**changes) -> Static:
@@ -36,7 +37,7 @@ def parity_static(**changes) -> Static:
 
 
 def hparams(static: Static, rows: list[dict]) -> Hparams:
-    """Hparams with a leading run axis; split sizes as grid.expand computes them."""
+    """Hparams with a leading run axis; split sizes as runs_table.expand computes them."""
     defaults = dict(seed=0, data_seed=0, weight_decay=0.0, learning_rate=0.01, init_scale=1.0,
                     data_fraction=0.5, corruption_fraction=0.0, train_size=100, dropout=0.0, momentum=0.0)
     full = [{**defaults, **row} for row in rows]
@@ -627,7 +628,7 @@ def test_invalid_pairs_are_in_neither_set(task, symmetric):
 
 def test_grid_counts_only_valid_pairs():
     config = from_dict({"task": {"name": "modular_division", "p": 7, "symmetric": True, "data_fraction": 0.5}})
-    runs = grid.expand(config)
+    runs = runs_table.expand(config)
     examples = sum(1 for m in range(7) for n in range(1, 7) if m <= n)
     assert int(runs.n_train[0] + runs.n_test[0]) == examples
     assert int(runs.n_train[0]) == examples // 2
@@ -642,15 +643,15 @@ def test_appendix_a_batch_scaling():
         "train": {"batch_scaling": "appendix_a", "steps": 2000, "log_every": 20, "learning_rate": 0.01},
         "sweep": {"batch_size": [64, 256, 0]},
     })
-    runs = grid.expand(config).set_index("batch_size")
+    runs = runs_table.expand(config).set_index("batch_size")
     assert (runs.loc[64, "steps"], runs.loc[64, "log_every"]) == (8000, 80)
     assert runs.loc[64, "learning_rate"] == pytest.approx(0.005, rel=1e-12)
     for size in (256, 0):
         assert (runs.loc[size, "steps"], runs.loc[size, "log_every"]) == (2000, 20)
         assert runs.loc[size, "learning_rate"] == 0.01
-    statics = {s.batch_size: s for s, _ in plan.groups(grid.expand(config))}
+    statics = {s.batch_size: s for s, _ in plan.groups(runs_table.expand(config))}
     assert (statics[64].steps, statics[64].log_every) == (8000, 80)
-    unscaled = grid.expand(from_dict({"task": {"p": 7}, "train": {"batch_size": 64, "steps": 2000}}))
+    unscaled = runs_table.expand(from_dict({"task": {"p": 7}, "train": {"batch_size": 64, "steps": 2000}}))
     assert int(unscaled.steps[0]) == 2000 and float(unscaled.learning_rate[0]) == 0.01
 
 
@@ -710,7 +711,7 @@ def small(data: dict) -> dict:
 def test_bad_combinations_raise_one_line_config_error(name):
     data, needle = BAD_COMBINATIONS[name]
     with pytest.raises(ConfigError) as err:
-        grid.expand(from_dict(small(data)))
+        runs_table.expand(from_dict(small(data)))
     message = str(err.value)
     assert needle in message
     assert "\n" not in message

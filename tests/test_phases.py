@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokjax.config import PhaseConfig
-from grokjax.phases import classify, dynamics
+from grokjax.config.sweep_file import PhaseConfig
+from grokjax.summary.phases import classify, dynamics
 
 # (train_acc, test_acc, xi, max_test_acc) -> phase, following Appendix C, Table 2.
 CASES = [

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from benchmarks.explore import synthetic
-from grokjax import plots
+from grokjax.charts import figures
 from grokjax.cli import main
-from grokjax.phases import PHASES
+from grokjax.summary.phases import PHASES
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +24,13 @@ def fig3_sized():
 def test_charts_handle_a_full_figure_3_sweep(fig3_sized):
     runs, curves = fig3_sized
     assert len(runs) == 1292 and len(curves) == 129_200
-    for chart in (plots.phase_diagram(runs), plots.accuracy_heatmaps(runs),
-                  plots.training_curves(curves, runs), plots.phase_counts(runs)):
+    for chart in (figures.phase_diagram(runs), figures.accuracy_heatmaps(runs),
+                  figures.training_curves(curves, runs), figures.phase_counts(runs)):
         spec = chart.to_dict()  # raises if any dataset exceeds Altair's 5,000-row limit
         assert spec["$schema"].startswith("https://vega.github.io/schema/vega-lite/")
-    cells = plots.phase_cells(runs)
+    cells = figures.phase_cells(runs)
     assert len(cells) == 1292 and set(cells.facet) == {f"weight decay = {w:g}" for w in (0, 5, 15, 20)}
-    assert "0.30000000000000004" not in plots.phase_diagram(runs).to_json()
+    assert "0.30000000000000004" not in figures.phase_diagram(runs).to_json()
 
 
 def test_majority_phase_and_agreement_over_seeds():
@@ -40,7 +40,7 @@ def test_majority_phase_and_agreement_over_seeds():
         "phase": ["memorization", "coexistence", "coexistence", "full_inversion", "partial_inversion", "confusion"],
         "train_acc": 0.5, "test_acc": 0.5, "train_acc_corrupted": 0.5,
     })
-    cells = plots.phase_cells(runs).set_index("data_fraction")
+    cells = figures.phase_cells(runs).set_index("data_fraction")
     assert cells.loc[0.5, "phase"] == "coexistence" and cells.loc[0.5, "agreement"] == pytest.approx(2 / 3)
     assert cells.loc[0.6, "phase"] == "partial_inversion"  # a three-way tie goes to the paper's order
     assert cells.loc[0.6, "runs"] == 3
@@ -48,15 +48,15 @@ def test_majority_phase_and_agreement_over_seeds():
 
 def test_phase_colours_are_fixed_and_in_the_papers_order(fig3_sized):
     runs, _ = fig3_sized
-    scale = plots.phase_diagram(runs).to_dict()["spec"]["encoding"]["color"]["scale"]
+    scale = figures.phase_diagram(runs).to_dict()["spec"]["encoding"]["color"]["scale"]
     assert scale["domain"] == list(PHASES)
-    assert scale["range"] == [plots.PHASE_COLORS[p] for p in PHASES]
+    assert scale["range"] == [figures.PHASE_COLORS[p] for p in PHASES]
     assert len(set(scale["range"])) == len(PHASES)
 
 
 def test_example_runs_pick_one_per_phase(fig3_sized):
     runs, _ = fig3_sized
-    chosen = runs.set_index("run_id").loc[plots.example_runs(runs)]
+    chosen = runs.set_index("run_id").loc[figures.example_runs(runs)]
     assert chosen.phase.tolist() == list(PHASES)
 
 
@@ -64,16 +64,16 @@ def test_html_pages_are_altairs_own_with_the_bundle_kept_in_the_cache(tmp_path, 
     chart = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [2, 3]})).mark_line().encode(x="x:Q", y="y:Q")
     altairs = io.StringIO()
     chart.save(altairs, format="html", inline=True)
-    assert plots.html_page(chart) == altairs.getvalue()  # the same self-contained page, byte for byte
+    assert figures.html_page(chart) == altairs.getvalue()  # the same self-contained page, byte for byte
 
     monkeypatch.setenv("GROKJAX_CACHE_DIR", str(tmp_path))
-    bundle = plots.javascript_bundle()
+    bundle = figures.javascript_bundle()
     (kept,) = (tmp_path / "charts").iterdir()
     assert kept.read_text(encoding="utf-8") == bundle
     kept.write_text("// read back, not built again", encoding="utf-8")
-    assert plots.javascript_bundle() == "// read back, not built again"
+    assert figures.javascript_bundle() == "// read back, not built again"
     monkeypatch.setenv("GROKJAX_CACHE_DIR", "off")
-    assert plots.javascript_bundle() == bundle  # built, nothing kept
+    assert figures.javascript_bundle() == bundle  # built, nothing kept
 
 
 def test_plot_command_redraws_from_parquet_alone(tmp_path, sweep_file, capsys):
@@ -110,19 +110,19 @@ def test_x_labels_are_every_kth_cell_value_at_most_seven(n):
     """A heatmap's x axis labels every k-th cell value from the first, no more than MAX_X_LABELS of them."""
     values = [round(0.3 + 0.05 * i, 2) for i in range(n)]
     runs = pd.DataFrame({"data_fraction": values * 2, "corruption_fraction": [0.0] * n + [0.1] * n})
-    axis = plots.grid_encodings(runs.assign(
+    axis = figures.grid_encodings(runs.assign(
         x0=runs.data_fraction, x1=runs.data_fraction, y0=runs.corruption_fraction, y1=runs.corruption_fraction),
         ("data_fraction", "corruption_fraction"))["x"].to_dict()["axis"]
     shown = axis["values"]
-    k = -(-n // plots.MAX_X_LABELS)
-    assert shown == [float(v) for v in values[::k]] and len(shown) <= plots.MAX_X_LABELS
-    assert n <= plots.MAX_X_LABELS or k > 1
+    k = -(-n // figures.MAX_X_LABELS)
+    assert shown == [float(v) for v in values[::k]] and len(shown) <= figures.MAX_X_LABELS
+    assert n <= figures.MAX_X_LABELS or k > 1
 
 
 @pytest.mark.parametrize("low, high", [(50, 1500), (1, 100_000), (10, 2000), (60, 90)])
 def test_log_step_labels_are_round_numbers_inside_the_steps_and_few(low, high):
-    ticks = plots.log_ticks(low, high)
-    assert 1 <= len(ticks) <= plots.MAX_X_LABELS and ticks == sorted(ticks)
+    ticks = figures.log_ticks(low, high)
+    assert 1 <= len(ticks) <= figures.MAX_X_LABELS and ticks == sorted(ticks)
     assert all(low <= t <= high for t in ticks)
     round_numbers = [t for t in ticks if t / 10 ** np.floor(np.log10(t)) in (1, 2, 5)]
     assert round_numbers == ticks or ticks == [low, high]  # a range holding no round number keeps its ends
@@ -132,8 +132,8 @@ def test_log_step_labels_are_round_numbers_inside_the_steps_and_few(low, high):
 
 def test_log_steps_put_the_labels_on_the_axis(fig3_sized):
     runs, curves = fig3_sized
-    spec = json.loads(plots.training_curves(curves, runs, log_steps=True).to_json())
+    spec = json.loads(figures.training_curves(curves, runs, log_steps=True).to_json())
     x = spec["vconcat"][0]["spec"]["encoding"]["x"]
     steps = curves.step[curves.step > 0]
     assert x["scale"] == {"type": "log", "domain": [steps.min(), steps.max()], "nice": False}
-    assert x["axis"]["values"] == plots.log_ticks(steps.min(), steps.max())
+    assert x["axis"]["values"] == figures.log_ticks(steps.min(), steps.max())

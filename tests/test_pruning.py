@@ -5,10 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokjax import plan, pruning, results
 from grokjax.cli import main
-from grokjax.sweep import run
-from grokjax.tasks import make_run_data
+from grokjax.core.tasks import make_run_data
+from grokjax.engine import plan, pruning
+from grokjax.engine.sweep import run
+from grokjax.store import results
 
 
 @pytest.fixture(scope="module")

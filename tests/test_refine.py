@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokjax import boundaries, grid, plots, results
+from grokjax.charts import figures
 from grokjax.cli import main
-from grokjax.config import from_dict, load
+from grokjax.config.sweep_file import from_dict, load
+from grokjax.engine import boundaries, runs_table
+from grokjax.store import results
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASE_COLUMNS = {"train_acc": 1.0, "test_acc": 0.5, "train_acc_corrupted": 1.0}
@@ -21,7 +23,7 @@ PHASE_COLUMNS = {"train_acc": 1.0, "test_acc": 0.5, "train_acc_corrupted": 1.0}
 
 def table(sweep: dict, phase) -> pd.DataFrame:
     """A sweep's runs (p 31) with the phase `phase(run)` gives each, as refine reads them from runs.parquet."""
-    runs = grid.expand(from_dict({"task": {"p": 31}, "sweep": sweep}))
+    runs = runs_table.expand(from_dict({"task": {"p": 31}, "sweep": sweep}))
     return runs.assign(phase=[phase(r) for r in runs.itertuples()], **PHASE_COLUMNS)
 
 
@@ -53,7 +55,7 @@ def test_proposed_points_are_the_midpoints_of_every_disagreeing_pair():
     assert expected and set(zip(proposed.weight_decay, proposed.data_fraction, proposed.corruption_fraction)) == expected
     # Each new run is a run of the sweep but for its place, with the split sizes of that place.
     sizes = ["n_train", "n_corrupt", "n_test"]
-    assert (proposed[sizes] == grid.split_sizes(proposed.copy())[sizes]).all().all()
+    assert (proposed[sizes] == runs_table.split_sizes(proposed.copy())[sizes]).all().all()
     same = [c for c in proposed if c not in ("run_id", "data_fraction", "corruption_fraction", "weight_decay",
                                              "n_train", "n_corrupt", "n_test")]
     assert (proposed[same].nunique() <= 1).all() and (proposed[same].iloc[0] == runs[same].iloc[0]).all()
@@ -97,7 +99,7 @@ def test_a_midpoint_that_trains_what_an_endpoint_trains_is_not_proposed():
 def test_refined_cells_reach_half_way_to_their_neighbours_without_overlapping():
     runs = table({"data_fraction": [0.3, 0.5, 0.7], "corruption_fraction": [0.0, 0.2]}, diagonal)
     refined = pd.concat([runs, boundaries.propose(runs, budget=100).assign(phase="coexistence", **PHASE_COLUMNS)])
-    cells = plots.phase_cells(refined).set_index(["data_fraction", "corruption_fraction"])
+    cells = figures.phase_cells(refined).set_index(["data_fraction", "corruption_fraction"])
     assert len(cells) > len(runs)
     for (alpha, xi), cell in cells.iterrows():  # along its row, a cell reaches half-way to its neighbours
         row = sorted(cells.xs(xi, level="corruption_fraction").index)
@@ -143,13 +145,13 @@ ARGS = ["--chunk-size", "1", "--no-progress", "--no-plots"]
 # A child that dies (SIGKILL) right after the round's first chunk is recorded.
 KILL_AFTER_FIRST_RECORD = """
 import os, signal, sys
-from grokjax import resume
+from grokjax.store import checkpoints
 from grokjax.cli import main
-real = resume.write_record
+real = checkpoints.write_record
 def dying(*args):
     real(*args)
     os.kill(os.getpid(), signal.SIGKILL)
-resume.write_record = dying
+checkpoints.write_record = dying
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -182,8 +184,8 @@ def test_a_round_grows_the_runs_with_unique_ids_and_is_listed(swept, refined, ca
     assert after.meta["expect"][0]["runs"] == len(after.runs)
     capsys.readouterr()
     assert main(["check", str(refined)]) == 0 and f"({len(after.runs)} runs)" in capsys.readouterr().out
-    cells = plots.phase_cells(after.runs)
-    assert (cells.x1 - cells.x0).round(9).nunique() > 1 and plots.phase_diagram(after.runs).to_dict()
+    cells = figures.phase_cells(after.runs)
+    assert (cells.x1 - cells.x0).round(9).nunique() > 1 and figures.phase_diagram(after.runs).to_dict()
 
 
 def test_a_sweep_run_again_keeps_the_rounds(swept, refined):
@@ -238,8 +240,8 @@ def test_a_log_spaced_axis_is_refined_and_drawn_in_log():
     decays = [0.01, 0.1, 1.0]
     runs = table({"weight_decay": decays, "data_fraction": [0.3, 0.6, 0.9]},
                  lambda r: "coexistence" if r.weight_decay >= 0.1 else "memorization")
-    assert plots.log_axis(runs.weight_decay) and not plots.log_axis(runs.data_fraction)
+    assert figures.log_axis(runs.weight_decay) and not figures.log_axis(runs.data_fraction)
     proposed = boundaries.propose(runs, budget=100)
     np.testing.assert_allclose(sorted(proposed.weight_decay.unique()), [np.sqrt(0.01 * 0.1)])
-    cells = plots.phase_cells(runs)
+    cells = figures.phase_cells(runs)
     np.testing.assert_allclose(np.log10(cells.y1) - np.log10(cells.y0), 1.0)  # a decade each, in log10

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from grokjax import results, resume
 from grokjax.cli import main
+from grokjax.store import checkpoints, results
 from tests.conftest import TINY_SWEEP
 
 pytestmark = pytest.mark.slow  # real processes, a browser or notebooks: pytest -m "not slow" skips them
@@ -22,7 +22,7 @@ ARGS = ["--chunk-size", "8", "--no-progress", "--no-plots"]  # 32 runs: 4 chunks
 # A child that SIGKILLs itself inside its Nth atomic write, after the temporary file is written, before the rename.
 KILL_IN_WRITE = """
 import os, signal, sys
-from grokjax import results, resume
+from grokjax.store import results, checkpoints
 from grokjax.cli import main
 
 real, calls, when = results.atomic_write, [0], int(os.environ["KILL_AT_WRITE"])
@@ -51,7 +51,7 @@ def child(code: str, args: list[str], **env: str) -> subprocess.Popen:
 
 
 def done_chunks(out: Path) -> int:
-    return len(list((out / resume.STATE_DIR).glob("chunk_*/done")))
+    return len(list((out / checkpoints.STATE_DIR).glob("chunk_*/done")))
 
 
 def assert_same_tables(out: Path, whole: Path) -> None:
@@ -72,7 +72,7 @@ def test_sigkill_between_chunks_then_resume(reference, after_chunks):
     proc = child(CLI, ["sweep", str(reference / "sweep.toml"), "--out", str(out), *ARGS])
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if (out / resume.STATE_DIR / "plan.json").exists() and done_chunks(out) >= after_chunks:
+        if (out / checkpoints.STATE_DIR / "plan.json").exists() and done_chunks(out) >= after_chunks:
             break
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
@@ -116,7 +116,7 @@ def test_sigkill_inside_a_chunk_loses_at_most_one_segment(reference):
     out = reference / "killed_mid_chunk"
     proc = child(CLI, ["sweep", str(reference / "sweep.toml"), "--out", str(out), *ARGS, "--checkpoint-every", "1"])
     # A checkpoint of a chunk not yet recorded (a recorded chunk's checkpoint is about to be deleted).
-    checkpoints = lambda: [p for p in (out / resume.STATE_DIR).glob("chunk_*/progress.npz")  # noqa: E731
+    checkpoints = lambda: [p for p in (out / checkpoints.STATE_DIR).glob("chunk_*/progress.npz")  # noqa: E731
                            if not (p.parent / "done").exists()]
     wait_for(lambda: checkpoints() and done_chunks(out) >= 1, proc)
     proc.send_signal(signal.SIGKILL)
@@ -138,7 +138,7 @@ def test_ctrl_c_stops_after_the_segment_and_says_how_to_resume(reference):
     assert "Traceback" not in err
     # Stopped inside a chunk, its segment is checkpointed; the signal can also land between two chunks.
     between = "stopped after chunk" in err
-    assert list((out / resume.STATE_DIR).glob("chunk_*/progress.npz")) or between or done_chunks(out) == 4
+    assert list((out / checkpoints.STATE_DIR).glob("chunk_*/progress.npz")) or between or done_chunks(out) == 4
     assert main(["sweep", str(reference / "sweep.toml"), "--out", str(out), *ARGS]) == 0
     assert_same_tables(out, reference / "whole")
 
@@ -148,9 +148,9 @@ def test_info_tells_chunks_done_and_left_of_an_unfinished_sweep(reference, capsy
     partial = reference / "unfinished"
     partial.mkdir()
     (partial / "sweep.toml").write_text((out / "sweep.toml").read_text())
-    state = partial / resume.STATE_DIR
+    state = partial / checkpoints.STATE_DIR
     state.mkdir()
-    (state / "plan.json").write_text((out / resume.STATE_DIR / "plan.json").read_text())
+    (state / "plan.json").write_text((out / checkpoints.STATE_DIR / "plan.json").read_text())
     for name in ("chunk_00000", "chunk_00001"):
         (state / name).mkdir()
         (state / name / "done").write_text("done\n")

@@ -4,8 +4,8 @@ determinism across chunk sizes, `grokjax info`."""
 import numpy as np
 import pandas as pd
 
-from grokjax import results
 from grokjax.cli import main
+from grokjax.store import results
 from tests.conftest import TINY_SWEEP
 
 

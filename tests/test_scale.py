@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokjax import grid, plan, results, runner
 from grokjax.cli import main
-from grokjax.config import ConfigError, load
+from grokjax.config.sweep_file import ConfigError, load
+from grokjax.engine import plan, runner, runs_table
+from grokjax.store import results
 from tests.conftest import TINY_SWEEP
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +78,7 @@ def test_runs_split_over_two_devices_or_kept_on_one_give_the_single_device_resul
 def test_cpu_devices_default_to_one_per_core_unless_the_user_says():
     """tuning.split_cpu: one CPU device per core; JAX_NUM_CPU_DEVICES or XLA's flag win; a running JAX is left alone.
     On several devices the step's candidates are the split (18 runs: 9 a device, so blocks of 8 too) and one device."""
-    code = ("import os, jax; from grokjax import tuning; from grokjax.train import Static; tuning.split_cpu(); "
+    code = ("import os, jax; from grokjax import tuning; from grokjax.core.training import Static; tuning.split_cpu(); "
             "print(jax.local_device_count(), len(os.sched_getaffinity(0)), "
             "tuning.candidates(Static(train_slots=64), 18)[1] if jax.local_device_count() > 1 else '')")
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
@@ -171,9 +172,9 @@ SIZES = [  # one static configuration of each model kind and step shape, and the
 def test_run_bytes_bounds_what_xla_allocates(path, overrides):
     """The estimate is at least XLA's own accounting of a compiled segment, and not wastefully above it."""
     config = load(ROOT / path, ["train.steps=2", "train.log_every=1", *overrides])
-    static, group = next(plan.groups(grid.expand(config)))
+    static, group = next(plan.groups(runs_table.expand(config)))
     runs = 4
-    hp = grid.hparams(group.iloc[:1], pad_to=runs)
+    hp = runs_table.hparams(group.iloc[:1], pad_to=runs)
     init, segment = runner.compiled(static)
     memory = segment.lower(jax.eval_shape(init, hp), hp, 0).compile().memory_analysis()
     actual = (memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes) / runs
@@ -181,7 +182,7 @@ def test_run_bytes_bounds_what_xla_allocates(path, overrides):
 
 
 def test_chunk_size_fits_memory_and_fails_clearly_when_one_run_cannot(monkeypatch):
-    static, group = next(plan.groups(grid.expand(load(ROOT / "sweeps/doshi_fig3_wd.toml"))))
+    static, group = next(plan.groups(runs_table.expand(load(ROOT / "sweeps/doshi_fig3_wd.toml"))))
     per_run = plan.run_bytes(static)
     monkeypatch.setattr(plan, "memory_bytes", lambda device: 40 * per_run)
     monkeypatch.setattr(plan, "CPU_MAX_CHUNK", 10_000)
@@ -196,6 +197,6 @@ def test_the_full_figure_3_sweep_is_planned_in_chunks_that_fit(monkeypatch):
     monkeypatch.setattr(plan, "memory_bytes", lambda device: 80 * 2**30)
     monkeypatch.setattr(plan, "CPU_MAX_CHUNK", 10_000)
     config = load(ROOT / "sweeps/doshi_fig3_wd.toml")
-    chunks = plan.plan(grid.expand(config), config.source, None, step="gather")
+    chunks = plan.plan(runs_table.expand(config), config.source, None, step="gather")
     assert sum(len(c.runs) for c in chunks) == 1292
     assert all(c.size * plan.run_bytes(c.static) <= 40 * 2**30 for c in chunks)

@@ -12,8 +12,8 @@ import pytest
 
 import grokjax
 from grokjax.cli import main
-from grokjax.phases import PHASES
-from grokjax.results import CURVE_COLUMNS, RUN_COLUMNS
+from grokjax.store.results import CURVE_COLUMNS, RUN_COLUMNS
+from grokjax.summary.phases import PHASES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def test_curves_match_runs(tiny_results):
 
 def test_provenance(tiny_results):
     meta = grokjax.load_results(tiny_results).meta
-    assert meta == grokjax.results.read_meta(tiny_results / "curves.parquet")
+    assert meta == grokjax.store.results.read_meta(tiny_results / "curves.parquet")
     assert meta["config"]["train"]["steps"] == 30 and meta["config"]["sweep"]["train.weight_decay"] == [0.0, 1.0]
     assert {"jax", "jaxlib", "grokjax", "optax"} <= set(meta["versions"])
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -111,7 +111,7 @@ def test_static_axes_make_separate_groups(sweep_file, tmp_path):
 
 
 def test_python_api_takes_a_config_object(tmp_path):
-    config = grokjax.config.from_dict(
+    config = grokjax.config.sweep_file.from_dict(
         {"name": "api", "task": {"p": 7}, "model": {"width": 16}, "train": {"steps": 5, "log_every": 5},
          "sweep": {"seed": [0, 1]}}
     )

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grokjax import expect, grid
-from grokjax.config import load
-from grokjax.sweep import run
+from grokjax.config.sweep_file import load
+from grokjax.engine import runs_table
+from grokjax.engine.sweep import run
+from grokjax.summary import expect
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 FILES = sorted(SWEEPS.glob("*.toml")) + sorted(SWEEPS.glob("small/*.toml")) + sorted(SWEEPS.glob("bench/*.toml"))
@@ -28,7 +29,7 @@ def test_every_figure_has_a_small_variant():
 def test_sweep_file_expands_and_its_claims_judge_its_runs(path):
     config = load(path)
     assert config.source and path.read_text().startswith("#"), "each sweep file opens with a header comment"
-    runs = grid.expand(config)  # every run of the full grid passes the field rules
+    runs = runs_table.expand(config)  # every run of the full grid passes the field rules
     assert len(runs) == int(np.prod([len(values) for _, values in config.axes]))
     expect.validate(config.source, config.expect, runs)  # its claims are queries that select runs of its grid
     assert config.expect or path.parent.name == "bench", "a figure's file states what the figure shows"

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from grokjax.tasks import make_run_data, split_counts, true_labels
-from grokjax.train import Static
+from grokjax.core.tasks import make_run_data, split_counts, true_labels
+from grokjax.core.training import Static
 
 
 def static(p: int, **changes) -> Static:

@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from grokjax import models
-from grokjax.fields import static_fields, traced_fields
-from grokjax.metrics import example_losses, masked_mean
-from grokjax.runner import train
-from grokjax.tasks import split_counts
-from grokjax.train import HPARAM_DTYPES, Hparams, Static, make_optimizer
+from grokjax.config.fields import static_fields, traced_fields
+from grokjax.core import models
+from grokjax.core.metrics import example_losses, masked_mean
+from grokjax.core.tasks import split_counts
+from grokjax.core.training import HPARAM_DTYPES, Hparams, Static, make_optimizer
+from grokjax.engine.runner import train
 
 
 def tiny_static(**changes) -> Static:
@@ -147,8 +147,8 @@ def test_last_segment_stops_at_steps():
 
 def test_gathered_training_slots_give_the_masked_full_grid_gradient():
     """A full-batch step gathers the training pairs (train_slots); its gradient is the masked grid gradient."""
-    from grokjax.tasks import model_inputs
-    from grokjax.train import init_run, training_slots
+    from grokjax.core.tasks import model_inputs
+    from grokjax.core.training import init_run, training_slots
 
     hp = jax.tree.map(lambda x: x[1], hparams(11, RUNS))
     gathered = tiny_static(train_slots=96)  # >= n_train = 84; the 12 extra slots weigh 0

@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokjax import costmodel, grid, plan, results, resume, runner, tuning
 from grokjax.cli import main
-from grokjax.config import ConfigError, load
-from grokjax.train import FORMULATIONS, Static
+from grokjax.config.sweep_file import ConfigError, load
+from grokjax.core.training import FORMULATIONS, Static
+from grokjax.engine import costmodel, plan, runner, runs_table, tuning
+from grokjax.store import checkpoints, results
 from tests.conftest import TINY_SWEEP
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,12 +28,12 @@ COUNTS = ("train_correct", "test_correct", "clean_correct", "corrupted_correct")
 @pytest.fixture
 def chunk(sweep_file):
     """The tiny sweep's largest gathered chunk (4 runs at weight decay 0 and 1)."""
-    chunks = plan.plan(grid.expand(load(sweep_file())), "tiny", None, step="gather")
+    chunks = plan.plan(runs_table.expand(load(sweep_file())), "tiny", None, step="gather")
     return max(chunks, key=lambda c: (len(c.runs), c.static.train_slots))
 
 
 def test_every_formulation_and_block_trains_the_same(chunk):
-    hp = grid.hparams(chunk.runs, pad_to=chunk.size)
+    hp = runs_table.hparams(chunk.runs, pad_to=chunk.size)
     forms, layouts = tuning.candidates(chunk.static, chunk.size)
     assert set(forms) == set(FORMULATIONS) and layouts == [(0, 0), (1, 0)]  # 4 runs on one device: all vmapped, or one at a time
     reference = runner.train(chunk.static, hp).logs
@@ -47,7 +48,7 @@ def test_every_formulation_and_block_trains_the_same(chunk):
 
 def test_the_choice_is_measured_once_then_read_from_the_cache(chunk, tmp_path, monkeypatch):
     monkeypatch.setenv("GROKJAX_CACHE_DIR", str(tmp_path / "cache"))
-    hp = grid.hparams(chunk.runs, pad_to=chunk.size)
+    hp = runs_table.hparams(chunk.runs, pad_to=chunk.size)
     first, record = tuning.choose(chunk.static, hp, chunk.size)
     assert record["measured"] == "now" and (first.formulation, first.run_block) == (record["formulation"], record["run_block"])
     forms, _ = tuning.candidates(chunk.static, chunk.size)
@@ -70,7 +71,7 @@ def test_a_sweep_records_how_its_step_was_computed(sweep_file, tmp_path):
     meta = results.load(tmp_path / "out").meta
     steps = {(s["formulation"], s["run_block"]) for s in meta["step"]}
     assert ("onehot", 1) in steps and steps <= {("onehot", 1), ("grid", 1)}  # grid where a rung holds every example
-    saved = resume.read_plan(tmp_path / "out")["chunks"]
+    saved = checkpoints.read_plan(tmp_path / "out")["chunks"]
     assert all(c["run_block"] == 1 and c["formulation"] in ("onehot", "grid") for c in saved)
 
 
@@ -90,7 +91,7 @@ def test_rungs_take_each_ends_winner_even_where_the_ends_chose_differently(sweep
     monkeypatch.setenv("GROKJAX_CACHE_DIR", str(tmp_path / "cache"))
     text = ("[task]\np = 11\n[model]\nwidth = 24\n[train]\nsteps = 30\nlog_every = 10\n"
             "[sweep]\ndata_fraction = [0.2, 0.35, 0.5]\ncorruption_fraction = [0.0, 0.25]\nweight_decay = [0.0, 1.0]\n")
-    runs = grid.expand(load(sweep_file(text)))
+    runs = runs_table.expand(load(sweep_file(text)))
     chunks = plan.plan(runs, "tiny", None, step="gather")
     slots = sorted({c.static.train_slots for c in chunks})
     assert len(slots) == 3 and slots[0] > 0
@@ -128,7 +129,7 @@ def test_a_sweep_gives_the_same_tables_whatever_the_timings(sweep_file, tmp_path
     for name in ("runs", "curves", "neurons"):
         pd.testing.assert_frame_equal(getattr(real, name), getattr(noisy, name))
     assert real.meta["step"] == noisy.meta["step"] and real.meta["step_choice"] == "auto"
-    assert resume.read_plan(tmp_path / "real") == resume.read_plan(tmp_path / "random")
+    assert checkpoints.read_plan(tmp_path / "real") == checkpoints.read_plan(tmp_path / "random")
 
 
 @pytest.mark.slow

@@ -1,0 +1,39 @@
+"""Every chart of a results folder, drawn into it: what `grokjax sweep`, `refine` and `plot` write.
+
+Beside `grokjax.charts.figures` (the figures) and `grokjax.charts.explore` (the page of linked views), which
+it draws from, so that neither needs the other.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+
+import pandas as pd
+
+from grokjax.charts import explore, figures
+
+CHARTS = {
+    "phase_diagram": lambda runs, curves: figures.phase_diagram(runs),
+    "accuracy": lambda runs, curves: figures.accuracy_heatmaps(runs),
+    "curves": lambda runs, curves: figures.training_curves(curves, runs, log_steps=False),
+}
+
+
+def write_all(folder: str | Path, runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None = None) -> list[Path]:
+    """phase_diagram, accuracy, curves (and ipr, frequencies, where there are neurons), each as .html and .png,
+    and explore.html (`grokjax.charts.explore`).
+
+    The files are rendered concurrently: vl-convert works outside Python's lock, so the
+    eleven files take about the time of the slowest few.
+    """
+    folder = Path(folder)
+    charts = dict(CHARTS)
+    if neurons is not None and len(neurons):
+        charts["ipr"] = lambda runs, curves: figures.ipr_histograms(neurons, runs)
+        charts["frequencies"] = lambda runs, curves: figures.frequency_counts(neurons, runs)
+    jobs = [(make(runs, curves), folder / f"{name}.{kind}") for name, make in charts.items() for kind in ("html", "png")]
+    jobs.append((explore.chart(runs, curves, neurons), folder / "explore.html"))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda job: figures.save(*job), jobs))
+    return [path for _, path in jobs]

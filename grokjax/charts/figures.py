@@ -1,0 +1,390 @@
+"""Altair charts from the results DataFrames: phase diagrams, accuracy heatmaps, training curves.
+
+Every function takes DataFrames as read from the Parquet files and returns an
+`alt.Chart`, so notebooks can compose them. Data are aggregated in pandas first
+(one row per heatmap cell, a bounded number of points per curve), so charts stay
+far below Altair's 5,000-row limit for sweeps of thousands of runs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from grokjax.store.cache import cache_dir
+from grokjax.store.results import atomic_write, final_neurons
+from grokjax.summary.cells import (
+    TITLES,
+    cell_extents,
+    facet_axes,
+    facet_column,
+    facet_order,
+    grid_axes,
+    label,
+    log_axis,
+    phase_cells,
+)
+from grokjax.summary.phases import PHASES
+
+# Okabe-Ito colours, distinguishable with the common forms of colour blindness.
+PHASE_COLORS = {
+    "coexistence": "#0072B2",
+    "partial_inversion": "#56B4E9",
+    "full_inversion": "#009E73",
+    "memorization": "#E69F00",
+    "forgetting": "#D55E00",
+    "confusion": "#999999",
+}
+MAX_CURVE_POINTS = 200  # per run and metric
+MAX_TICKS = 40  # a heatmap axis with at most this many values has a tick at each (labels that overlap are hidden)
+MAX_X_LABELS = 7  # of those, at most this many on the x axis, where labels sit side by side
+
+
+def grid_encodings(cells: pd.DataFrame, axes: tuple[str, str]) -> dict[str, alt.X | alt.Y | alt.X2 | alt.Y2]:
+    """The grid axes as quantitative x..x2 and y..y2 (the cells of `cell_extents`), ticks with short labels."""
+    x_scale, y_scale = (
+        alt.Scale(domain=[float(cells[lo].min()), float(cells[hi].max())], zero=False, nice=False,
+                  type="log" if log_axis(cells[axis]) else "linear")
+        for axis, lo, hi in ((axes[0], "x0", "x1"), (axes[1], "y0", "y1"))
+    )
+    x_axis, y_axis = (
+        alt.Axis(format=".4~g", values=thinned(np.unique(cells[axis]), most), labelOverlap="greedy")
+        if cells[axis].nunique() <= MAX_TICKS else alt.Axis(format=".4~g")
+        for axis, most in zip(axes, (MAX_X_LABELS, MAX_TICKS))
+    )  # ticks at the cells' own values (a lone value's cell spans a unit, whose round ticks would mislabel it)
+    return {
+        "x": alt.X("x0:Q", title=TITLES.get(axes[0], axes[0]), scale=x_scale, axis=x_axis),
+        "x2": alt.X2("x1:Q"),
+        "y": alt.Y("y0:Q", title=TITLES.get(axes[1], axes[1]), scale=y_scale, axis=y_axis),
+        "y2": alt.Y2("y1:Q"),
+    }
+
+
+def thinned(values: np.ndarray, most: int) -> list[float]:
+    """Every k-th value, the first included, k the smallest that leaves at most `most`: side by side, a
+    label per cell of a 13-cell axis overlaps, and a browser does not always hide the overlap."""
+    step = -(-len(values) // most)
+    return [float(v) for v in values[::step]]
+
+
+def log_ticks(low: float, high: float, most: int = MAX_X_LABELS) -> list[float]:
+    """1, 2 and 5 times the powers of ten between low and high, or the powers alone where that is too
+    many: Vega-Lite labels a log axis at 1 to 9 times each power, and 1,000 and 2,000 ran together."""
+    decades = range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+    for mantissas in ((1, 2, 5), (1,)):
+        ticks = [float(m * 10**d) for d in decades for m in mantissas if low <= m * 10**d <= high]
+        if len(ticks) <= most:
+            break
+    return ticks or [low, high]
+
+
+def cell_tooltips(grid: tuple[str, str]) -> list[alt.Tooltip]:
+    """What hovering a phase-diagram cell shows: its phase, seed agreement, point, config and accuracies."""
+    return [
+        alt.Tooltip("phase:N"),
+        alt.Tooltip("agreement:Q", title="seeds in the majority phase", format=".0%"),
+        alt.Tooltip("runs:Q", title="runs in cell"),
+        *_grid_tooltips(grid),
+        alt.Tooltip("facet:N", title="config"),
+        alt.Tooltip("train_acc:Q", title="train accuracy", format=".3f"),
+        alt.Tooltip("test_acc:Q", title="test accuracy", format=".3f"),
+        alt.Tooltip("train_acc_corrupted:Q", title="corrupted train accuracy", format=".3f"),
+    ]
+
+
+def _grid_tooltips(axes: tuple[str, str]) -> list[alt.Tooltip]:
+    return [alt.Tooltip(f"{a}:Q", title=TITLES.get(a, a), format=".3g") for a in axes]
+
+
+def faceted(chart: alt.Chart, frame: pd.DataFrame, axes: list[str], columns: int = 4) -> alt.Chart:
+    if not axes:
+        return chart
+    return chart.facet(
+        facet=alt.Facet("facet:N", title=None, sort=facet_order(frame, axes), header=alt.Header(labelFontSize=13)),
+        columns=columns,
+    )
+
+
+def phase_diagram(runs: pd.DataFrame, cell_size: int = 16) -> alt.Chart:
+    """Heatmap of phases over data fraction (x) and corruption fraction (y), one facet per other axis; each
+    cell reaches half-way to its neighbours (`cell_extents`), so refined cells are smaller."""
+    cells, grid = phase_cells(runs), grid_axes(runs)
+    present = [p for p in PHASES if p in set(cells.phase.dropna())]
+    chart = (
+        alt.Chart(cells, width=cell_size * cells.x.nunique(), height=cell_size * cells.y.nunique())
+        .mark_rect(stroke="white", strokeWidth=0.5)
+        .encode(
+            **grid_encodings(cells, grid),
+            color=alt.Color(
+                "phase:N",
+                title="phase",
+                scale=alt.Scale(domain=present, range=[PHASE_COLORS[p] for p in present]),
+                sort=present,
+                legend=alt.Legend(labelExpr="replace(datum.label, '_', ' ')", orient="right"),
+            ),
+            tooltip=cell_tooltips(grid),
+        )
+    )
+    return faceted(chart, cells, facet_axes(runs)).properties(title="Phase diagram (Doshi et al., Table 2)")
+
+
+def accuracy_heatmaps(runs: pd.DataFrame, cell_size: int = 14) -> alt.Chart:
+    """Mean train and test accuracy over α and ξ (the paper's Appendix L), colour 0 to 1."""
+    axes, grid = facet_axes(runs), grid_axes(runs)
+    cells = runs.groupby([*axes, *grid], sort=True).agg(
+        train=("train_acc", "mean"), test=("test_acc", "mean"), first_run=("run_id", "min")
+    ).reset_index()
+    cells = cell_extents(cells, grid, axes)
+    bounds = ["x0", "x1", "y0", "y1"]
+    long = cells.melt(id_vars=[*axes, *grid, *bounds], value_vars=["train", "test"], var_name="set",
+                      value_name="accuracy")
+    long = facet_column(long, axes)
+    chart = (
+        alt.Chart(long, width=cell_size * long[grid[0]].nunique(), height=cell_size * long[grid[1]].nunique())
+        .mark_rect()
+        .encode(
+            **grid_encodings(long, grid),
+            color=alt.Color("accuracy:Q", title="accuracy", scale=alt.Scale(domain=[0, 1], scheme="viridis")),
+            tooltip=[
+                alt.Tooltip("set:N"),
+                alt.Tooltip("accuracy:Q", format=".3f"),
+                *_grid_tooltips(grid),
+                alt.Tooltip("facet:N", title="config"),
+            ],
+        )
+    )
+    return chart.facet(
+        row=alt.Row("set:N", title=None, sort=["train", "test"], header=alt.Header(labelFontSize=13, labelExpr="datum.value + ' accuracy'")),
+        column=alt.Column("facet:N", title=None, sort=facet_order(long, axes), header=alt.Header(labelFontSize=13)),
+    ).properties(title="Train and test accuracy (Doshi et al., Appendix L)")
+
+
+def example_runs(runs: pd.DataFrame) -> list[int]:
+    """One run per phase present, in the paper's order: the run nearest the phase's median test accuracy."""
+    chosen = []
+    for phase in PHASES:
+        members = runs[runs.phase == phase]
+        if len(members):
+            target = members.test_acc.median()
+            chosen.append(int(members.loc[(members.test_acc - target).abs().idxmin(), "run_id"]))
+    return chosen
+
+
+def _run_title(row: pd.Series) -> str:
+    phase = str(row.phase).replace("_", " ") if pd.notna(row.phase) else "no phase"
+    return f"{phase}: α = {label(row.data_fraction)}, ξ = {label(row.corruption_fraction)}, wd = {label(row.weight_decay)} (run {row.run_id})"
+
+
+def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int] | None = None, log_steps: bool = False) -> alt.Chart:
+    """Accuracies and losses against step for chosen runs (default: one per phase, as in Figure 1)."""
+    run_ids = example_runs(runs) if run_ids is None else list(run_ids)
+    chosen = runs[runs.run_id.isin(run_ids)].set_index("run_id").loc[run_ids].reset_index()
+    titles = {int(r.run_id): _run_title(r) for r in chosen.itertuples()}
+    data = curves[curves.run_id.isin(run_ids)]
+    steps = np.sort(data.step.unique())
+    if len(steps) > MAX_CURVE_POINTS:
+        data = data[data.step.isin(steps[np.linspace(0, len(steps) - 1, MAX_CURVE_POINTS).astype(int)])]
+    data = data.assign(run=data.run_id.map(titles))
+    accuracy_names = {
+        "train_acc": "train", "test_acc": "test",
+        "train_acc_clean": "train, clean", "train_acc_corrupted": "train, corrupted",
+    }  # fmt: skip
+    acc = data.melt(id_vars=["run", "step"], value_vars=list(accuracy_names), var_name="metric", value_name="value")
+    acc["metric"] = acc.metric.map(accuracy_names)
+    loss = data.melt(id_vars=["run", "step"], value_vars=["train_loss", "test_loss"], var_name="metric", value_name="value")
+    loss["metric"] = loss.metric.str.replace("_loss", "")
+    loss = loss[loss.value > 0]  # a loss of exactly 0 (cross-entropy underflow) has no place on a log scale
+    x = alt.X("step:Q", title="step")
+    if log_steps:
+        first, last = float(steps[steps > 0].min()), float(steps.max())
+        x = alt.X("step:Q", title="step", scale=alt.Scale(type="log", domain=[first, last], nice=False),
+                  axis=alt.Axis(values=log_ticks(first, last)))
+    colors = alt.Scale(
+        domain=["train", "test", "train, clean", "train, corrupted"],
+        range=["#0072B2", "#D55E00", "#56B4E9", "#E69F00"],
+    )
+    dashes = alt.StrokeDash("metric:N", scale=alt.Scale(domain=["train", "test", "train, clean", "train, corrupted"],
+                                                        range=[[1, 0], [1, 0], [4, 2], [4, 2]]), legend=None)
+    order = [titles[r] for r in run_ids]
+    top = (
+        alt.Chart(acc, width=260, height=180)
+        .mark_line()
+        .encode(x=x, y=alt.Y("value:Q", title="accuracy", scale=alt.Scale(domain=[0, 1])),
+                color=alt.Color("metric:N", title="accuracy", scale=colors), strokeDash=dashes,
+                tooltip=["run:N", "step:Q", "metric:N", alt.Tooltip("value:Q", format=".3f")])
+        .facet(column=alt.Column("run:N", title=None, sort=order, header=alt.Header(labelFontSize=11, labelLimit=300)))
+    )
+    bottom = (
+        alt.Chart(loss, width=260, height=140)
+        .mark_line()
+        .encode(x=x, y=alt.Y("value:Q", title="loss", scale=alt.Scale(type="log")),
+                color=alt.Color("metric:N", title="loss", scale=alt.Scale(domain=["train", "test"], range=["#0072B2", "#D55E00"])),
+                tooltip=["run:N", "step:Q", "metric:N", alt.Tooltip("value:Q", format=".3g")])
+        .facet(column=alt.Column("run:N", title=None, sort=order, header=alt.Header(labelFontSize=11, labelLimit=300)))
+    )
+    panels = [top, bottom]
+    ipr = data[["run", "step", "ipr_mean"]].dropna() if "ipr_mean" in data else pd.DataFrame()
+    if len(ipr):  # the paper's Figure 2(a): mean IPR rises as the network groks
+        panels.append(
+            alt.Chart(ipr, width=260, height=110)
+            .mark_line(color="#009E73")
+            .encode(x=x, y=alt.Y("ipr_mean:Q", title="mean IPR", scale=alt.Scale(domain=[0, 1])),
+                    tooltip=["run:N", "step:Q", alt.Tooltip("ipr_mean:Q", format=".3f")])
+            .facet(column=alt.Column("run:N", title=None, sort=order, header=alt.Header(labelFontSize=11, labelLimit=300)))
+        )
+    return alt.vconcat(*panels).resolve_scale(color="independent").properties(title="Training curves (Doshi et al., Figures 1, 2a)")
+
+
+def ipr_histograms(neurons: pd.DataFrame, runs: pd.DataFrame, bins: int = 20) -> alt.Chart:
+    """Share of neurons per IPR bin, one panel per phase (the paper's Figures 4 and 7): bimodal in coexistence.
+
+    The transformer's units are its embedding directions (`analysis.neuron_weights`)."""
+    data = final_neurons(neurons).merge(runs[["run_id", "phase"]], on="run_id").dropna(subset=["phase", "ipr"])
+    unit = "embedding direction" if "model" in runs and (runs.model == "transformer").all() else "neuron"
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    data = data.assign(bin=np.clip(np.digitize(data.ipr, edges) - 1, 0, bins - 1))
+    counts = data.groupby(["phase", "bin"]).size().rename("neurons").reset_index()
+    counts["share"] = counts.neurons / counts.groupby("phase").neurons.transform("sum")
+    counts["ipr_from"], counts["ipr_to"] = edges[counts.bin], edges[counts.bin + 1]
+    runs_per_phase = data.groupby("phase").run_id.nunique()
+    counts["phase_label"] = counts.phase.map(
+        lambda ph: f"{ph.replace('_', ' ')} ({runs_per_phase[ph]} run{'s' if runs_per_phase[ph] != 1 else ''})"
+    )
+    present = [p for p in PHASES if p in set(counts.phase)]
+    labels = [counts.loc[counts.phase == p, "phase_label"].iloc[0] for p in present]
+    return (
+        alt.Chart(counts, width=200, height=140)
+        .mark_rect()
+        .encode(
+            x=alt.X("ipr_from:Q", bin="binned", title=f"{unit} IPR", scale=alt.Scale(domain=[0, 1])),
+            x2="ipr_to:Q",
+            y=alt.Y("share:Q", title=f"share of {unit}s", axis=alt.Axis(format="%")),
+            color=alt.Color("phase:N", scale=alt.Scale(domain=present, range=[PHASE_COLORS[p] for p in present]), legend=None),
+            tooltip=["phase:N", alt.Tooltip("ipr_from:Q", title="IPR from", format=".2f"),
+                     alt.Tooltip("ipr_to:Q", title="to", format=".2f"), "neurons:Q", alt.Tooltip("share:Q", format=".1%")],
+        )
+        .facet(column=alt.Column("phase_label:N", title=None, sort=labels, header=alt.Header(labelFontSize=12)))
+        .properties(title=f"Per-{unit.replace(' ', '-')} IPR by phase (Doshi et al., Figures 4 and 7)")
+    )
+
+
+def phase_counts(runs: pd.DataFrame) -> alt.Chart:
+    """Number of runs in each phase, per facet."""
+    axes = facet_axes(runs)
+    counts = facet_column(runs, axes).groupby([*axes, "facet", "phase"]).size().rename("runs").reset_index()
+    present = [p for p in PHASES if p in set(counts.phase)]
+    chart = (
+        alt.Chart(counts, width=220, height=20 * len(present))
+        .mark_bar()
+        .encode(
+            y=alt.Y("phase:N", sort=present, title=None, axis=alt.Axis(labelExpr="replace(datum.label, '_', ' ')")),
+            x=alt.X("runs:Q", title="runs"),
+            color=alt.Color("phase:N", scale=alt.Scale(domain=present, range=[PHASE_COLORS[p] for p in present]), legend=None),
+            tooltip=["facet:N", "phase:N", "runs:Q"],
+        )
+    )
+    return faceted(chart, counts, axes)
+
+
+def frequency_counts(neurons: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int] | None = None) -> alt.Chart:
+    """Periodic neurons (IPR >= PERIODIC_IPR) per dominant frequency, one panel per run (as the PAIR explorable)."""
+    from grokjax.core.analysis import PERIODIC_IPR
+
+    run_ids = example_runs(runs) if run_ids is None else list(run_ids)
+    chosen = runs[runs.run_id.isin(run_ids)].set_index("run_id").loc[run_ids].reset_index()
+    titles = {int(r.run_id): _run_title(r) for r in chosen.itertuples()}
+    neurons = final_neurons(neurons)
+    periodic = neurons[neurons.run_id.isin(run_ids) & (neurons.ipr >= PERIODIC_IPR)]
+    counts = periodic.groupby(["run_id", "dominant_frequency"]).size().rename("neurons").reset_index()
+    counts["run"] = counts.run_id.map(titles)
+    return (
+        alt.Chart(counts, width=260, height=140)
+        .mark_bar(color=PHASE_COLORS["full_inversion"])
+        .encode(
+            x=alt.X("dominant_frequency:O", title="dominant frequency", axis=alt.Axis(labelAngle=0, labelOverlap="greedy")),
+            y=alt.Y("neurons:Q", title=f"neurons with IPR >= {PERIODIC_IPR:g}"),
+            tooltip=["run:N", "dominant_frequency:O", "neurons:Q"],
+        )
+        .facet(column=alt.Column("run:N", title=None, sort=[titles[r] for r in run_ids if r in titles],
+                                 header=alt.Header(labelFontSize=11, labelLimit=300)))
+        .properties(title="Periodic neurons per frequency (PAIR explorable)")
+    )
+
+
+def pruning_curves(curves: pd.DataFrame, max_runs: int = 6) -> alt.Chart:
+    """Accuracies against the fraction of neurons pruned, lowest or highest IPR first (the paper's Figure 6)."""
+    run_ids = sorted(curves.run_id.unique())[:max_runs]
+    data = curves[curves.run_id.isin(run_ids)]
+    names = {"test_acc": "test", "train_acc_clean": "train, clean", "train_acc_corrupted": "train, corrupted"}
+    long = data.melt(id_vars=["run_id", "order", "fraction_pruned"], value_vars=list(names), var_name="metric", value_name="accuracy")
+    long["metric"] = long.metric.map(names)
+    long["panel"] = long.order.map({"low": "lowest IPR first", "high": "highest IPR first"}) + ", run " + long.run_id.astype(str)
+    panels = [f"{o}, run {r}" for r in run_ids for o in ("lowest IPR first", "highest IPR first") if f"{o}, run {r}" in set(long.panel)]
+    return (
+        alt.Chart(long.dropna(subset=["accuracy"]), width=220, height=160)
+        .mark_line()
+        .encode(
+            x=alt.X("fraction_pruned:Q", title="fraction of neurons pruned", axis=alt.Axis(format="%")),
+            y=alt.Y("accuracy:Q", title="accuracy", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("metric:N", title="accuracy", scale=alt.Scale(domain=list(names.values()), range=["#D55E00", "#56B4E9", "#E69F00"])),
+            tooltip=["panel:N", alt.Tooltip("fraction_pruned:Q", format=".0%"), "metric:N", alt.Tooltip("accuracy:Q", format=".3f")],
+        )
+        .facet(facet=alt.Facet("panel:N", title=None, sort=panels, header=alt.Header(labelFontSize=12)), columns=2)
+        .properties(title="Pruning neurons in IPR order (Doshi et al., Figure 6)")
+    )
+
+
+def save(chart: alt.Chart, path: Path) -> None:
+    """Write a chart as self-contained HTML (JavaScript inlined, `html_page`) or PNG, atomically."""
+    if path.suffix == ".html":
+        atomic_write(path, lambda tmp: tmp.write_text(html_page(chart), encoding="utf-8"))
+    else:
+        atomic_write(path, lambda tmp: chart.save(str(tmp), format=path.suffix.lstrip("."), scale_factor=2))
+
+
+def html_page(chart: alt.Chart) -> str:
+    """The page Altair writes with `chart.save(..., inline=True)`, which opens offline: the chart and
+    the JavaScript of Vega, Vega-Lite and vega-embed (`javascript_bundle`)."""
+    from altair.utils.html import INLINE_HTML_TEMPLATE
+
+    return INLINE_HTML_TEMPLATE.render(
+        spec=json.dumps(chart.to_dict()), embed_options=json.dumps({"mode": "vega-lite"}), mode="vega-lite",
+        vega_version=alt.VEGA_VERSION, vegalite_version=alt.VEGALITE_VERSION, vegaembed_version=alt.VEGAEMBED_VERSION,
+        output_div="vis", fullhtml=True, requirejs=False, vegaembed_script=javascript_bundle(),
+    )
+
+
+def javascript_bundle() -> str:
+    """vl-convert's bundle of Vega, Vega-Lite and vega-embed (0.9 MB), read from the cache folder.
+
+    Building it takes vl-convert about 1.6 s, once per process; it depends on nothing but the
+    versions, so it is built once per machine and kept (`grokjax.store.cache`).
+    """
+    import vl_convert as vlc
+    from altair.utils._importers import vl_version_for_vl_convert
+
+    version = vl_version_for_vl_convert()
+    folder = cache_dir()
+    path = None if folder is None else folder / "charts" / f"vl-convert-{vlc.__version__}-{version}.js"
+    if path is not None and path.exists():
+        return path.read_text(encoding="utf-8")
+    bundle = vlc.javascript_bundle(vl_version=version)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: tmp.write_text(bundle, encoding="utf-8"))
+    return bundle
+
+
+def warm_up() -> None:
+    """Start vl-convert's JavaScript engine and read (or build) the bundle that HTML files inline, while a
+    sweep's runs train rather than after. A failure here is left for `write_all` to report."""
+    try:
+        javascript_bundle()
+        alt.Chart(pd.DataFrame({"x": [0]})).mark_point().encode(x="x:Q").save(io.BytesIO(), format="png")
+    except Exception:  # noqa: BLE001 (only a head start: write_all meets the same error and says it)
+        pass

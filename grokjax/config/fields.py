@@ -1,0 +1,173 @@
+"""Every config field declared once: its table, default, rule, role, dtype and runs.parquet column.
+
+The rest follows from this table: the config classes and their validation
+(`grokjax.config.sweep_file`), the static config of a compiled program (`train.Static`), the
+per-run arrays (`train.Hparams`) and the columns of runs.parquet (`results.RUN_COLUMNS`).
+
+Roles:
+- static: changes shapes or code paths; runs that differ in it need their own compiled program;
+- traced: a per-run number, an array with a leading run axis; new values never recompile;
+- host: never reaches the device (it shapes the grid, the split sizes, what the host records).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+MAX_SEED = 2**31 - 1
+MODULAR_TASKS = ("modular_addition", "modular_subtraction", "modular_multiplication", "modular_division")
+TASKS = (*MODULAR_TASKS, "sparse_parity")
+PHASES = ("coexistence", "partial_inversion", "full_inversion", "memorization", "forgetting", "confusion")
+MODELS = ("mlp", "pair_mlp", "parity_mlp", "transformer")
+ACTIVATIONS = ("quadratic", "relu")
+NORMS = ("none", "batchnorm", "layernorm")
+LOSSES = ("mse", "cross_entropy")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+REGULARIZATIONS = ("l2", "l1")
+BATCH_SCALINGS = ("none", "appendix_a")
+PRECISIONS = ("float32", "tf32", "bfloat16")
+
+Rule = tuple[type, Callable[[Any], bool], str]  # (type, check, what is allowed)
+
+
+@dataclass(frozen=True)
+class Field:
+    table: str  # task | model | train | phases | analysis
+    name: str
+    default: Any
+    rule: Rule
+    role: str = "host"  # static | traced | host
+    dtype: Any = None  # traced fields: the array's dtype
+    column: str | None = ""  # runs.parquet column; "" = the field's name, None = none (phases, analysis)
+
+    @property
+    def key(self) -> str:
+        return f"{self.table}.{self.name}"
+
+    @property
+    def column_name(self) -> str | None:
+        return self.name if self.column == "" else self.column
+
+
+def choice(options: tuple[str, ...]) -> Rule:
+    return str, lambda v: v in options, "one of " + ", ".join(f'"{o}"' for o in options)
+
+
+def betas_ok(v: Any) -> bool:
+    return isinstance(v, tuple) and len(v) == 2 and all(isinstance(b, float) and 0.0 <= b < 1.0 for b in v)
+
+
+BOOL: Rule = (bool, lambda v: True, "true or false")
+SEED: Rule = (int, lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}")
+POSITIVE_INT: Rule = (int, lambda v: v >= 1, "an integer >= 1")
+F, I32 = np.float32, np.int32
+
+FIELDS: tuple[Field, ...] = (
+    Field("task", "name", "modular_addition", choice(TASKS), "static", column="task"),
+    Field("task", "p", 97, (int, lambda v: 2 <= v <= 4096, "an integer from 2 to 4096 (the task holds p^2 examples)"),
+          "static"),
+    Field("task", "data_fraction", 0.5, (float, lambda v: 0.0 < v <= 1.0, "a number with 0 < data_fraction <= 1")),
+    Field("task", "corruption_fraction", 0.0,
+          (float, lambda v: 0.0 <= v < 1.0, "a number with 0 <= corruption_fraction < 1")),
+    Field("task", "data_seed", 0, SEED, "traced", I32),
+    # Modular tasks: only pairs with m <= n (the PAIR explorable's symmetric input).
+    Field("task", "symmetric", False, BOOL, "static"),
+    # sparse_parity: n-bit strings labelled by the parity of their first k bits; a fixed pool of
+    # pool_size strings whose last test_size are the test set and whose first train_size the training set.
+    Field("task", "n_bits", 30, (int, lambda v: 1 <= v <= 31, "an integer from 1 to 31"), "static"),
+    Field("task", "k_bits", 3, (int, lambda v: 1 <= v <= 31, "an integer from 1 to 31 (at most n_bits)"), "static"),
+    Field("task", "train_size", 1200, POSITIVE_INT),
+    Field("task", "test_size", 1000, POSITIVE_INT, "static"),
+    Field("task", "pool_size", 3000, (int, lambda v: 2 <= v <= 10_000_000, "an integer from 2 to 10000000"), "static"),
+    Field("model", "name", "mlp", choice(MODELS), "static", column="model"),
+    Field("model", "width", 500, POSITIVE_INT, "static"),  # neurons of the hidden layer(s); the transformer's d_mlp
+    # mlp: layers of weights (2 as in the paper, 3 as in its Appendix G)
+    Field("model", "depth", 2, (int, lambda v: 2 <= v <= 8, "an integer from 2 to 8"), "static"),
+    Field("model", "activation", "quadratic", choice(ACTIVATIONS), "static"),
+    Field("model", "norm", "none", choice(NORMS), "static"),  # after the activation, as in the paper's eq. 5
+    # on the pre-activations, as in the paper's code; static `has_dropout` says whether any run has some
+    Field("model", "dropout", 0.0, (float, lambda v: 0.0 <= v < 1.0, "a probability with 0 <= dropout < 1"),
+          "traced", F),
+    Field("model", "embed_size", 128, POSITIVE_INT, "static"),  # pair_mlp: embedding size; transformer: d_model
+    Field("model", "heads", 4, (int, lambda v: v >= 1, "an integer >= 1 that divides embed_size"), "static"),
+    Field("model", "tied_embedding", False, BOOL, "static"),  # pair_mlp, transformer: unembedding = embedding^T
+    Field("model", "init_scale", 1.0, (float, lambda v: v > 0.0, "a number > 0"), "traced", F),
+    Field("train", "loss", "mse", choice(LOSSES), "static"),
+    Field("train", "optimizer", "adamw", choice(OPTIMIZERS), "static"),
+    Field("train", "learning_rate", 0.01, (float, lambda v: v > 0.0, "a number > 0"), "traced", F),
+    Field("train", "betas", (0.9, 0.98), (tuple, betas_ok, "two numbers in [0, 1), e.g. [0.9, 0.98]"), "static",
+          column=None),  # columns beta1, beta2
+    Field("train", "momentum", 0.0, (float, lambda v: 0.0 <= v < 1.0, "a number with 0 <= momentum < 1"), "traced", F),
+    Field("train", "weight_decay", 0.0, (float, lambda v: v >= 0.0, "a number >= 0"), "traced", F),
+    Field("train", "regularization", "l2", choice(REGULARIZATIONS), "static"),
+    Field("train", "batch_size", 0, (int, lambda v: v >= 0, "an integer >= 0 (0: full batch)"), "static"),
+    # "appendix_a": steps x 256/batch_size, lr x sqrt(batch_size/256)
+    Field("train", "batch_scaling", "none", choice(BATCH_SCALINGS)),
+    Field("train", "steps", 2000, POSITIVE_INT, "static"),
+    Field("train", "log_every", 20, POSITIVE_INT, "static"),
+    # per-neuron IPR every this many steps (a multiple of log_every); 0: at the end only
+    Field("train", "ipr_every", 0, (int, lambda v: v >= 0, "an integer >= 0, a multiple of log_every (0: at the end only)")),
+    # matmul precision / compute dtype: float32 | tf32 | bfloat16
+    Field("train", "precision", "float32", choice(PRECISIONS), "static"),
+    Field("train", "seed", 0, SEED, "traced", I32),
+    # The thresholds of the paper's Appendix C, Table 2.
+    Field("phases", "threshold", 0.9, (float, lambda v: 0.0 < v <= 1.0, "a number with 0 < threshold <= 1"), column=None),
+    Field("phases", "inversion_offset", 1.05, (float, lambda v: 0.0 < v <= 2.0, "a number in (0, 2]"), column=None),
+    # Dynamics: test reaching the threshold more than this fraction of the run's steps after train did
+    # counts as grokking rather than comprehension.
+    Field("phases", "grokking_delay", 0.1, (float, lambda v: 0.0 <= v <= 1.0, "a fraction of the steps in [0, 1]"),
+          column=None),
+    # Analyses the phase diagram does not need. min_prune: per run, the fewest low-IPR neurons whose removal
+    # drops test accuracy below 90% of its value (Figure 32): width + 1 forward passes over all examples.
+    Field("analysis", "min_prune", False, BOOL, column=None),
+)
+
+TABLES = ("task", "model", "train", "phases", "analysis")
+SWEEPABLE_TABLES = ("task", "model", "train")
+BY_KEY = {f.key: f for f in FIELDS}
+RULES: dict[str, Rule] = {f.key: f.rule for f in FIELDS}
+
+# How the static config and per-run arrays extend the fields.
+DERIVED_STATIC = {  # name: default; set per chunk by the plan, or from the run's fields
+    "has_dropout": False,  # any dropout > 0; runs at rate 0 use the program without it
+    "train_slots": 0,  # full batch: training examples gathered per step; 0: all examples, loss masked
+    "formulation": "gather",  # how the step is computed: train.FORMULATIONS (chosen by grokjax.engine.tuning)
+    "run_block": 0,  # runs vectorized together within a chunk: 0 all (vmapped), b blocks of b, one after another
+    "devices": 0,  # local devices a chunk's runs are split over: 0 all, d the first d (chosen by grokjax.engine.tuning)
+}
+DERIVED_TRACED = {"n_train": I32, "n_corrupt": I32}  # the run's split sizes, from its fractions or sizes
+
+
+STATIC_COLUMNS = tuple(f.column_name for f in FIELDS if f.role == "static" and f.column_name)  # all but betas
+
+
+def column_of(key: str) -> str:
+    """A field's runs.parquet column from its key ("train.weight_decay"); betas is split into beta1 and beta2 later."""
+    field = BY_KEY[key]
+    return field.column_name or field.name
+
+
+def static_fields() -> list[tuple[str, Any]]:
+    """(Static field name, default): the static fields under their column names (betas as a pair), then the derived."""
+    own = [(f.column_name or f.name, f.default) for f in FIELDS if f.role == "static"]
+    return own + list(DERIVED_STATIC.items())
+
+
+def traced_fields() -> list[tuple[str, Any]]:
+    """(Hparams field name, dtype)."""
+    return [(f.name, f.dtype) for f in FIELDS if f.role == "traced"] + list(DERIVED_TRACED.items())
+
+
+def config_columns() -> tuple[str, ...]:
+    """runs.parquet's config columns, in declaration order, betas as beta1 and beta2, then the split sizes."""
+    out: list[str] = []
+    for f in FIELDS:
+        if f.key == "train.betas":
+            out += ["beta1", "beta2"]
+        elif f.column_name is not None:
+            out.append(f.column_name)
+    return ("run_id", *out, "n_train", "n_corrupt", "n_test")

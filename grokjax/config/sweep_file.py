@@ -1,0 +1,393 @@
+"""Sweep files: TOML in, a validated, frozen `SweepConfig` out.
+
+Every rejection is a `ConfigError` whose message is one line naming the file,
+the key and what is allowed, so the CLI can print it and exit 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grokjax.config.fields import FIELDS, MODULAR_TASKS, PHASES, RULES, SWEEPABLE_TABLES  # noqa: F401 (MODULAR_TASKS: re-exported)
+
+
+class ConfigError(ValueError):
+    """A sweep file or override that cannot be run; the message is one line for the user.
+
+    Characters that would break the line (newlines, other control and unprintable
+    characters, say in a key of a broken file) are shown escaped, as in Python literals.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
+
+
+# --- the tables (their fields are declared in grokjax.config.fields) ------------------------------
+
+
+def _table(cls_name: str, table: str, doc: str) -> type:
+    fields = [(f.name, type(f.default), dataclasses.field(default=f.default)) for f in FIELDS if f.table == table]
+    cls = dataclasses.make_dataclass(cls_name, fields, frozen=True)
+    cls.__module__, cls.__doc__ = __name__, doc
+    return cls
+
+
+TaskConfig = _table("TaskConfig", "task", "[task]: what is learned, and the run's split")
+ModelConfig = _table("ModelConfig", "model", "[model]: the network")
+TrainConfig = _table("TrainConfig", "train", "[train]: loss, optimizer, steps, precision, seed")
+PhaseConfig = _table("PhaseConfig", "phases", "[phases]: the thresholds of the paper's Appendix C, Table 2")
+AnalysisConfig = _table("AnalysisConfig", "analysis", "[analysis]: analyses the phase diagram does not need")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One `[[expect]]` entry: a claim of the paper that the sweep's runs should bear out (`grokjax.summary.expect`).
+
+    The runs `where` selects (a query on the config columns, `grokjax.config.expressions`; "" all runs) give a value:
+    the share of them in one of `phase`, or their `metric` (a runs.parquet column, or an
+    arithmetic expression of them such as "min_prune / width") taken as `of` (mean, min or
+    max; a NaN anywhere makes it NaN). The claim holds if that value is above the
+    value of the runs `than` selects, or else if it lies within `at_least` .. `at_most` (for a
+    phase share without bounds: at least 0.5, a majority).
+    """
+
+    claim: str
+    where: str = ""
+    phase: tuple[str, ...] = ()
+    metric: str = ""
+    of: str = "mean"
+    at_least: float | None = None
+    at_most: float | None = None
+    than: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"claim": self.claim, "where": self.where}
+        out.update({"phase": list(self.phase)} if self.phase else {"metric": self.metric, "of": self.of})
+        out.update({k: v for k, v in (("at_least", self.at_least), ("at_most", self.at_most)) if v is not None})
+        out.update({"than": self.than} if self.than else {})
+        return out
+
+
+EXPECT_KEYS = {f.name for f in dataclasses.fields(Expectation)}
+
+
+def _expectations(source: str, entries: Any) -> tuple[Expectation, ...]:
+    """Validate the `[[expect]]` array of tables (its queries are checked on the runs, by `grokjax.summary.expect`)."""
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(f"{source}: 'expect' must be an array of tables ([[expect]] entries), got {_show(entries)}")
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"{source}: expect[{i}]"
+        unknown = set(entry) - EXPECT_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown key '{sorted(unknown)[0]}'; an [[expect]] entry has: "
+                              + ", ".join(sorted(EXPECT_KEYS)))
+        for key in ("claim", "where", "metric", "of", "than"):
+            if key in entry and not isinstance(entry[key], str):
+                raise ConfigError(f"{where}.{key} = {_show(entry[key])}; allowed: a string")
+        if not entry.get("claim", "").strip():
+            raise ConfigError(f"{where}: 'claim' missing; allowed: the paper's claim, in words")
+        phase = entry.get("phase", ())
+        phase = (phase,) if isinstance(phase, str) else phase
+        if not isinstance(phase, (list, tuple)) or any(p not in PHASES for p in phase):
+            raise ConfigError(f"{where}.phase = {_show(entry['phase'])}; allowed: one of, or a list of: "
+                              + ", ".join(PHASES))
+        if bool(phase) == bool(entry.get("metric")):
+            raise ConfigError(f"{where}: give exactly one of 'phase' (a share of runs) and 'metric' (a runs.parquet "
+                              "column)")
+        if entry.get("of", "mean") not in ("mean", "min", "max"):
+            raise ConfigError(f"{where}.of = {_show(entry['of'])}; allowed: mean, min or max")
+        for key in ("at_least", "at_most"):
+            v = entry.get(key)
+            if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)):
+                raise ConfigError(f"{where}.{key} = {_show(v)}; allowed: a finite number")
+        if entry.get("metric") and not entry.get("than") and entry.get("at_least") is None and entry.get("at_most") is None:
+            raise ConfigError(f"{where}: a 'metric' needs 'at_least', 'at_most' or 'than'")
+        out.append(Expectation(claim=entry["claim"], where=entry.get("where", ""), phase=tuple(phase),
+                               metric=entry.get("metric", ""), of=entry.get("of", "mean"),
+                               at_least=None if entry.get("at_least") is None else float(entry["at_least"]),
+                               at_most=None if entry.get("at_most") is None else float(entry["at_most"]),
+                               than=entry.get("than", "")))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    name: str
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    phases: PhaseConfig = field(default_factory=PhaseConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    # ("train.weight_decay", (0.0, 5.0)), ... in file order; the grid is their product.
+    axes: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    expect: tuple[Expectation, ...] = ()  # the paper's claims, checked on the results (`grokjax.summary.expect`)
+    source: str = "<config>"
+
+    def hash(self) -> str:
+        """A short fingerprint of the resolved config: a results folder remembers the one that made it."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain TOML-able data (what `sweep.toml` holds)."""
+        out: dict[str, Any] = {"name": self.name}
+        for table in TABLES:
+            out[table] = {k: _plain(v) for k, v in dataclasses.asdict(getattr(self, table)).items()}
+        out["sweep"] = {key: [_plain(v) for v in values] for key, values in self.axes}
+        if self.expect:  # absent when there are none, so that older configs keep their hash
+            out["expect"] = [e.to_dict() for e in self.expect]
+        return out
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+TABLES: dict[str, type] = {
+    "task": TaskConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "phases": PhaseConfig,
+    "analysis": AnalysisConfig,
+}
+
+
+def _coerce(source: str, key: str, value: Any) -> Any:
+    """Check one field's value against its rule; return it in its canonical Python type."""
+    kind, ok, allowed = RULES[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is tuple and isinstance(value, list):
+        value = tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ConfigError(f"{source}: {key} = {_show(value)} has the wrong type; allowed: {allowed}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: {key} = {_show(value)} is not finite; allowed: {allowed}")
+    if not ok(value):
+        raise ConfigError(f"{source}: {key} = {_show(value)} is out of range; allowed: {allowed}")
+    return value
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- sweep axes ----------------------------------------------------------------------------
+
+_FIELD_OWNER = {
+    f.name: table
+    for table in SWEEPABLE_TABLES
+    for f in dataclasses.fields(TABLES[table])
+    if f.name != "name"
+}
+
+
+def _axis_key(source: str, key: str) -> str:
+    """Resolve `weight_decay` or `train.weight_decay` to the qualified key."""
+    if "." in key:
+        table, _, name = key.partition(".")
+        if table in SWEEPABLE_TABLES and f"{table}.{name}" in RULES:
+            return key
+    elif key in _FIELD_OWNER:
+        return f"{_FIELD_OWNER[key]}.{key}"
+    elif key in SWEEPABLE_TABLES[:2]:
+        return f"{key}.name"  # `task` and `model` name the kind, as the runs.parquet columns do
+    known = ", ".join(sorted([*_FIELD_OWNER, "task", "model"]))
+    raise ConfigError(f"{source}: unknown sweep axis 'sweep.{key}'; axes can be: {known}")
+
+
+def _axis_values(source: str, key: str, spec: Any) -> tuple[Any, ...]:
+    where = f"sweep.{key.split('.')[-1]}"
+    if isinstance(spec, dict):
+        extra = set(spec) - {"start", "stop", "num"}
+        missing = {"start", "stop", "num"} - set(spec)
+        if extra or missing:
+            raise ConfigError(
+                f"{source}: {where} must be a list or {{start = .., stop = .., num = ..}}; "
+                f"got keys {sorted(spec)}"
+            )
+        num = spec["num"]
+        if not isinstance(num, int) or isinstance(num, bool) or not 1 <= num <= 100_000:
+            raise ConfigError(f"{source}: {where}.num = {_show(num)}; allowed: an integer from 1 to 100000")
+        for end in ("start", "stop"):
+            v = spec[end]
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                raise ConfigError(f"{source}: {where}.{end} = {_show(v)}; allowed: a finite number")
+        kind = RULES[key][0]
+        if kind not in (int, float):
+            raise ConfigError(f"{source}: {where} takes a list of values, not {{start, stop, num}}")
+        step = (spec["stop"] - spec["start"]) / (num - 1) if num > 1 else 0.0
+        values = [spec["start"] + i * step for i in range(num)]
+        # Round away float noise so 0.1 + 3 * 0.05 reads back as 0.25, not 0.25000000000000006.
+        values = [round(v, 12) for v in values]
+        if kind is int:
+            if any(v != int(v) for v in values):
+                raise ConfigError(f"{source}: {where} = {spec} does not give whole numbers")
+            values = [int(v) for v in values]
+    elif isinstance(spec, list):
+        values = spec
+    else:
+        raise ConfigError(
+            f"{source}: {where} = {_show(spec)}; allowed: a non-empty list or {{start = .., stop = .., num = ..}}"
+        )
+    if not values:
+        raise ConfigError(f"{source}: {where} is empty; give at least one value")
+    coerced = tuple(_coerce(source, key, v) for v in values)
+    if len(set(coerced)) != len(coerced):
+        raise ConfigError(f"{source}: {where} repeats a value: {list(coerced)}")
+    return coerced
+
+
+# --- loading -------------------------------------------------------------------------------
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def from_dict(data: dict[str, Any], source: str = "<config>", default_name: str = "sweep") -> SweepConfig:
+    """Validate plain data (as parsed from TOML) into a `SweepConfig`."""
+    known_top = {"name", "sweep", "expect", *TABLES}
+    for key in data:
+        if key not in known_top:
+            raise ConfigError(
+                f"{source}: unknown key '{key}'; top-level keys are: name, " + ", ".join([*TABLES, "sweep", "expect"])
+            )
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
+        raise ConfigError(
+            f"{source}: name = {_show(name)}; allowed: letters, digits, '_', '-' and '.' (it names the results folder)"
+        )
+    tables = {}
+    for table, cls in TABLES.items():
+        given = data.get(table, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"{source}: '{table}' must be a table ([{table}]), got {_show(given)}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {}
+        for key, value in given.items():
+            if key not in fields:
+                raise ConfigError(
+                    f"{source}: unknown key '{table}.{key}'; [{table}] has: " + ", ".join(sorted(fields))
+                )
+            values[key] = _coerce(source, f"{table}.{key}", value)
+        tables[table] = cls(**values)
+    sweep = data.get("sweep", {})
+    if not isinstance(sweep, dict):
+        raise ConfigError(f"{source}: 'sweep' must be a table ([sweep]), got {_show(sweep)}")
+    axes: list[tuple[str, tuple[Any, ...]]] = []
+    for key, spec in sweep.items():
+        qualified = _axis_key(source, key)
+        if any(qualified == k for k, _ in axes):
+            raise ConfigError(f"{source}: sweep axis '{qualified}' is given twice")
+        axes.append((qualified, _axis_values(source, qualified, spec)))
+    expect = _expectations(source, data.get("expect", []))
+    return SweepConfig(name=name, axes=tuple(axes), expect=expect, source=source, **tables)
+
+
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SweepConfig:
+    """Read a sweep file, apply `--set KEY=VALUE` overrides, validate."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such sweep file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a folder, not a sweep file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{source}: cannot be read: {err}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source}: not valid TOML: {err}") from None
+    for item in overrides:
+        apply_override(data, item, source)
+    return from_dict(data, source=source, default_name=path.stem)
+
+
+def apply_override(data: dict[str, Any], item: str, source: str) -> None:
+    """Apply one `KEY=VALUE` (dotted key, TOML value; bare words are strings) in place."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    where = f"{source} (--set {item})"
+    if not sep or not key:
+        raise ConfigError(f"{where}: expected KEY=VALUE, e.g. train.steps=50 or sweep.weight_decay=[0,5]")
+    parts = key.split(".", 1)
+    if any(not p for p in parts) or (len(parts) == 2 and parts[0] != "sweep" and "." in parts[1]):
+        raise ConfigError(f"{where}: '{key}' is not a key; use TABLE.KEY (e.g. train.steps) or name")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare word such as relu or modular_subtraction
+    if len(parts) == 1:
+        if parts[0] != "name":
+            raise ConfigError(f"{where}: '{key}' is not a key; use TABLE.KEY (e.g. train.steps) or name")
+        data["name"] = value
+        return
+    table, name = parts
+    if table == "sweep":
+        qualified = _axis_key(where, name)
+        _axis_values(where, qualified, value)
+        sweep = data.get("sweep", {})
+        for existing in [k for k in sweep if isinstance(sweep, dict) and _axis_key(where, k) == qualified]:
+            del sweep[existing]  # `weight_decay` replaces `train.weight_decay` and vice versa
+    elif table in TABLES:
+        if name not in {f.name for f in dataclasses.fields(TABLES[table])}:
+            known = ", ".join(sorted(f.name for f in dataclasses.fields(TABLES[table])))
+            raise ConfigError(f"{where}: unknown key '{key}'; [{table}] has: {known}")
+        _coerce(where, key, value)
+    else:
+        raise ConfigError(f"{where}: unknown table '{table}'; tables are: " + ", ".join([*TABLES, "sweep"]))
+    target = data.setdefault(table, {})
+    if not isinstance(target, dict):
+        raise ConfigError(f"{where}: '{table}' in the file is not a table")
+    target[name] = value
+
+
+# --- rules between fields, checked on every run of the grid --------------------------------
+
+
+def _is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, math.isqrt(n) + 1))
+
+
+def check_run(source: str, run: dict[str, Any]) -> None:
+    """Reject a run whose fields do not go together (keys are the runs.parquet column names)."""
+    task, model = run["task"], run["model"]
+
+    def fail(message: str) -> None:
+        raise ConfigError(f"{source}: {message}")
+
+    if run["ipr_every"] and run["ipr_every"] % run["log_every"]:
+        fail(f"train.ipr_every = {run['ipr_every']} is not a multiple of train.log_every = {run['log_every']}")
+    if (task == "sparse_parity") != (model == "parity_mlp"):
+        fail(f'task = "{task}" with model = "{model}"; allowed: task "sparse_parity" goes with model '
+             '"parity_mlp", the modular tasks with "mlp", "pair_mlp" or "transformer"')
+    if model == "parity_mlp" and run["loss"] != "cross_entropy":
+        fail(f'model = "parity_mlp" with loss = "{run["loss"]}"; allowed: loss = "cross_entropy" (one output logit)')
+    if task == "modular_division" and not _is_prime(run["p"]):
+        fail(f"task.p = {run['p']} with modular_division; allowed: a prime p (every n != 0 needs an inverse)")
+    if model != "mlp" and run["depth"] != 2:
+        fail(f'model.depth = {run["depth"]} with model = "{model}"; allowed: depth applies to "mlp" only (keep 2)')
+    if model == "transformer":
+        if run["embed_size"] % run["heads"]:
+            fail(f"model.heads = {run['heads']} does not divide model.embed_size = {run['embed_size']}")
+        if run["norm"] == "batchnorm":
+            fail('model.norm = "batchnorm" with model = "transformer"; allowed: "none" or "layernorm"')
+    if task == "sparse_parity":
+        if run["k_bits"] > run["n_bits"]:
+            fail(f"task.k_bits = {run['k_bits']} > task.n_bits = {run['n_bits']}; allowed: k_bits <= n_bits")
+        if run["train_size"] + run["test_size"] > run["pool_size"]:
+            fail(f"task.train_size + task.test_size = {run['train_size'] + run['test_size']} > task.pool_size = "
+                 f"{run['pool_size']}; allowed: train and test sets that fit in the pool")
+        if run["pool_size"] > 2 ** run["n_bits"]:
+            fail(f"task.pool_size = {run['pool_size']} > 2^n_bits = {2 ** run['n_bits']}; allowed: distinct strings")

@@ -1,0 +1,174 @@
+"""Datasets as fixed-shape arrays: every run sees the same examples, with its own masks and labels.
+
+Modular tasks: example i is the pair (m, n) = (i // p, i % p); pairs that are not
+examples (n = 0 for division, m > n when symmetric) are in neither set.
+sparse_parity: a fixed pool of distinct n-bit strings drawn from the data seed.
+A run's split and corruption are masks over the examples, so runs with different
+data fractions, train sizes and corruption share one shape and one compiled program.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from grokjax.config.fields import MODULAR_TASKS
+
+_OPS = {
+    "modular_addition": lambda m, n, p: (m + n) % p,
+    "modular_subtraction": lambda m, n, p: (m - n) % p,
+    "modular_multiplication": lambda m, n, p: (m * n) % p,
+    # m / n = m * n^(p-2) mod p (Fermat; p prime); n = 0 is not an example.
+    "modular_division": lambda m, n, p: (m * np.array([pow(int(k), p - 2, p) for k in range(p)])[n]) % p,
+}
+
+
+class RunData(NamedTuple):
+    """One run's view of the examples; all arrays have a leading axis over the examples."""
+
+    order: jax.Array  # int32: example at each position of the run's order (training set first)
+    train: jax.Array  # bool: in the training set
+    test: jax.Array  # bool: in the test set
+    corrupted: jax.Array  # bool: a training example whose label was redrawn
+    labels: jax.Array  # int32: the label trained on (true label unless corrupted)
+    bits: Any  # sparse_parity: int8 (examples, n_bits); None for modular tasks
+
+
+def is_modular(task: str) -> bool:
+    return task in MODULAR_TASKS
+
+
+def num_examples(static: Any) -> int:
+    return static.p**2 if is_modular(static.task) else static.pool_size
+
+
+def num_classes(static: Any) -> int:
+    return static.p if is_modular(static.task) else 2
+
+
+def modular_table(task: str, p: int, symmetric: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, valid) of all p^2 pairs, example i = (i // p, i % p); labels are 0 where not valid."""
+    m, n = np.divmod(np.arange(p * p, dtype=np.int64), p)
+    valid = np.ones(p * p, bool)
+    if task == "modular_division":
+        valid &= n != 0
+    if symmetric:
+        valid &= m <= n
+    labels = np.where(valid, _OPS[task](m, n, p), 0)
+    return labels.astype(np.int32), valid
+
+
+def true_labels(task: str, p: int) -> np.ndarray:
+    """Labels of all p^2 pairs (see modular_table)."""
+    return modular_table(task, p)[0]
+
+
+def split_counts(data_fraction: float, corruption_fraction: float, examples: int) -> tuple[int, int]:
+    """(n_train, n_corrupt) = (floor(alpha * examples), floor(xi * n_train)).
+
+    Computed on the host in float64 with a 1e-9 guard, so 0.29 * 100 gives 29 and
+    not 28 (0.29 * 100 == 28.999999999999996 in binary floating point).
+    """
+    n_train = math.floor(data_fraction * examples + 1e-9)
+    return n_train, corrupt_count(corruption_fraction, n_train)
+
+
+def corrupt_count(corruption_fraction: float, n_train: int) -> int:
+    return math.floor(corruption_fraction * n_train + 1e-9)
+
+
+def shuffle_index(x: jax.Array, words: jax.Array, bits: jax.Array) -> jax.Array:
+    """A keyed bijection of [0, 2^bits) (uint32 in, uint32 out; bits <= 31).
+
+    XOR, odd multiplication and right xor-shift are each invertible modulo 2^bits,
+    so distinct inputs give distinct outputs: pools without duplicates, and
+    permutations without sorting.
+    """
+    mask = (jnp.uint32(1) << bits.astype(jnp.uint32)) - jnp.uint32(1)
+    shift = ((bits + 1) // 2).astype(jnp.uint32)
+    x = (x.astype(jnp.uint32) ^ words[0]) & mask
+    for c in (0x85EBCA6B, 0xC2B2AE35, 0x27D4EB2F):
+        x = (x * jnp.uint32(c)) & mask
+        x = x ^ (x >> shift)
+    return (x + words[1]) & mask
+
+
+def permuted_position(q: jax.Array, key: jax.Array, n: jax.Array) -> jax.Array:
+    """A random permutation of [0, n) (keyed), applied to positions q < n: cycle-walk the bijection."""
+    n = jnp.maximum(n, 1).astype(jnp.uint32)
+    bits = jnp.uint32(32) - jax.lax.clz(n - jnp.uint32(1))  # smallest b with 2^b >= n
+    words = jax.random.bits(key, (2,), jnp.uint32)
+    step = lambda x: shuffle_index(x, words, bits)  # noqa: E731
+    return jax.lax.while_loop(lambda x: jnp.any(x >= n), lambda x: jnp.where(x >= n, step(x), x), step(q))
+
+
+def make_run_data(static: Any, key: jax.Array, n_train: jax.Array, n_corrupt: jax.Array) -> RunData:
+    """Draw one run's examples, split and corruption from its data key (traceable, vmappable).
+
+    The run orders its examples (modular: a random permutation; parity: the pool is
+    already random): the first n_train are the training set and the first n_corrupt of
+    those get a label drawn uniformly from all classes (it may equal the true one).
+    So for one data_seed the training sets of growing data fractions are nested, as in
+    the paper's code.
+    """
+    order_key, label_key = jax.random.split(key)
+    num = num_examples(static)
+    if is_modular(static.task):
+        labels_np, valid_np = modular_table(static.task, static.p, static.symmetric)
+        labels, valid = jnp.asarray(labels_np), jnp.asarray(valid_np)
+        order = jax.random.permutation(order_key, num).astype(jnp.int32)
+        order = order[jnp.argsort(~valid[order], stable=True)]  # examples first, non-examples last
+        bits = None
+    else:
+        words = jax.random.bits(order_key, (2,), jnp.uint32)
+        codes = shuffle_index(jnp.arange(num, dtype=jnp.uint32), words, jnp.uint32(static.n_bits))
+        bits = ((codes[:, None] >> jnp.arange(static.n_bits, dtype=jnp.uint32)) & 1).astype(jnp.int8)
+        labels = jnp.sum(bits[:, : static.k_bits], axis=1, dtype=jnp.int32) % 2
+        valid = jnp.ones(num, bool)
+        order = jnp.arange(num, dtype=jnp.int32)
+    position = jnp.zeros(num, jnp.int32).at[order].set(jnp.arange(num, dtype=jnp.int32))
+    train = position < n_train
+    if is_modular(static.task):
+        test = valid & ~train
+    else:
+        test = position >= num - static.test_size
+    corrupted = position < n_corrupt
+    noise = jax.random.randint(label_key, (num,), 0, num_classes(static), dtype=jnp.int32)
+    return RunData(order, train, test, corrupted, jnp.where(corrupted, noise, labels), bits)
+
+
+def model_inputs(static: Any, data: RunData, index: jax.Array | None = None) -> Any:
+    """What the model reads for the examples `index` (all examples when None).
+
+    Modular tasks: (m, n); for all examples as a (p, 1) and a (1, p) array, which
+    models broadcast, so the hidden layer over the p^2 grid is a sum, not a gather.
+    sparse_parity: the bit strings.
+    """
+    if is_modular(static.task):
+        if index is None:
+            pairs = jnp.arange(static.p, dtype=jnp.int32)
+            return pairs[:, None], pairs[None, :]
+        return index // static.p, index % static.p
+    return data.bits if index is None else data.bits[index]
+
+
+def minibatch(static: Any, data: RunData, key: jax.Array, step: jax.Array, n_train: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(examples, weights) of step `step`'s batch: epochs of the run's training set in random order.
+
+    As in the paper's code: each epoch is a fresh permutation of the training set,
+    cut into n_train // batch_size batches (the remainder is left out). With fewer
+    training examples than the batch size, the batch is the whole training set and
+    the missing slots get weight 0.
+    """
+    size = static.batch_size
+    per_epoch = jnp.maximum(n_train // size, 1)
+    epoch, batch = step // per_epoch, step % per_epoch
+    q = batch * size + jnp.arange(size)
+    weights = q < n_train
+    q = jnp.where(weights, q, 0).astype(jnp.uint32)
+    rank = permuted_position(q, jax.random.fold_in(key, epoch), n_train)
+    return data.order[rank.astype(jnp.int32)], weights

@@ -1,0 +1,214 @@
+"""One training run as pure functions: init from keys, then segments of `log_every` steps.
+
+`Static` holds what changes shapes or code paths (one compiled program each);
+`Hparams` holds per-run numbers as arrays, so a sweep over them is one program
+`jit(vmap(...))` and new values never recompile. `train_segment` is one logged
+step: a `lax.scan` over `log_every` optimizer steps, then the metrics of that
+step, taken in evaluation mode (no dropout, BatchNorm's running statistics) on
+every example. `grokjax.engine.runner` compiles and drives it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from grokjax.config.fields import traced_fields
+from grokjax.core import analysis, models
+from grokjax.core.metrics import evaluate, example_losses, masked_mean
+from grokjax.core.tasks import RunData, make_run_data, minibatch, model_inputs, num_examples
+
+
+@dataclasses.dataclass(frozen=True)
+class Static:
+    """What shapes the compiled program: runs that share these fields share one (`fields.static_fields`, checked
+    by a test: the fields of `fields.FIELDS` whose role is static, under their column names, then the derived)."""
+
+    task: str = "modular_addition"
+    p: int = 97
+    symmetric: bool = False
+    n_bits: int = 30
+    k_bits: int = 3
+    test_size: int = 1000
+    pool_size: int = 3000
+    model: str = "mlp"
+    width: int = 500
+    depth: int = 2
+    activation: str = "quadratic"
+    norm: str = "none"
+    embed_size: int = 128
+    heads: int = 4
+    tied_embedding: bool = False
+    loss: str = "mse"
+    optimizer: str = "adamw"
+    betas: tuple[float, float] = (0.9, 0.98)
+    regularization: str = "l2"
+    batch_size: int = 0
+    steps: int = 2000
+    log_every: int = 20
+    precision: str = "float32"
+    has_dropout: bool = False  # derived: some run of the chunk has dropout > 0
+    train_slots: int = 0  # derived: examples a full-batch step gathers (`plan.train_slots`)
+    formulation: str = "gather"  # derived: how the step is computed (`train.FORMULATIONS`)
+    run_block: int = 0  # derived: runs vectorized together (0 all, 1 one at a time)
+    devices: int = 0  # derived: local devices a chunk's runs are split over (0 all)
+
+    @property
+    def logged_steps(self) -> list[int]:
+        """Steps after which metrics are taken: every log_every, and the last."""
+        n = math.ceil(self.steps / self.log_every)
+        return [min((i + 1) * self.log_every, self.steps) for i in range(n)]
+
+
+class Hparams(NamedTuple):
+    """Per-run numbers, traced (`fields.traced_fields`, checked by a test): each a scalar, or a vector with a
+    leading run axis, so that new values never recompile."""
+
+    data_seed: Any
+    dropout: Any
+    init_scale: Any
+    learning_rate: Any
+    momentum: Any
+    weight_decay: Any
+    seed: Any
+    n_train: Any
+    n_corrupt: Any
+
+
+HPARAM_DTYPES = Hparams(*(dtype for _, dtype in traced_fields()))
+
+
+class RunState(NamedTuple):
+    params: Any
+    model_state: Any  # {"batch_stats": ...} with BatchNorm, else {}
+    opt_state: Any
+    data: RunData
+
+
+def l1_decay(weight_decay: jax.Array) -> optax.GradientTransformation:
+    """Add weight_decay * sign(theta) to the updates: the subgradient of weight_decay * |theta|_1."""
+    return optax.stateless(lambda updates, params: jax.tree.map(lambda u, w: u + weight_decay * jnp.sign(w), updates, params))
+
+
+def make_optimizer(static: Static, hp: Hparams) -> optax.GradientTransformation:
+    """Optax optimizer with PyTorch's weight-decay conventions, for L2 and L1 alike.
+
+    adamw: decoupled, theta <- theta - lr * (adam step + wd * theta) for L2 (optax.adamw,
+    as torch.optim.AdamW), or + wd * sign(theta) for L1.
+    adam, sgd: coupled, wd * theta (L2) or wd * sign(theta) (L1) added to the gradient
+    before the optimizer (as torch.optim.Adam / SGD; L1 as the PAIR explorable's code).
+    The transformer's weight decay leaves its 1-D parameters alone (`models.decayed`).
+    """
+    b1, b2 = static.betas
+    lr, wd = hp.learning_rate, hp.weight_decay
+    decay = l1_decay(wd) if static.regularization == "l1" else optax.add_decayed_weights(wd)
+    if static.model == "transformer":
+        decay = optax.masked(decay, models.decayed)
+    if static.optimizer == "adamw":
+        return optax.chain(optax.scale_by_adam(b1=b1, b2=b2, eps=1e-8), decay, optax.scale_by_learning_rate(lr))
+    if static.optimizer == "adam":
+        return optax.chain(decay, optax.adam(lr, b1=b1, b2=b2, eps=1e-8))
+    return optax.chain(decay, optax.sgd(lr, momentum=hp.momentum))
+
+
+def run_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(params, dropout, batches) keys of a run, all from its seed."""
+    key = jax.random.key(seed)
+    return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
+
+
+def init_run(static: Static, hp: Hparams) -> RunState:
+    """A run's data split and initial weights, from its data_seed and seed."""
+    data = make_run_data(static, jax.random.key(hp.data_seed), hp.n_train, hp.n_corrupt)
+    variables = models.init(static, run_keys(hp.seed)[0], hp.init_scale)
+    params = variables.pop("params")
+    opt_state = make_optimizer(static, hp).init(params)
+    return RunState(params, variables, opt_state, data)
+
+
+FORMULATIONS = {
+    "gather": "full batch: the run's training examples gathered (train_slots of them); gradients of lookups scatter-add",
+    "onehot": "as gather, with the mlp's first layer a one-hot matmul, as the paper's code (gradient: a matmul)",
+    "grid": "full batch: every example computed (for the mlp, the broadcast p x p grid), the loss masked",
+}
+
+PRECISIONS = {  # train.precision: (matmul precision, compute dtype); weights and optimizer stay float32
+    "float32": ("float32", jnp.float32),
+    "tf32": ("tensorfloat32", jnp.float32),
+    "bfloat16": ("bfloat16", jnp.bfloat16),
+}
+
+
+def apply_model(static: Static, model: Any, variables: dict[str, Any], inputs: Any, **kwargs: Any) -> Any:
+    """model.apply at the run's precision; logits come back float32 (loss and metrics are float32)."""
+    matmul, dtype = PRECISIONS[static.precision]
+    if dtype != jnp.float32:
+        variables = {**variables, "params": jax.tree.map(lambda w: w.astype(dtype), variables["params"])}
+    with jax.default_matmul_precision(matmul):
+        out = model.apply(variables, inputs, **kwargs)
+    if isinstance(out, tuple):
+        return out[0].astype(jnp.float32), out[1]
+    return out.astype(jnp.float32)
+
+
+def step_examples(static: Static) -> int:
+    """Examples one training step computes per run: a minibatch, the gathered training slots, or all."""
+    gathered = static.train_slots if static.formulation != "grid" else 0
+    return static.batch_size or gathered or num_examples(static)
+
+
+def training_slots(static: Static, data: RunData, n_train: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(examples, weights) of a full-batch step: the run's training set, gathered.
+
+    The training set is the first n_train examples of the run's order; the step
+    gathers the first `train_slots` (the largest n_train of its chunk, rounded up)
+    and weights the ones past n_train 0. So forward and backward passes run on training examples
+    only, never on the test set, which is evaluated once per logged step.
+    """
+    return data.order[: static.train_slots], jnp.arange(static.train_slots) < n_train
+
+
+def train_segment(static: Static, state: RunState, hp: Hparams, start: jax.Array) -> tuple[RunState, dict[str, jax.Array]]:
+    """Steps start .. start + log_every - 1 (those < steps), then the metrics after them."""
+    model = models.build(static)
+    tx = make_optimizer(static, hp)
+    data = state.data
+    _, dropout_key, batch_key = run_keys(hp.seed)
+
+    def loss_fn(params: Any, model_state: Any, t: jax.Array) -> tuple[jax.Array, Any]:
+        if static.batch_size:
+            index, mask = minibatch(static, data, batch_key, t, hp.n_train)
+        elif static.train_slots and static.formulation != "grid":
+            index, mask = training_slots(static, data, hp.n_train)
+        else:  # all examples (for the mlp, the broadcast grid), the loss masked to the training set
+            index, mask = None, data.train
+        inputs, labels = model_inputs(static, data, index), data.labels if index is None else data.labels[index]
+        logits, new_state = apply_model(
+            static, model, {"params": params, **model_state}, inputs, train=True, rate=hp.dropout, mask=mask,
+            rngs={"dropout": jax.random.fold_in(dropout_key, t)}, mutable=list(model_state),
+        )
+        return masked_mean(example_losses(logits, labels, static.loss), mask), new_state
+
+    def update(carry: tuple[Any, Any, Any], t: jax.Array) -> tuple[Any, Any, Any]:
+        params, model_state, opt_state = carry
+        grads, model_state = jax.grad(loss_fn, has_aux=True)(params, model_state, t)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), model_state, opt_state
+
+    def step(carry: tuple[Any, Any, Any], t: jax.Array) -> tuple[tuple[Any, Any, Any], None]:
+        # t is shared by all runs of a chunk, so under vmap this stays a real branch.
+        return jax.lax.cond(t < static.steps, update, lambda c, t: c, carry, t), None
+
+    steps = start + jnp.arange(static.log_every)
+    (params, model_state, opt_state), _ = jax.lax.scan(step, (state.params, state.model_state, state.opt_state), steps)
+    logits = apply_model(
+        static, model, {"params": params, **model_state}, model_inputs(static, data), train=False, rate=hp.dropout, mask=None
+    )
+    metrics = evaluate(logits, data, params, static.loss)
+    metrics["ipr_mean"] = analysis.ipr_mean(static, params) if analysis.has_neurons(static) else jnp.float32(jnp.nan)
+    return RunState(params, model_state, opt_state, data), metrics

@@ -1,0 +1,264 @@
+"""The plan of a sweep: its runs cut into chunks, each trained by one compiled call.
+
+Runs that share their static fields form a group (one model shape); within a group,
+runs are chunked per rung of training slots (`train_slots`), so each chunk gathers
+about as many training examples as its runs have; chunks are as large as the devices'
+memory allows; and each chunk's step is computed the way the cost model picks
+(`grokjax.engine.costmodel`), or as timed on this machine (`grokjax.engine.tuning`, --step tuned). The
+plan reads the devices' sizes, never their load, so one config on one kind of machine is
+always planned alike. The plan is data (`to_json`): a resumed sweep reads it
+back and trains exactly the same chunks, the same way, so it gets the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import pandas as pd
+
+from grokjax.config.fields import STATIC_COLUMNS
+from grokjax.config.sweep_file import ConfigError
+from grokjax.core import models
+from grokjax.core.tasks import is_modular, num_classes, num_examples
+from grokjax.core.training import Static, step_examples
+from grokjax.engine import costmodel, runs_table, tuning
+from grokjax.engine.runner import padded_size
+
+MEMORY_FRACTION = 0.5  # of each device's memory that a chunk may fill: the safety margin
+# On CPU, chunks past a few dozen runs gain nothing (the cores are busy with a few) and cost memory.
+CPU_MAX_CHUNK = 32
+SLOT_STEPS_PER_DOUBLING = 4  # train_slots take values 8 * 2^(k/4): at most 19% padding, few distinct shapes
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Runs trained by one compiled call: `runs` padded to `size` (a multiple of the devices it is split over)."""
+
+    index: int  # position among all chunks of the sweep; names its params file and its record
+    static: Static
+    runs: pd.DataFrame
+    size: int
+
+
+def groups(runs: pd.DataFrame) -> Iterator[tuple[Static, pd.DataFrame]]:
+    """(static config, its runs) for each distinct static combination, in run order.
+
+    The static config has train_slots = 0; each chunk sets its runs' rung (`train_slots`).
+    """
+    keys = [*STATIC_COLUMNS, "beta1", "beta2", "ipr_every"]  # ipr_every: the chunk's neuron snapshots
+    for _, group in runs.groupby([*(runs[k] for k in keys), runs.dropout > 0], sort=False):
+        yield runs_table.static_of(group.iloc[0]), group
+
+
+def train_slots(static: Static, n_train: int) -> int:
+    """Examples a full-batch step gathers for runs of up to n_train training examples: a rung of a ladder.
+
+    The ladder (8 * 2^(k/4)) bounds the padding slots to 19% while keeping the number of
+    distinct shapes, hence of compiled programs, small. When the rung reaches the number
+    of examples, gathering saves nothing and 0 is returned: the step then computes all
+    examples (for the mlp, the broadcast grid, with no gather or scatter) and masks the
+    loss. Minibatch runs gather their batches instead (0).
+    """
+    if static.batch_size:
+        return 0
+    k = math.ceil(SLOT_STEPS_PER_DOUBLING * math.log2(max(n_train, 8) / 8) - 1e-9)
+    slots = -(-int(8 * 2 ** (k / SLOT_STEPS_PER_DOUBLING)) // 8) * 8
+    while slots < n_train:  # guard the float rounding of the ladder
+        slots += 8
+    return 0 if slots >= num_examples(static) else slots
+
+
+def plan(runs: pd.DataFrame, source: str, chunk_size: int | None = None, step: str = "auto",
+         first: int = 0) -> list[Chunk]:
+    """All chunks of the sweep: per static group, per rung of training slots, in run order, indexed from `first`
+    (a refinement round's chunks follow those already in the folder, so records and params keep one name each).
+
+    Chunks fit memory at the group's largest runs, and each rung is cut into chunks
+    of equal size, so no chunk is mostly padding runs. Each chunk's step is computed
+    the way the cost model picks (step="auto", `costmodel.choose`), the fastest way timed on
+    this machine (step="tuned", `choose_step`), or as `step` says (`tuning.parse_step`: e.g.
+    "gather", "onehot:8").
+    """
+    fixed = None if step in tuning.CHOSEN else tuning.parse_step(step, source)
+    chunks: list[Chunk] = []
+    for static, group in groups(runs):
+        rungs = group.n_train.map(lambda n, s=static: train_slots(s, int(n)))
+        widest = dataclasses.replace(static, train_slots=0)  # the largest a step can be, whatever the formulation
+        most = min(len(group), chunk_size or auto_chunk_size(widest, len(group), source))
+        mine = []
+        for rung in sorted(rungs.unique(), key=lambda r: r or math.inf):  # smallest first, the grid (0) last
+            part = group[rungs == rung]
+            size = math.ceil(len(part) / math.ceil(len(part) / most))  # padded for its devices by choose_step
+            chunk_static = dataclasses.replace(static, train_slots=int(rung), formulation="gather" if rung else "grid")
+            for start in range(0, len(part), size):
+                mine.append(Chunk(first + len(chunks) + len(mine), chunk_static, part.iloc[start : start + size], size))
+        if step == "auto":
+            platform, devices = jax.local_devices()[0].platform, jax.local_device_count()
+            chunks.extend(_with_step(c, *costmodel.choose(c.static, c.size, platform, devices)) for c in mine)
+        else:
+            chunks.extend(choose_step(mine, fixed))
+    return chunks
+
+
+def choose_step(chunks: list[Chunk], fixed: tuple[str, int, int] | None = None) -> list[Chunk]:
+    """One static group's chunks, each computed the way timed fastest on this machine (or the `fixed` way), and
+    padded to a multiple of the devices its runs are split over.
+
+    Every way (formulation and layout: run block, devices) is measured on the largest chunks of the
+    smallest and the largest rung, where gathering gains most and least and a chunk's runs most
+    and least fill the cores, and each end's winner at the other end too; a rung between takes
+    the way whose measured times per run, interpolated linearly in the rung's training slots, are
+    lowest there (a step's cost is about linear in its examples). Chunks of the grid rung (every
+    example) take the largest rung's layout.
+    """
+    if fixed is not None:
+        form, block, devices = fixed
+        return [_with_step(c, form, block, devices) for c in chunks]
+    rungs = sorted({c.static.train_slots for c in chunks if c.static.train_slots}) or [0]
+    ends = {rung: max((c for c in chunks if c.static.train_slots == rung), key=lambda c: len(c.runs))
+            for rung in (rungs[0], rungs[-1])}
+    measured = {}
+    for rung, chunk in ends.items():
+        hp = runs_table.hparams(chunk.runs, pad_to=padded_size(chunk.size))
+        measured[rung] = (chunk, hp, tuning.choose(chunk.static, hp, chunk.size)[1])
+    winners = {tuning.step_name(r["formulation"], r["run_block"], r["devices"]) for _, _, r in measured.values()}
+    per_run: dict[int, dict[tuple[str, int, int], float]] = {}
+    for rung, (chunk, hp, r) in measured.items():
+        if len(ends) > 1:
+            r = tuning.with_timings(chunk.static, hp, chunk.size, r, winners)
+        chosen = (r["formulation"], r["run_block"], r["devices"])
+        seconds = {tuning.parse_step(name, "measured"): t / chunk.size for name, t in r["seconds"].items()}
+        per_run[rung] = seconds or {chosen: 0.0}  # a single candidate is not timed
+
+    def fastest(rung: int) -> tuple[str, int, int]:
+        low, high = per_run[rungs[0]], per_run[rungs[-1]]
+        w = (rung - rungs[0]) / (rungs[-1] - rungs[0]) if rungs[-1] > rungs[0] else 0.0
+        common = set(low) & set(high)
+        return min(common, key=lambda way: (1 - w) * low[way] + w * high[way]) if common else min(low, key=low.get)
+
+    return [_with_step(c, *fastest(c.static.train_slots or rungs[-1])) for c in chunks]
+
+
+def _with_step(chunk: Chunk, formulation: str, run_block: int, devices: int) -> Chunk:
+    """The chunk computed this way (a rung that holds every example is computed as the grid), padded to a
+    multiple of its devices."""
+    formulation = formulation if chunk.static.train_slots else "grid"
+    static = dataclasses.replace(chunk.static, formulation=formulation, run_block=run_block, devices=devices)
+    return dataclasses.replace(chunk, static=static, size=padded_size(chunk.size, devices))
+
+
+def to_json(chunks: list[Chunk]) -> list[dict[str, Any]]:
+    """The plan as data: each chunk's run ids, padded size and way of computing its step."""
+    return [{"run_ids": c.runs.run_id.tolist(), "size": c.size, "formulation": c.static.formulation,
+             "run_block": c.static.run_block, "devices": c.static.devices} for c in chunks]
+
+
+def from_json(saved: list[dict[str, Any]], runs: pd.DataFrame, first: int = 0) -> list[Chunk]:
+    """The chunks of a saved plan (`to_json`), rebuilt on these runs, indexed from `first` as planned."""
+    chunks = []
+    for index, entry in enumerate(saved, start=first):
+        part = runs.loc[entry["run_ids"]]
+        static = runs_table.static_of(part.iloc[0])
+        devices = entry.get("devices", 0)  # plans of before the device split ran on all devices
+        static = dataclasses.replace(static, train_slots=train_slots(static, int(part.n_train.max())),
+                                     formulation=entry["formulation"], run_block=entry["run_block"], devices=devices)
+        chunks.append(Chunk(index, static, part, padded_size(entry["size"], devices)))
+    return chunks
+
+
+def useful_work(chunks: list[Chunk]) -> float:
+    """Fraction of the training-step examples computed that are real training examples (not padding
+    slots, test examples or padding runs), over these chunks; what a step's compute is worth."""
+    useful = computed = 0
+    for chunk in chunks:
+        static = chunk.static
+        computed += chunk.size * step_examples(static) * static.steps
+        useful += int(np.minimum(chunk.runs.n_train, static.batch_size or chunk.runs.n_train).sum()) * static.steps
+    return round(useful / computed, 4) if computed else 1.0
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+
+def example_floats(static: Static) -> int:
+    """Activations of one example through the model (hidden units, logits, inputs), in floats."""
+    classes = num_classes(static)
+    if static.model == "mlp":
+        return (static.depth - 1) * static.width + classes
+    if static.model == "pair_mlp":
+        return static.width + classes
+    if static.model == "parity_mlp":
+        return static.n_bits + 1 + static.width + classes
+    e = static.embed_size  # transformer: two positions in (and their keys and values), the last through the MLP
+    return 11 * e + 2 * static.heads + static.width + classes
+
+
+def run_bytes(static: Static) -> int:
+    """Estimated peak memory of one run in a vmapped chunk, in bytes (float32).
+
+    Weights, gradients, updates and optimizer moments (8 per parameter); a training
+    step's activations and their gradients (4 per example float, over the examples a
+    step reads); the logged step's forward pass over every example (2 per example
+    float); the run's data (order, masks and labels; parity's bit strings).
+    """
+    examples = num_examples(static)
+    floats = 8 * models.param_count(static) + example_floats(static) * (4 * step_examples(static) + 2 * examples)
+    data = examples * (11 + (0 if is_modular(static.task) else static.n_bits))
+    return 4 * floats + data + 65536
+
+
+def memory_bytes(device: jax.Device) -> int:
+    """A device's memory for arrays: its allocator's limit; on CPU, the host's memory.
+
+    The size, not what is free now: a plan that read the load would cut the same sweep into
+    other chunks on a busy machine, and other chunk sizes give other float32 roundings.
+    """
+    stats = device.memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:  # a container's limit (cgroup v2), where it is lower
+        return min(physical, int(Path("/sys/fs/cgroup/memory.max").read_text()))
+    except (OSError, ValueError):  # no cgroup v2, or "max"
+        return physical
+
+
+def auto_chunk_size(static: Static, n_runs: int, source: str) -> int:
+    """Runs per call: as many as fit MEMORY_FRACTION of every local device's memory, a multiple of the device count.
+
+    On CPU the devices share the host's memory, and the size is also capped (CPU_MAX_CHUNK per device).
+    """
+    devices = jax.local_devices()
+    per_run = run_bytes(static)
+    if devices[0].platform == "cpu":
+        budget, cap = MEMORY_FRACTION * memory_bytes(devices[0]) / len(devices), CPU_MAX_CHUNK
+    else:
+        budget, cap = MEMORY_FRACTION * min(memory_bytes(d) for d in devices), n_runs
+    if per_run > budget:
+        raise ConfigError(
+            f"{source}: one run at p = {static.p}, width = {static.width} needs about {per_run / 2**30:.1f} GiB; "
+            f"a device has {budget / 2**30:.1f} GiB to give (half its memory); lower task.p or model.width"
+        )
+    per_device = min(math.ceil(n_runs / len(devices)), cap, int(budget // per_run))
+    return per_device * len(devices)
+
+
+def formulations(chunks: list[Chunk]) -> list[dict[str, Any]]:
+    """How each static group's step is computed (for the provenance): one entry per distinct choice."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for c in chunks:
+        s = c.static
+        k = (s.model, s.p, s.width, s.formulation, s.run_block, s.devices)
+        entry = seen.setdefault(k, {"model": s.model, "p": s.p, "width": s.width, "formulation": s.formulation,
+                                    "run_block": s.run_block, "devices": s.devices or jax.local_device_count(),
+                                    "chunks": 0})
+        entry["chunks"] += 1
+    return list(seen.values())

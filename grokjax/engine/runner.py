@@ -1,0 +1,214 @@
+"""Training a chunk of runs on the devices: a generator over its logged steps (segments).
+
+The runner keeps the device busy: it dispatches segment i + 1 before it fetches
+segment i's metrics, and donates the state buffers to it, so the host never waits
+between segments except for the metrics themselves (a few numbers per run). The
+caller (the sweep) decides what to do with each segment: move a progress bar,
+checkpoint (`keep` asks for the state at a segment: it is copied to the host
+before its buffers are donated, the one wait for the device it costs), stop (it
+simply stops iterating).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from grokjax.core import analysis
+from grokjax.core.training import Hparams, RunState, Static, init_run, train_segment
+from grokjax.store.checkpoints import Progress
+
+
+class Segment(NamedTuple):
+    """One logged step of a chunk, as the caller sees it."""
+
+    index: int  # position among the logged steps
+    step: int  # optimizer steps taken
+    metrics: dict[str, np.ndarray]  # per run, on the host
+    neurons: dict[str, np.ndarray] | None  # per-neuron statistics (runs, width) when taken at this step
+    state: RunState | None  # on the host when `keep(index)` asked for it; on the devices at the last segment
+
+
+class Trained(NamedTuple):
+    """A chunk trained to the end."""
+
+    logs: dict[str, np.ndarray]  # metrics, shape (logs, runs)
+    params: Any  # trained parameters, leading run axis
+    neurons: list[tuple[int, dict[str, np.ndarray]]]  # (step, per-neuron statistics (runs, width)); [] if none
+
+
+def local_mesh(devices: int = 0) -> Mesh:
+    """A one-axis mesh, "runs", over this process's first `devices` devices (0: all): a chunk's runs are split
+    across them."""
+    return Mesh(np.array(jax.local_devices()[: devices or None]), ("runs",))
+
+
+def padded_size(size: int, devices: int = 0) -> int:
+    """A chunk size rounded up to a multiple of the devices its runs are split over (0: all local devices;
+    padding runs fill the rest)."""
+    step = devices or jax.local_device_count()
+    return -(-size // step) * step
+
+
+def shard_runs(tree: Any, mesh: Mesh) -> Any:
+    """Place a chunk's per-run arrays across the mesh (its length must be a multiple of the device count).
+
+    Everything computed from them (data, weights, optimizer state, metrics) follows
+    that placement, since each run's computation reads only its own row.
+    """
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("runs")))
+
+
+@functools.cache
+def compiled(static: Static, vectorized: bool = True) -> tuple[Callable, Callable]:
+    """(init, segment), jitted for one static config; the segment donates its state's buffers.
+
+    Over a leading run axis unless vectorized=False. Each device trains its own share of
+    the runs (`shard_map` over `local_mesh(static.devices)`): all of them vmapped, or with
+    `static.run_block` in blocks of that many, vmapped within a block, one block after
+    another. On a CPU, one run at a time per device is often fastest: a run's own 2-D
+    matmuls are faster kernels than the batched ones of a vmapped block.
+    """
+    init = functools.partial(init_run, static)
+    segment = functools.partial(train_segment, static)
+    if vectorized:
+        init = jax.vmap(init)
+        one = segment
+
+        def local(state: RunState, hp: Hparams, start: Any) -> tuple[RunState, Any]:
+            if static.run_block:
+                return jax.lax.map(lambda run: one(*run, start), (state, hp), batch_size=static.run_block)
+            return jax.vmap(one, in_axes=(0, 0, None))(state, hp, start)
+
+        runs = PartitionSpec("runs")
+        segment = jax.shard_map(local, mesh=local_mesh(static.devices), in_specs=(runs, runs, PartitionSpec()),
+                                out_specs=(runs, runs))
+    return jax.jit(init), jax.jit(segment, donate_argnums=0)
+
+
+_PROGRAMS: dict[tuple, concurrent.futures.Future] = {}  # (static, shapes) -> its compiled (init, segment)
+_LOCK = threading.Lock()
+
+
+@functools.cache
+def _compile_pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(4, (os.cpu_count() or 2) // 4)))
+
+
+def programs(static: Static, hp: Hparams) -> tuple[Callable, Callable]:
+    """(init, segment) compiled for these runs (vectorized): once per static config and shape, in this
+    thread unless `compile_ahead` has started it in a worker."""
+    return _program(static, hp, ahead=False).result()
+
+
+def compile_ahead(static: Static, hp: Hparams) -> None:
+    """Start compiling a chunk's programs in a worker thread, so that they are ready when its turn
+    comes (an earlier chunk trains meanwhile)."""
+    _program(static, hp, ahead=True)
+
+
+def _program(static: Static, hp: Hparams, ahead: bool) -> concurrent.futures.Future:
+    key = (static, tuple(np.shape(x) for x in hp))
+    with _LOCK:
+        future = _PROGRAMS.get(key)
+        if future is not None:
+            return future
+        future = _compile_pool().submit(_compile, static, hp) if ahead else concurrent.futures.Future()
+        _PROGRAMS[key] = future
+    if not ahead:
+        try:
+            future.set_result(_compile(static, hp))
+        except BaseException as err:
+            future.set_exception(err)
+            _PROGRAMS.pop(key, None)
+            raise
+    return future
+
+
+def _compile(static: Static, hp: Hparams) -> tuple[Callable, Callable]:
+    """init and segment compiled for these runs; the state is laid out across devices as `shard_runs` lays it."""
+    init, segment = compiled(static)
+    mesh = local_mesh(static.devices)
+    hp = shard_runs(hp, mesh)
+    runs = NamedSharding(mesh, PartitionSpec("runs"))
+    state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runs), jax.eval_shape(init, hp))
+    init = jax.jit(init, out_shardings=runs)
+    return init.lower(hp).compile(), segment.lower(state, hp, 0).compile()
+
+
+@functools.cache
+def neuron_stats(static: Static, vectorized: bool) -> Callable:
+    stats = functools.partial(analysis.neuron_stats, static)
+    return jax.jit(jax.vmap(stats) if vectorized else stats)
+
+
+def neuron_steps(static: Static, ipr_every: int) -> set[int]:
+    """Logged steps at which per-neuron statistics are taken: every `ipr_every` (0: none), and the last."""
+    return {s for s in static.logged_steps if s == static.steps or (ipr_every and s % ipr_every == 0)}
+
+
+def segments(
+    static: Static,
+    hp: Hparams,
+    resume: Progress | None = None,
+    neurons: bool = False,
+    ipr_every: int = 0,
+    keep: Callable[[int], bool] = lambda i: False,
+    vectorized: bool = True,
+) -> Iterator[Segment]:
+    """Train runs from the start (or from `resume`) to the end, yielding each logged step.
+
+    Vectorized, the runs are split over this process's devices (`shard_runs`; the first
+    `static.devices` of them, or all), so their number must be a multiple of that count. With neurons=True (for
+    models where `analysis.has_neurons`), per-neuron statistics come with the
+    segments of `neuron_steps` (the last, and every `ipr_every` steps).
+    """
+    init, segment = programs(static, hp) if vectorized else compiled(static, vectorized=False)
+    stats = neuron_stats(static, vectorized) if neurons and analysis.has_neurons(static) else None
+    take = neuron_steps(static, ipr_every)
+    place = (lambda tree: shard_runs(tree, local_mesh(static.devices))) if vectorized else jax.device_put
+    hp = place(hp)
+    first = 0 if resume is None else resume.next_log
+    steps = static.logged_steps
+    last = len(steps) - 1
+
+    def dispatch(i: int, state: RunState) -> tuple[RunState, Any, Any]:
+        state, metrics = segment(state, hp, i * static.log_every)
+        snapshot = stats(state.params) if stats is not None and steps[i] in take else None
+        return state, metrics, snapshot
+
+    pending = dispatch(first, init(hp) if resume is None else place(resume.state))
+    for i in range(first, last + 1):
+        state, metrics, snapshot = pending
+        if i < last:
+            saved = jax.device_get(state) if keep(i) else None
+            pending = dispatch(i + 1, state)  # runs while the host reads segment i
+        else:
+            saved = state
+        yield Segment(i, steps[i], jax.device_get(metrics), None if snapshot is None else jax.device_get(snapshot),
+                      saved)
+
+
+def train(static: Static, hp: Hparams, neurons: bool = False, vectorized: bool = True,
+          resume: Progress | None = None) -> Trained:
+    """Train runs to the end: metrics stacked over logged steps (logs, runs), the trained weights, neuron snapshots."""
+    logs, snapshots = ([], []) if resume is None else (list(resume.logs), list(resume.neurons))
+    for seg in segments(static, hp, resume, neurons, vectorized=vectorized):
+        logs.append(seg.metrics)
+        if seg.neurons is not None:
+            snapshots.append((seg.step, seg.neurons))
+        params = seg.state.params if seg.state is not None else None
+    return Trained(stacked(logs), params, snapshots)
+
+
+def stacked(logs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Segments' metrics (each {name: per run}) as one array per name, shape (logged steps, runs)."""
+    return {key: np.stack([log[key] for log in logs]) for key in logs[0]}

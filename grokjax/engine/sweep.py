@@ -1,0 +1,348 @@
+"""A sweep from file to folder, as a pipeline: config -> plan -> runner -> summarize -> store -> charts.
+
+`run` reads top to bottom as those stages; each lives in its own module. What this
+module adds is the host's part: resuming, Ctrl-C, the progress bar, and several
+processes taking their share of the chunks. `train` and `with_rounds` are the stages
+that `grokjax.engine.refine` shares with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from grokjax.config.sweep_file import ConfigError, SweepConfig, load
+from grokjax.engine import plan, pruning, runner, runs_table, tuning
+from grokjax.engine.plan import Chunk
+from grokjax.store import checkpoints, lock, results
+from grokjax.store.provenance import device_info, versions
+from grokjax.summary import expect, summarize
+
+
+@dataclass
+class SweepOutcome:
+    """What a finished sweep hands back: where its results are, and the results themselves."""
+
+    folder: Path
+    results: results.Results
+
+
+@dataclass
+class ChunkResult:
+    final: pd.DataFrame  # per run: final metrics, first steps at threshold, frac_periodic, min_prune
+    curves: pd.DataFrame
+    neurons: list[pd.DataFrame]
+    params: Any  # trained weights (padding included), on the host, or None
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the sweep after a segment; what was done is kept, and running again resumes."""
+
+
+def train_chunk(chunk: Chunk, config: SweepConfig, folder: Path, checkpoint_every: int, keep_params: bool,
+                stop: threading.Event, moved: Callable[[float], None]) -> ChunkResult | None:
+    """Train one chunk (from its segment checkpoint, if it has one) and turn what comes back into rows.
+
+    Every `checkpoint_every` logged steps, and when `stop` is set, the chunk's state is
+    checkpointed (`checkpoints.write_progress`), so a kill loses at most that many segments;
+    after a checkpoint for `stop`, None is returned. `moved(fraction)` follows the training.
+    """
+    static, runs = chunk.static, chunk.runs
+    hp = runs_table.hparams(runs, pad_to=chunk.size)
+    saved = checkpoints.read_progress(folder, chunk.index, lambda: jax.eval_shape(runner.compiled(static)[0], hp))
+    logs, snapshots = ([], []) if saved is None else (list(saved.logs), list(saved.neurons))
+    n_logs = len(static.logged_steps)
+
+    def keep(i: int) -> bool:
+        return stop.is_set() or bool(checkpoint_every and (i + 1) % checkpoint_every == 0)
+
+    ipr_every = int(runs.ipr_every.iloc[0])  # one value per chunk (plan.groups)
+    for seg in runner.segments(static, hp, saved, neurons=True, ipr_every=ipr_every, keep=keep):
+        logs.append(seg.metrics)
+        if seg.neurons is not None:
+            snapshots.append((seg.step, seg.neurons))
+        moved((seg.index + 1) / n_logs)
+        if seg.index + 1 < n_logs and seg.state is not None:
+            checkpoints.write_progress(folder, chunk.index, checkpoints.Progress(seg.index + 1, seg.state, logs, snapshots))
+            if stop.is_set():
+                return None
+    params = seg.state.params
+    final, curves = summarize.chunk_metrics(runs, static, runner.stacked(logs), config.phases.threshold)
+    final["frac_periodic"] = np.full(len(runs), np.nan)
+    final["min_prune"] = pd.array([pd.NA] * len(runs), dtype="Int64")
+    if snapshots:
+        ipr = snapshots[-1][1]["ipr"]
+        final["frac_periodic"] = summarize.periodic_fraction(final, ipr, len(runs))
+        if config.analysis.min_prune and pruning.can_prune(static):
+            ok = (final["status"] == "ok").to_numpy(dtype=bool)
+            pruned = pruning.prune_runs(static, runs, params, ipr, "low")
+            final["min_prune"] = pd.array(pruning.minimum_pruning(pruned).loc[runs.run_id].to_numpy(), dtype="Int64")
+            final["min_prune"][~ok] = pd.NA  # a diverged run's weights are not a network to prune
+    neurons = [summarize.neuron_rows(runs, step, stats) for step, stats in snapshots]
+    return ChunkResult(pd.DataFrame(final, index=runs.index), curves, neurons,
+                       jax.device_get(params) if keep_params else None)
+
+
+@contextlib.contextmanager
+def stop_on_ctrl_c() -> Iterator[threading.Event]:
+    """An event that the first Ctrl-C sets (the sweep stops after its current segment); a second one stops at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def first(signum: int, frame: Any) -> None:
+        stop.set()
+        print("\ngrokjax: stopping after the current segment (Ctrl-C again to stop at once)", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def barrier(name: str) -> None:
+    """Wait until every process of a multi-process sweep gets here (a no-op for one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+@contextlib.contextmanager
+def holding(folder: Path, command: str, wait: bool) -> Iterator[None]:
+    """Hold the results folder for this sweep (`lock.hold`); with several processes, process 0 holds it for all
+    and tells the others whether it could, so a refused sweep stops in every process with the same line."""
+    with contextlib.ExitStack() as stack:
+        refused = None
+        if jax.process_index() == 0:
+            try:
+                stack.enter_context(lock.hold(folder, command, wait))
+            except lock.FolderInUse as err:
+                refused = err
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            if int(multihost_utils.broadcast_one_to_all(np.int32(refused is not None))):
+                raise refused or lock.FolderInUse(f"{folder} is in use by {lock.holder(folder)}")
+        elif refused is not None:
+            raise refused
+        yield
+
+
+def progress_bar(name: str, mine: list[Chunk], recorded: dict, enabled: bool) -> tuple[tqdm, Callable]:
+    """A bar over this process's runs, and `moved(chunk, fraction)` to advance it within a chunk."""
+    bar = tqdm(
+        total=sum(len(c.runs) for c in mine),
+        initial=sum(len(c.runs) for c in mine if c.index in recorded),
+        unit="run", disable=not enabled, desc=f"{name}:",
+        bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.0f}/{total} runs [{elapsed}<{remaining}]",
+    )
+
+    def moved(chunk: Chunk, fraction: float) -> None:
+        bar.set_description_str(f"{name}:")
+        finished = sum(len(c.runs) for c in mine if c.index in recorded)
+        bar.n = finished + len(chunk.runs) * fraction  # exact at a chunk's end
+        bar.refresh()
+
+    return bar, moved
+
+
+def train(chunks: list[Chunk], recorded: dict, config: SweepConfig, folder: Path, name: str, progress: bool,
+          warm_charts: bool, checkpoint_every: int, keep_params: bool) -> list[Chunk]:
+    """Train the chunks not in `recorded`, in order, each recorded (in `folder` and in `recorded`) as it
+    finishes; returns the chunks it trained.
+
+    Their programs compile in worker threads while earlier chunks train (and the chart engine warms
+    up, with warm_charts). Ctrl-C stops after the current segment, with `Interrupted`.
+    """
+    todo = [c for c in chunks if c.index not in recorded]
+    for chunk in todo:  # compiled in worker threads, each chunk's while earlier ones train
+        runner.compile_ahead(chunk.static, runs_table.hparams(chunk.runs, pad_to=chunk.size))
+    if warm_charts and todo:
+        from grokjax.charts import figures as charts  # Altair loads only when charts are drawn
+
+        threading.Thread(target=charts.warm_up, daemon=True).start()  # while the runs train
+    bar, moved = progress_bar(name, chunks, recorded, progress)
+    with bar, stop_on_ctrl_c() as stop:
+        for k, chunk in enumerate(todo):
+            if k == 0 or chunk.static != todo[k - 1].static:
+                bar.set_description_str(f"{name}: compiling p={chunk.static.p} width={chunk.static.width};")
+            result = train_chunk(chunk, config, folder, checkpoint_every, keep_params, stop,
+                                 lambda fraction, c=chunk: moved(c, fraction))
+            if result is None:
+                raise Interrupted(f"stopped in chunk {chunk.index}")
+            if result.params is not None:
+                results.write_params(folder, chunk.index, chunk.runs.run_id.to_numpy(), result.params)
+            checkpoints.write_record(folder, chunk.index, result.final, result.curves, result.neurons)
+            recorded[chunk.index] = (result.final, result.curves, result.neurons)
+            if stop.is_set() and k + 1 < len(todo):
+                raise Interrupted(f"stopped after chunk {chunk.index}")
+    return todo
+
+
+def with_rounds(folder: Path, runs: pd.DataFrame) -> tuple[pd.DataFrame, list[Chunk], list[dict[str, Any]]]:
+    """The sweep's runs with those of the folder's finished refinement rounds (`grokjax.engine.refine`), the
+    rounds' chunks, and their provenance. A round still in training is left out (refine resumes it)."""
+    done = [r for r in checkpoints.read_rounds(folder) if r.finished]
+    runs = pd.concat([runs, *(r.runs for r in done)]) if done else runs
+    return runs, [c for r in done for c in plan.from_json(r.plan, runs, r.first_chunk)], [r.info for r in done]
+
+
+def run(
+    config: SweepConfig | str | Path,
+    out: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    chunk_size: int | None = None,
+    progress: bool = True,
+    plots: bool = True,
+    keep_params: bool = True,
+    overwrite: bool = False,
+    restart: bool = False,
+    checkpoint_every: int = 10,
+    step: str | None = None,
+    wait: bool = False,
+) -> SweepOutcome:
+    """Run a sweep from a sweep file (with `--set` style overrides) or a SweepConfig.
+
+    Writes runs.parquet, curves.parquet, neurons.parquet and sweep.toml into `out` (default
+    results/<name>), the trained parameters into `out`/params/ unless keep_params=False,
+    then the charts of `grokjax plot` unless plots=False, and returns the folder and the results.
+    A folder that holds another config's results is refused unless overwrite=True.
+
+    Each finished chunk is recorded in `out`/.grokjax/ as it completes. Running the same
+    config into the same folder again resumes: it trains only the chunks not yet recorded,
+    exactly as planned the first time, so the tables equal an uninterrupted sweep's
+    (restart=True starts over). A finished sweep run again trains nothing and keeps the
+    runs of the folder's finished refinement rounds (`grokjax.engine.refine`) in its tables;
+    restart=True, or another config with overwrite=True, starts over without them.
+    Within a chunk, its state is checkpointed every
+    `checkpoint_every` logged steps (0: never) and when Ctrl-C stops the sweep, which
+    happens after the current segment (a second Ctrl-C stops at once).
+
+    `step` says how to compute the training step: "auto" (the default, or $GROKJAX_STEP)
+    as the cost model picks from each chunk's shape (`grokjax.engine.costmodel`: the same on every
+    run, so the tables depend on the config, the device kind and count and the versions
+    alone); "tuned", the fastest candidate timed once per machine and shape (`grokjax.engine.tuning`);
+    or a fixed "FORMULATION[:BLOCK][@DEVICES]" (e.g. "gather", "onehot:8", "gather:8@1"). JAX's
+    global configuration is left as it is: `grokjax.configure` (which the `grokjax` command calls)
+    gives it one CPU device per core and the persistent compilation cache.
+
+    With several processes (`jax.distributed.initialize` called first, as `grokjax sweep
+    --coordinator` does), process 0 plans (and measures the step), then process i trains
+    chunks i, i + n, i + 2n, ... on its own devices and writes its own part files
+    (runs.parquet/part-0000i.parquet, ...); after all have finished, every process
+    returns the merged results and process 0 draws the charts.
+
+    The folder is held while the sweep writes it (`grokjax.store.lock`; by process 0 for all
+    processes): a folder that another command is writing is refused, or with wait=True
+    waited for.
+    """
+    # --- config -----------------------------------------------------------------------------
+    if not isinstance(config, SweepConfig):
+        config = load(config, overrides)
+    if chunk_size is not None and chunk_size < 1:
+        raise ConfigError(f"{config.source}: --chunk-size = {chunk_size}; allowed: an integer >= 1")
+    if checkpoint_every < 0:
+        raise ConfigError(f"{config.source}: --checkpoint-every = {checkpoint_every}; allowed: an integer >= 0")
+    folder = Path(out) if out is not None else Path("results") / config.name
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{config.source}: output {folder} exists and is not a folder")
+    runs = runs_table.expand(config)
+    if overrides:  # a grid narrowed by --set may leave a claim no run to judge: it is left out, with a line
+        kept = expect.selecting(config.expect, runs)
+        for i, e in enumerate(config.expect):
+            if e not in kept:
+                print(f"grokjax: {config.source}: expect[{i}] left out: no run of the grid as overridden is one it "
+                      f"judges ({e.where or 'all runs'}{'; than ' + e.than if e.than else ''})", file=sys.stderr)
+        config = replace(config, expect=kept)
+    expect.validate(config.source, config.expect, runs)
+    step = tuning.default_step() if step is None else step
+    tuning.check_step(step, config.source)
+    with holding(folder, f"grokjax sweep {config.source}", wait):
+        same_config = checkpoints.check_owner(folder, config, overwrite)
+
+        # --- plan (process 0 plans and measures; a resume reads the plan back) ------------------
+        saved = None if restart else checkpoints.read_plan(folder)
+        resuming = saved is not None and saved["config_hash"] == config.hash()
+        process, processes = jax.process_index(), jax.process_count()
+        chunks = None
+        if resuming:
+            chunks = plan.from_json(saved["chunks"], runs)
+        elif process == 0:
+            chunks = plan.plan(runs, config.source, chunk_size, step)
+        barrier("grokjax-sweep-checked")  # every process has checked before process 0 writes
+        if process == 0 and not resuming:
+            checkpoints.clear(folder, tables=not same_config or processes > 1)
+            checkpoints.write_config(folder, config.to_dict(), config.source, list(overrides))
+            checkpoints.write_plan(folder, config.hash(), plan.to_json(chunks))
+        elif process == 0 and processes > 1:
+            checkpoints.clear_tables(folder)  # parts of another process count would mix with this run's
+        barrier("grokjax-sweep-start")
+        if chunks is None:
+            chunks = plan.from_json(checkpoints.read_plan(folder)["chunks"], runs)
+        recorded = checkpoints.read_records(folder) if resuming else {}
+        mine = chunks[process::processes]
+
+        # --- train and summarize, chunk by chunk (each recorded as it finishes) -----------------
+        started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
+        name = config.name if processes == 1 else f"{config.name} [process {process}/{processes}]"
+        todo = train(mine, recorded, config, folder, name, progress=progress, warm_charts=plots and process == 0,
+                     checkpoint_every=checkpoint_every, keep_params=keep_params)
+        wall = time.perf_counter() - t0
+        # The runs of the folder's finished refinement rounds stay in its tables (process 0 writes them).
+        runs, rounds, refined = with_rounds(folder, runs) if process == 0 else (runs, [], [])
+        table, curves, neurons = summarize.tables(runs, [recorded[c.index] for c in mine + rounds], config)
+
+        # --- store ------------------------------------------------------------------------------
+        meta = {
+            "config": config.to_dict(),
+            "config_hash": config.hash(),
+            "source": config.source,
+            "overrides": list(overrides),
+            "versions": versions(),
+            "device": device_info(),
+            "process": {"index": process, "count": processes},
+            "started": started.isoformat(timespec="seconds"),
+            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "wall_time_s": round(wall, 3),
+            "runs": len(table),
+            "run_steps_per_s": round(sum(int(c.runs.steps.sum()) for c in todo) / wall, 1) if todo else 0.0,
+            "chunks": len(chunks),
+            "chunks_resumed": len(mine) - len(todo),
+            "compiled_programs": len({c.static for c in todo}),
+            "chunk_sizes": [c.size for c in mine],
+            "useful_work": plan.useful_work(mine),
+            "step": plan.formulations(mine),
+            "step_choice": step,  # auto: the cost model; tuned: timed on this machine; else fixed
+            "compile_cache": jax.config.jax_compilation_cache_dir or "off",
+            "rounds": refined,
+            # The paper's claims on these runs; on a part of a multi-process sweep, `grokjax check` judges the whole.
+            "expect": expect.evaluate(config.expect, table) if processes == 1 else [],
+        }
+        if mine:  # a process with no chunk (more processes than chunks) writes no part
+            results.write(folder, table, curves, meta, neurons, part=process if processes > 1 else None)
+        barrier("grokjax-sweep-written")
+        outcome = SweepOutcome(folder, results.load(folder))
+
+        # --- charts -----------------------------------------------------------------------------
+        if plots and process == 0:
+            from grokjax.charts import drawing  # Altair loads only when charts are drawn
+
+            drawing.write_all(folder, outcome.results.runs, outcome.results.curves, outcome.results.neurons)
+        return outcome

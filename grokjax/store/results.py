@@ -1,0 +1,203 @@
+"""The results folder: runs, curves and neurons .parquet, sweep.toml; written atomically, read back whole.
+
+Provenance (resolved config, source file, overrides, versions, device, times)
+is stored as JSON under the key `grokjax` in every Parquet file's metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from grokjax.config.fields import config_columns
+
+RUN_COLUMNS = (
+    *config_columns(),
+    "train_loss", "test_loss", "train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted",
+    "weight_norm", "ipr_mean", "frac_periodic", "min_prune", "max_test_acc", "step_train_acc_90", "step_test_acc_90",
+    "phase", "dynamics", "grok_delay", "status",
+)  # fmt: skip
+METRIC_COLUMNS = (
+    "train_loss", "test_loss", "train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted", "weight_norm",
+    "ipr_mean",
+)  # fmt: skip
+CURVE_COLUMNS = ("run_id", "step", *METRIC_COLUMNS)
+PARAMS_DIR = "params"
+NEURON_COLUMNS = ("run_id", "step", "neuron", "ipr_u", "ipr_v", "ipr_w", "ipr", "dominant_frequency", "norm")
+META_KEY = b"grokjax"
+TABLES = ("runs.parquet", "curves.parquet", "neurons.parquet", "pruning.parquet")
+
+
+@dataclass
+class Results:
+    """A results folder in memory: one row per run, per run and logged step, per run and neuron; provenance."""
+
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    meta: dict[str, Any]
+    neurons: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=list(NEURON_COLUMNS)))
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call write(tmp) on a temporary file beside `path`, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_parquet(path: Path, frame: pd.DataFrame, meta: dict[str, Any] | None = None, index: bool = False) -> None:
+    """A frame as Parquet, atomically; with the provenance `meta` in its schema metadata when given."""
+    table = pa.Table.from_pandas(frame, preserve_index=index)
+    if meta is not None:
+        table = table.replace_schema_metadata({**table.schema.metadata, META_KEY: json.dumps(meta).encode()})
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def write(
+    folder: Path,
+    runs: pd.DataFrame,
+    curves: pd.DataFrame,
+    meta: dict[str, Any],
+    neurons: pd.DataFrame | None = None,
+    part: int | None = None,
+) -> None:
+    """Write the tables of a results folder (each file atomically); neurons.parquet when given.
+
+    With `part = i` (one process of several), the tables go to folders of parts,
+    runs.parquet/part-0000i.parquet and so on, which `pd.read_parquet` reads as one
+    table. runs.parquet (or a part of it) is written last, so a folder with it is
+    complete. (sweep.toml is written when the sweep starts: `write_config`.)
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    if part is None:
+        for name in TABLES:  # a folder of parts from an earlier multi-process sweep
+            if (folder / name).is_dir():
+                shutil.rmtree(folder / name)
+
+    def target(name: str) -> Path:
+        if part is None:
+            return folder / name
+        (folder / name).mkdir(exist_ok=True)
+        return folder / name / f"part-{part:05d}.parquet"
+
+    write_parquet(target("curves.parquet"), curves[list(CURVE_COLUMNS)], meta)
+    if neurons is not None or part is None:
+        if neurons is None:
+            neurons = pd.DataFrame({c: pd.Series(dtype="float64") for c in NEURON_COLUMNS})
+        write_parquet(target("neurons.parquet"), neurons[list(NEURON_COLUMNS)], meta)
+    write_parquet(target("runs.parquet"), runs[list(RUN_COLUMNS)], meta)
+
+
+def write_params(folder: Path, index: int, run_ids: np.ndarray, params: Any) -> None:
+    """params/chunk_NNNNN.npz, NNNNN the chunk's index: `run_id` and each parameter array stacked over its runs.
+
+    Keys are the parameter paths joined by "/" (for the mlp: U/embedding, V/embedding,
+    W/kernel); padding runs are dropped.
+    """
+    target = folder / PARAMS_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    arrays = {"run_id": np.asarray(run_ids, np.int64)}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        arrays["/".join(str(k.key) for k in path)] = np.asarray(leaf)[: len(run_ids)]
+    atomic_write(target / f"chunk_{index:05d}.npz", lambda tmp: savez(tmp, arrays))
+
+
+def savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with path.open("wb") as f:  # a file object, so numpy does not append ".npz" to the temporary name
+        np.savez(f, **arrays)
+
+
+def load_params(folder: str | Path, run_ids: list[int] | np.ndarray) -> dict[str, Any]:
+    """The stored parameters of the given runs as a nested dict of arrays with a leading run axis, in that order."""
+    files = sorted((Path(folder) / PARAMS_DIR).glob("chunk_*.npz"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no stored parameters (params/); run the sweep without --no-params")
+    found: dict[int, tuple[Path, int]] = {}
+    for path in files:
+        with np.load(path) as data:
+            found.update({int(r): (path, i) for i, r in enumerate(data["run_id"])})
+    missing = [int(r) for r in run_ids if int(r) not in found]
+    if missing:
+        raise KeyError(f"{folder}: no stored parameters for runs {missing[:5]}")
+    rows: dict[str, list[np.ndarray]] = {}
+    cache: dict[Path, dict[str, np.ndarray]] = {}
+    for r in run_ids:
+        path, i = found[int(r)]
+        if path not in cache:
+            with np.load(path) as data:
+                cache[path] = {k: data[k] for k in data.files if k != "run_id"}
+        for key, value in cache[path].items():
+            rows.setdefault(key, []).append(value[i])
+    nested: dict[str, Any] = {}
+    for key, values in rows.items():
+        node = nested
+        *parents, leaf = key.split("/")
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[leaf] = np.stack(values)
+    return nested
+
+
+def write_pruning(folder: str | Path, curves: pd.DataFrame) -> None:
+    """pruning.parquet, with the provenance of the runs it was computed from."""
+    folder = Path(folder)
+    write_parquet(folder / "pruning.parquet", curves, read_meta(folder / "runs.parquet"))
+
+
+def final_neurons(neurons: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each run's last step (the trained network), when neurons.parquet holds several steps."""
+    last = neurons.groupby("run_id").step.transform("max")
+    return neurons[neurons.step == last]
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The provenance stored in a grokjax Parquet file.
+
+    For a folder of parts: part 0's, with `runs` the total and `parts` listing each
+    process's own (process, runs, device, started, finished, wall time, speed).
+    """
+    path = Path(path)
+    if path.is_file():
+        return json.loads((pq.read_schema(path).metadata or {}).get(META_KEY, b"{}"))
+    parts = [read_meta(part) for part in sorted(path.glob("part-*.parquet"))]
+    keys = ("process", "runs", "device", "started", "finished", "wall_time_s", "run_steps_per_s", "chunk_sizes")
+    return {**parts[0], "runs": sum(p.get("runs", 0) for p in parts), "parts": [{k: p.get(k) for k in keys} for p in parts]}
+
+
+def load(folder: str | Path) -> Results:
+    """Read a results folder: `load("results/quickstart").runs` is a DataFrame."""
+    folder = Path(folder)
+    runs_path = folder / "runs.parquet"
+    if not runs_path.exists():
+        raise FileNotFoundError(f"{folder}: no runs.parquet here; is it a grokjax results folder?")
+    neurons_path = folder / "neurons.parquet"
+    return Results(
+        runs=read_table(runs_path, ["run_id"]),
+        curves=read_table(folder / "curves.parquet", ["run_id", "step"]),
+        meta=read_meta(runs_path),
+        **({"neurons": read_table(neurons_path, ["run_id", "step", "neuron"])} if neurons_path.exists() else {}),
+    )
+
+
+def read_table(path: Path, order: list[str]) -> pd.DataFrame:
+    """A table from one Parquet file or a folder of parts (one per process), sorted by `order`."""
+    frame = pd.read_parquet(path)
+    return frame if path.is_file() else frame.sort_values(order, ignore_index=True)

@@ -1,0 +1,176 @@
+"""The cells of a phase diagram: which columns are its axes and facets, and each cell's runs and rectangle.
+
+Pure pandas and numpy, so that what reads cells without drawing them (the terminal report,
+`grokjax refine`'s boundaries) never loads Altair; `grokjax.charts.figures` draws them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from grokjax.summary.phases import PHASES
+
+# The heatmap's x and y: the paper's α and ξ; where a sweep does not vary them (the PAIR
+# sparse-parity sweep), the first of the other candidates that it does vary.
+X_CANDIDATES = ("data_fraction", "train_size")
+Y_CANDIDATES = ("corruption_fraction", "weight_decay", "dropout")
+SEED_AXES = ("seed", "data_seed")
+FACET_CANDIDATES = (
+    "weight_decay", "dropout", "batch_size", "norm", "learning_rate", "width", "depth", "p", "activation",
+    "task", "model", "loss", "optimizer", "regularization", "momentum", "embed_size", "heads", "init_scale",
+    "train_size", "steps",
+)  # fmt: skip
+TITLES = {
+    "data_fraction": "data fraction α",
+    "corruption_fraction": "corruption fraction ξ",
+    "weight_decay": "weight decay",
+    "learning_rate": "learning rate",
+    "train_size": "train size",
+    "batch_size": "batch size",
+}
+
+
+def swept(runs: pd.DataFrame, column: str) -> bool:
+    return column in runs and runs[column].nunique() > 1
+
+
+def grid_axes(runs: pd.DataFrame) -> tuple[str, str]:
+    """(x, y) columns of the heatmaps: α and ξ unless the sweep holds them fixed."""
+    x = next((c for c in X_CANDIDATES if swept(runs, c)), X_CANDIDATES[0])
+    y = next((c for c in Y_CANDIDATES if swept(runs, c)), Y_CANDIDATES[0])
+    return x, y
+
+
+def facet_axes(runs: pd.DataFrame) -> list[str]:
+    """Swept axes other than the heatmap's and seeds: the columns that take more than one value."""
+    return [c for c in FACET_CANDIDATES if c not in grid_axes(runs) and swept(runs, c)]
+
+
+def label(value: object) -> str:
+    return f"{value:g}" if isinstance(value, (float, np.floating)) else str(value)
+
+
+def facet_column(frame: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """Add a `facet` column such as "weight decay = 5" (one facet per combination)."""
+    frame = frame.copy()
+    if axes:
+        frame["facet"] = [
+            ", ".join(f"{TITLES.get(a, a)} = {label(v)}" for a, v in zip(axes, row))
+            for row in frame[axes].itertuples(index=False)
+        ]
+    else:
+        frame["facet"] = ""
+    return frame
+
+
+def facet_order(frame: pd.DataFrame, axes: list[str]) -> list[str]:
+    return frame.sort_values(axes).facet.drop_duplicates().tolist() if axes else [""]
+
+
+def _half_way(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds half-way to the neighbours of each of the sorted distinct `values`; an end mirrors its inner
+    side, and a lone value gets half a unit each way."""
+    if len(values) == 1:
+        return values - 0.5, values + 0.5
+    mids = (values[:-1] + values[1:]) / 2
+    lo = np.concatenate([[2 * values[0] - mids[0]], mids])
+    hi = np.concatenate([mids, [2 * values[-1] - mids[-1]]])
+    return lo, hi
+
+
+def log_axis(values: pd.Series) -> bool:
+    """Whether a heatmap axis is drawn on a log scale: positive values spanning a factor of 30 or more
+    (the PAIR sweep's weight decays, 0.01 to 1), which a linear axis would crowd at one end."""
+    v = values.astype(float)
+    return bool((v > 0).all() and v.max() >= 30 * v.min())
+
+
+def cell_extents(cells: pd.DataFrame, grid: tuple[str, str], axes: list[str]) -> pd.DataFrame:
+    """Each cell's rectangle, x0..x1 by y0..y1: around its point, overlapping no other, smaller where refined.
+
+    A sweep's grid cells reach half-way to their neighbours in their row (x) and column (y). A cell
+    that `grokjax refine` added (a later first run_id, at the midpoint of two earlier cells of its row
+    or column) takes the part of its two parents' rectangles half-way to each: along that line from
+    half-way to one parent to half-way to the other (the parents shrink to meet it), across it the
+    span the parents share (where they span differently, a gap is left rather than an overlap).
+    Cells come back larger first, so smaller ones are drawn on top.
+    """
+    cells = cells.reset_index(drop=True)
+    logs = [log_axis(cells[a]) for a in grid]  # a log-spaced axis is tiled, and drawn, in log10
+    spaced = cells.assign(**{a: np.log10(cells[a].astype(float)) for a, log in zip(grid, logs) if log})
+    bounds = np.full((len(cells), 4), np.nan)  # x0, x1, y0, y1
+    for _, facet in spaced.groupby(axes, sort=False, dropna=False) if axes else [((), spaced)]:
+        _tile(facet, grid, bounds)
+    for k, log in enumerate(logs):
+        if log:
+            bounds[:, 2 * k: 2 * k + 2] = 10 ** bounds[:, 2 * k: 2 * k + 2]
+    cells[["x0", "x1", "y0", "y1"]] = bounds.round(12)
+    area = (cells.x1 - cells.x0) * (cells.y1 - cells.y0)
+    return cells.iloc[np.argsort(-area.to_numpy(), kind="stable")].reset_index(drop=True)
+
+
+def _tile(facet: pd.DataFrame, grid: tuple[str, str], bounds: np.ndarray) -> None:
+    """`cell_extents` for one facet's cells (in `bounds`, by their row in the cells)."""
+    facet = facet.sort_values("first_run", kind="stable")
+    pos = {i: (float(r[grid[0]]), float(r[grid[1]])) for i, r in facet.iterrows()}
+    integer = [pd.api.types.is_integer_dtype(facet[a]) for a in grid]
+
+    def parents(i: int, earlier: list[int], k: int) -> tuple[int, int] | None:
+        """The nearest earlier cells on either side of cell i along axis k, on its line, if i is their midpoint."""
+        line = [j for j in earlier if pos[j][1 - k] == pos[i][1 - k]]
+        below = [j for j in line if pos[j][k] < pos[i][k]]
+        above = [j for j in line if pos[j][k] > pos[i][k]]
+        if not below or not above:
+            return None
+        a, b = max(below, key=lambda j: pos[j][k]), min(above, key=lambda j: pos[j][k])
+        off = abs(2 * pos[i][k] - pos[a][k] - pos[b][k])
+        return (a, b) if off <= (1 if integer[k] else 1e-9 * (1 + abs(pos[a][k]) + abs(pos[b][k]))) else None
+
+    order, split = list(facet.index), {}
+    for n, i in enumerate(order):
+        found = parents(i, order[:n], 0) or parents(i, order[:n], 1)
+        if found:
+            split[i] = found
+    first = [i for i in order if i not in split]
+    for k in (0, 1):  # the grid's cells: half-way to their neighbours on their line, or on the axis
+        ladder = np.array(sorted({pos[i][k] for i in first}))
+        ladder_lo, ladder_hi = _half_way(ladder)
+        lines: dict[float, list[int]] = {}
+        for i in first:
+            lines.setdefault(pos[i][1 - k], []).append(i)
+        for line in lines.values():
+            line.sort(key=lambda j: pos[j][k])
+            values = np.array([pos[j][k] for j in line])
+            lo, hi = _half_way(values) if len(line) > 1 else (ladder_lo[ladder == values], ladder_hi[ladder == values])
+            bounds[line, 2 * k], bounds[line, 2 * k + 1] = lo, hi
+    for i in order:  # the added cells, in the order they were trained
+        if i not in split:
+            continue
+        a, b = split[i]
+        k = 0 if pos[a][1] == pos[i][1] else 1
+        bounds[i, 2 * k] = bounds[a, 2 * k + 1] = (pos[a][k] + pos[i][k]) / 2
+        bounds[i, 2 * k + 1] = bounds[b, 2 * k] = (pos[i][k] + pos[b][k]) / 2
+        bounds[i, 2 * (1 - k)] = max(bounds[a, 2 * (1 - k)], bounds[b, 2 * (1 - k)])
+        bounds[i, 2 * (1 - k) + 1] = min(bounds[a, 2 * (1 - k) + 1], bounds[b, 2 * (1 - k) + 1])
+
+
+def phase_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (facet, x, y): majority phase over seeds, its agreement, mean accuracies, its rectangle."""
+    axes, grid = facet_axes(runs), grid_axes(runs)
+    keys = [*axes, *grid]
+    grouped = runs.groupby(keys, sort=True, dropna=False)
+    cells = grouped.agg(
+        runs=("run_id", "size"),
+        first_run=("run_id", "min"),
+        train_acc=("train_acc", "mean"),
+        test_acc=("test_acc", "mean"),
+        train_acc_corrupted=("train_acc_corrupted", "mean"),
+    ).reset_index()
+    # the majority phase as majority_phase finds it (ties to the earlier phase), for all cells at once
+    counts = runs.dropna(subset=["phase"]).groupby([*keys, "phase"], dropna=False).size().rename("seeds").reset_index()
+    counts = counts.assign(order=counts.phase.map(PHASES.index)).sort_values(["seeds", "order"], ascending=[False, True])
+    cells = cells.merge(counts.drop_duplicates(keys)[[*keys, "phase", "seeds"]], on=keys, how="left")
+    cells["agreement"] = cells.pop("seeds").fillna(0) / cells.runs
+    cells["x"], cells["y"] = cells[grid[0]].map(label), cells[grid[1]].map(label)
+    return facet_column(cell_extents(cells, grid, axes), axes)
