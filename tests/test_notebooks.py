@@ -20,7 +20,7 @@ def tiny_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("nb")
     path = folder / "tiny.toml"
     path.write_text(TINY_SWEEP.replace("steps = 30", "steps = 60"))
-    return grokjax.run_sweep(path, out=folder / "results", progress=False, plots=False)
+    return grokjax.run_sweep(path, out=folder / "results", progress=False, plots=False).folder
 
 
 def test_notebooks_are_committed_without_outputs():

@@ -13,11 +13,12 @@ import pytest
 
 from grokjax.cli import main
 from grokjax.config.sweep_file import ConfigError, load
-from grokjax.engine import plan, runner, runs_table
+from grokjax.engine import machine, plan, runner, runs_table
+from grokjax.engine.machine import Machine
 from grokjax.store import results
 from tests.conftest import TINY_SWEEP
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCALE_SWEEP = TINY_SWEEP.replace("weight_decay = [0.0, 1.0]", "weight_decay = [0.0, 1.0, 2.0]")  # 12 runs
 EXACT = ["run_id", "n_train", "n_corrupt", "train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted", "phase",
          "step_train_acc_90", "step_test_acc_90", "min_prune"]  # fmt: skip
@@ -184,19 +185,18 @@ def test_run_bytes_bounds_what_xla_allocates(path, overrides):
 def test_chunk_size_fits_memory_and_fails_clearly_when_one_run_cannot(monkeypatch):
     static, group = next(plan.groups(runs_table.expand(load(ROOT / "sweeps/doshi_fig3_wd.toml"))))
     per_run = plan.run_bytes(static)
-    monkeypatch.setattr(plan, "memory_bytes", lambda device: 40 * per_run)
     monkeypatch.setattr(plan, "CPU_MAX_CHUNK", 10_000)
-    assert plan.auto_chunk_size(static, len(group), "f.toml") == 20  # half of its memory
-    monkeypatch.setattr(plan, "memory_bytes", lambda device: per_run)
+    assert plan.auto_chunk_size(static, len(group), "f.toml", Machine("cpu", 1, 40 * per_run)) == 20  # half of its memory
     with pytest.raises(ConfigError, match=r"f.toml: one run at p = 97, width = 500 needs about"):
-        plan.auto_chunk_size(static, len(group), "f.toml")
+        plan.auto_chunk_size(static, len(group), "f.toml", Machine("cpu", 1, per_run))
 
 
 def test_the_full_figure_3_sweep_is_planned_in_chunks_that_fit(monkeypatch):
     """All 1,292 runs of doshi_fig3_wd on a device with 80 GiB free: no chunk above half of it."""
-    monkeypatch.setattr(plan, "memory_bytes", lambda device: 80 * 2**30)
     monkeypatch.setattr(plan, "CPU_MAX_CHUNK", 10_000)
     config = load(ROOT / "sweeps/doshi_fig3_wd.toml")
-    chunks = plan.plan(runs_table.expand(config), config.source, None, step="gather")
+    one = machine.local()
+    chunks = plan.plan(runs_table.expand(config), config.source, Machine(one.platform, one.devices, 80 * 2**30), None,
+                       step="gather")
     assert sum(len(c.runs) for c in chunks) == 1292
     assert all(c.size * plan.run_bytes(c.static) <= 40 * 2**30 for c in chunks)

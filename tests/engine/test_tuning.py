@@ -15,11 +15,11 @@ import pytest
 from grokjax.cli import main
 from grokjax.config.sweep_file import ConfigError, load
 from grokjax.core.training import FORMULATIONS, Static
-from grokjax.engine import costmodel, plan, runner, runs_table, tuning
+from grokjax.engine import costmodel, machine, plan, runner, runs_table, tuning
 from grokjax.store import checkpoints, results
 from tests.conftest import TINY_SWEEP
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLI = "import sys; from grokjax.cli import main; sys.exit(main(sys.argv[1:]))"
 
 COUNTS = ("train_correct", "test_correct", "clean_correct", "corrupted_correct")
@@ -28,7 +28,7 @@ COUNTS = ("train_correct", "test_correct", "clean_correct", "corrupted_correct")
 @pytest.fixture
 def chunk(sweep_file):
     """The tiny sweep's largest gathered chunk (4 runs at weight decay 0 and 1)."""
-    chunks = plan.plan(runs_table.expand(load(sweep_file())), "tiny", None, step="gather")
+    chunks = plan.plan(runs_table.expand(load(sweep_file())), "tiny", machine.local(), None, step="gather")
     return max(chunks, key=lambda c: (len(c.runs), c.static.train_slots))
 
 
@@ -86,13 +86,13 @@ def test_a_bad_step_is_one_line_and_exit_2(sweep_file, tmp_path, capsys, bad):
 
 
 def test_rungs_take_each_ends_winner_even_where_the_ends_chose_differently(sweep_file, tmp_path, monkeypatch):
-    """plan.choose_step: each end's winner is timed at the other end too, so the smallest and largest rung run
+    """--step tuned (tuning.time_ends, then plan.plan from its timings): each end's winner is timed at the other end too, so the smallest and largest rung run
     their own winner, and a rung between one of the two (not a way merely timed at both ends)."""
     monkeypatch.setenv("GROKJAX_CACHE_DIR", str(tmp_path / "cache"))
     text = ("[task]\np = 11\n[model]\nwidth = 24\n[train]\nsteps = 30\nlog_every = 10\n"
             "[sweep]\ndata_fraction = [0.2, 0.35, 0.5]\ncorruption_fraction = [0.0, 0.25]\nweight_decay = [0.0, 1.0]\n")
     runs = runs_table.expand(load(sweep_file(text)))
-    chunks = plan.plan(runs, "tiny", None, step="gather")
+    chunks = plan.plan(runs, "tiny", machine.local(), None, step="gather")
     slots = sorted({c.static.train_slots for c in chunks})
     assert len(slots) == 3 and slots[0] > 0
     fast = {slots[0]: {"gather:0": 2.0, "gather:1": 1.0}, slots[-1]: {"grid:0": 2.0, "grid:1": 1.0}}
@@ -107,7 +107,7 @@ def test_rungs_take_each_ends_winner_even_where_the_ends_chose_differently(sweep
         monkeypatch.setenv("GROKJAX_CACHE_DIR", str(cache))
         timed.clear()
         ways = {c.static.train_slots: tuning.step_name(c.static.formulation, c.static.run_block, c.static.devices)
-                for c in plan.choose_step(chunks)}
+                for c in plan.plan(runs, "tiny", machine.local(), None, "tuned", timings=tuning.time_ends(plan.ends(chunks)))}
         assert ways[slots[0]] == "gather:1" and ways[slots[-1]] == "grid:1" and ways[slots[1]] in ("gather:1", "grid:1")
         assert max(timed.values()) == 1 and {"gather:1", "grid:1"} <= {name for _, name in timed}
     stored = json.loads((tmp_path / "cache" / tuning.CHOICES_FILE).read_text()).values()

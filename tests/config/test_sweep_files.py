@@ -13,7 +13,7 @@ from grokjax.engine import runs_table
 from grokjax.engine.sweep import run
 from grokjax.summary import expect
 
-SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
+SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
 FILES = sorted(SWEEPS.glob("*.toml")) + sorted(SWEEPS.glob("small/*.toml")) + sorted(SWEEPS.glob("bench/*.toml"))
 CPU_SIZED = {"quickstart.toml", "doshi_fig1.toml", "doshi_fig3_wd.toml", "doshi_fig5_batchnorm.toml",
              "doshi_transformer_notebook.toml"}  # no miniature: they run on a CPU as they are (fig3_wd: the quickstart)

@@ -16,23 +16,23 @@ from tests.conftest import TINY_SWEEP
 
 pytestmark = pytest.mark.slow  # real processes, a browser or notebooks: pytest -m "not slow" skips them
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SWEEP = TINY_SWEEP.replace("steps = 30", "steps = 200").replace("log_every = 10", "log_every = 20") + "seed = [0, 1, 2, 3]\n"
 ARGS = ["--chunk-size", "8", "--no-progress", "--no-plots"]  # 32 runs: 4 chunks of 8
 # A child that SIGKILLs itself inside its Nth atomic write, after the temporary file is written, before the rename.
 KILL_IN_WRITE = """
 import os, signal, sys
-from grokjax.store import results, checkpoints
+from grokjax.store import files
 from grokjax.cli import main
 
-real, calls, when = results.atomic_write, [0], int(os.environ["KILL_AT_WRITE"])
+real, calls, when = files.atomic_write, [0], int(os.environ["KILL_AT_WRITE"])
 def dying(path, write):
     calls[0] += 1
     if calls[0] == when:
         write(path.with_name("." + path.name + ".partial"))
         os.kill(os.getpid(), signal.SIGKILL)
     real(path, write)
-results.atomic_write = dying
+files.atomic_write = dying
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -20,7 +20,7 @@ from tests.conftest import TINY_SWEEP
 
 pytestmark = pytest.mark.slow  # real processes, a browser or notebooks: pytest -m "not slow" skips them
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SWEEP = TINY_SWEEP.replace("steps = 30", "steps = 200").replace("log_every = 10", "log_every = 20") + "seed = [0, 1]\n"
 ARGS = ["--chunk-size", "4", "--no-progress", "--no-plots"]  # 16 runs: 4 chunks of 4
 CLI = "import sys; from grokjax.cli import main; sys.exit(main(sys.argv[1:]))"

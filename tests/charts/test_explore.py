@@ -42,7 +42,7 @@ def folder(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("explore") / "tiny.toml"
     path.write_text(TINY_SWEEP)
-    return grokjax.run_sweep(path, out=path.parent / "results", progress=False, plots=False)
+    return grokjax.run_sweep(path, out=path.parent / "results", progress=False, plots=False).folder
 
 
 def cell_runs(runs: pd.DataFrame, key: dict) -> list[int]:

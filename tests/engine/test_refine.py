@@ -17,7 +17,7 @@ from grokjax.config.sweep_file import from_dict, load
 from grokjax.engine import boundaries, runs_table
 from grokjax.store import results
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PHASE_COLUMNS = {"train_acc": 1.0, "test_acc": 0.5, "train_acc_corrupted": 1.0}
 
 

@@ -15,7 +15,7 @@ from grokjax.cli import main
 from grokjax.store.results import CURVE_COLUMNS, RUN_COLUMNS
 from grokjax.summary.phases import PHASES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +78,14 @@ def test_provenance(tiny_results):
 
 
 def test_saved_sweep_file_reproduces_the_results(tiny_results, tmp_path):
-    again = grokjax.run_sweep(tiny_results / "sweep.toml", out=tmp_path / "again", progress=False, plots=False)
+    again = grokjax.run_sweep(tiny_results / "sweep.toml", out=tmp_path / "again", progress=False, plots=False).folder
     before, after = grokjax.load_results(tiny_results), grokjax.load_results(again)
     pd.testing.assert_frame_equal(before.runs, after.runs)
     pd.testing.assert_frame_equal(before.curves, after.curves)
 
 
 def test_chunking_and_padding_do_not_change_results(tiny_results, tmp_path):
-    chunked = grokjax.run_sweep(tiny_results / "sweep.toml", out=tmp_path / "c", chunk_size=3, progress=False, plots=False)
+    chunked = grokjax.run_sweep(tiny_results / "sweep.toml", out=tmp_path / "c", chunk_size=3, progress=False, plots=False).folder
     a, b = grokjax.load_results(tiny_results).runs, grokjax.load_results(chunked).runs
     assert len(b) == 8
     pd.testing.assert_frame_equal(a.drop(columns=["train_loss", "test_loss", "weight_norm"]),
@@ -105,7 +105,7 @@ def test_static_axes_make_separate_groups(sweep_file, tmp_path):
         width = [16, 20]
         task = ["modular_addition", "modular_multiplication"]
         """)
-    res = grokjax.load_results(grokjax.run_sweep(path, out=tmp_path / "g", progress=False, plots=False))
+    res = grokjax.load_results(grokjax.run_sweep(path, out=tmp_path / "g", progress=False, plots=False).folder)
     assert res.meta["compiled_programs"] == 4 and len(res.runs) == 4
     assert sorted(res.runs.task.unique()) == ["modular_addition", "modular_multiplication"]
 
@@ -115,7 +115,7 @@ def test_python_api_takes_a_config_object(tmp_path):
         {"name": "api", "task": {"p": 7}, "model": {"width": 16}, "train": {"steps": 5, "log_every": 5},
          "sweep": {"seed": [0, 1]}}
     )
-    folder = grokjax.run_sweep(config, out=tmp_path / "api", progress=False, plots=False)
+    folder = grokjax.run_sweep(config, out=tmp_path / "api", progress=False, plots=False).folder
     assert len(grokjax.load_results(folder).runs) == 2
 
 
