@@ -2,13 +2,13 @@
 
     import grokjax
     grokjax.configure()                  # optional: JAX set up as the grokjax command sets it up
-    folder = grokjax.run_sweep("sweeps/quickstart.toml")
-    res = grokjax.load_results(folder)   # res.runs, res.curves: DataFrames; res.meta: provenance
+    outcome = grokjax.run_sweep("sweeps/quickstart.toml")  # outcome.folder; outcome.results as below
+    res = grokjax.load_results("results/quickstart")    # res.runs, res.curves: DataFrames; res.meta: provenance
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 from grokjax.config.sweep_file import ConfigError, SweepConfig
 from grokjax.config.sweep_file import load as load_config
@@ -37,24 +37,11 @@ def configure(cpu_devices: bool = True, compile_cache: bool = True) -> None:
         tuning.enable_compile_cache()
 
 
-def run_sweep(
-    config: SweepConfig | str | Path,
-    out: str | Path | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-    chunk_size: int | None = None,
-    progress: bool = True,
-    plots: bool = True,
-    overwrite: bool = False,
-    restart: bool = False,
-) -> Path:
-    """Run a sweep (a sweep file's path or a SweepConfig) and return its results folder.
+def __getattr__(name: str) -> Any:
+    """`grokjax.run_sweep` is `grokjax.engine.sweep.run`, loaded on first use so that `import grokjax` (and the
+    command line's --help) does not load the engine."""
+    if name == "run_sweep":
+        from grokjax.engine.sweep import run
 
-    The folder holds runs.parquet, curves.parquet, sweep.toml and, unless plots=False,
-    the phase diagram, accuracy and curves charts as HTML and PNG. As `grokjax sweep`:
-    an interrupted sweep resumes, another config's folder is refused unless overwrite.
-    """
-    from grokjax.engine import sweep
-
-    outcome = sweep.run(config, out=out, overrides=overrides, chunk_size=chunk_size, progress=progress, plots=plots,
-                        overwrite=overwrite, restart=restart)
-    return outcome.folder
+        return run
+    raise AttributeError(f"module 'grokjax' has no attribute {name!r}")

@@ -189,55 +189,64 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command == "plot":
-        return plot(args.folder, args.wait)
-    if args.command == "explore":
-        return explore(args.folder, args.out, args.wait)
-    if args.command == "prune":
-        return prune(args.folder, args.order, args.where, args.wait)
-    if args.command == "info":
-        return info(args.folder)
-    if args.command == "check":
-        return check(args.folder, args.file)
-    if args.command in ("sweep", "refine"):
+    if args.command in TRAINING:
         import grokjax
 
         grokjax.configure()  # one CPU device per core, the compilation cache: the command's, not the library's
-    if args.command == "refine":
-        return refine(args)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt as err:
+        if args.command not in TRAINING:
+            raise
+        where = f" ({err})" if str(err) else ""
+        again = "the round" if args.command == "refine" else "(--restart starts over)"
+        print(f"grokjax: interrupted{where}; what was trained is kept: run the same command again to resume "
+              f"{again}", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, KeyError) as err:  # ConfigError and lock.FolderInUse are ValueErrors, as pyarrow's are
+        if args.command in TRAINING and not isinstance(err, (ConfigError, OSError)):
+            raise  # not bad input but a fault: its traceback is what helps
+        print(error_line(args, err), file=sys.stderr)
+        return 2
+
+
+def error_line(args: argparse.Namespace, err: Exception) -> str:
+    """The one line a refused command prints: what was wrong, where, and what is allowed (never a traceback)."""
+    if isinstance(err, OSError) and args.command in TRAINING:  # an unwritable or full output folder
+        where = f"{err.filename}: " if err.filename else ""
+        return (f"grokjax: error: cannot write the results: {where}{err.strerror or err}; the files written before "
+                "are intact, and finished chunks are kept for a resume")
+    if args.command != "explore":
+        return f"grokjax: error: {err.args[0] if isinstance(err, KeyError) else err}"
+    reason = str(err).strip().splitlines()[0].removeprefix(f"{args.folder} ").removeprefix(f"{args.folder}: ")
+    if isinstance(err, OSError) and err.strerror:
+        reason = f"{err.filename}: {err.strerror}"
+    elif isinstance(err, FileNotFoundError):  # pyarrow's: the path alone
+        reason = f"{reason}: no such file"
+    return f"grokjax explore: {args.folder}: {reason}"
+
+
+def sweep(args: argparse.Namespace) -> int:
+    """`grokjax sweep FILE`: train every run of a sweep file, write its tables and charts, print the summary."""
     # Imported here so that --help and argument errors answer without loading JAX.
-    from grokjax.engine import sweep
+    from grokjax.engine import sweep as sweeping
     from grokjax.summary import report
 
-    try:
-        distributed(args)
-        outcome = sweep.run(
-            args.file,
-            out=args.out,
-            overrides=args.overrides,
-            chunk_size=args.chunk_size,
-            progress=not args.no_progress,
-            plots=not args.no_plots,
-            keep_params=not args.no_params,
-            overwrite=args.overwrite,
-            restart=args.restart,
-            checkpoint_every=args.checkpoint_every,
-            step=args.step,
-            wait=args.wait,
-        )
-    except ConfigError as err:
-        print(f"grokjax: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # an unwritable or full output folder: each file is atomic, earlier ones stay whole
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"grokjax: error: cannot write the results: {where}{err.strerror or err}; the files written "
-              "before are intact, and finished chunks are kept for a resume", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as err:
-        where = f" ({err})" if str(err) else ""
-        print(f"grokjax: interrupted{where}; what was trained is kept: run the same command again to resume "
-              "(--restart starts over)", file=sys.stderr)
-        return 130
+    distributed(args)
+    outcome = sweeping.run(
+        args.file,
+        out=args.out,
+        overrides=args.overrides,
+        chunk_size=args.chunk_size,
+        progress=not args.no_progress,
+        plots=not args.no_plots,
+        keep_params=not args.no_params,
+        overwrite=args.overwrite,
+        restart=args.restart,
+        checkpoint_every=args.checkpoint_every,
+        step=args.step,
+        wait=args.wait,
+    )
     import jax
 
     if jax.process_index() > 0:
@@ -283,18 +292,9 @@ def refine(args: argparse.Namespace) -> int:
     """`grokjax refine RESULTS_DIR --budget N [--rounds K]`: new runs at the phase boundaries, into the same folder."""
     from grokjax.engine import refine as refining
 
-    try:
-        outcome, rounds = refining.run(args.folder, args.budget, args.rounds, chunk_size=args.chunk_size,
-                                       progress=not args.no_progress, plots=not args.no_plots,
-                                       checkpoint_every=args.checkpoint_every, wait=args.wait)
-    except ConfigError as err:
-        print(f"grokjax: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as err:
-        where = f" ({err})" if str(err) else ""
-        print(f"grokjax: interrupted{where}; what was trained is kept: run the same command again to resume "
-              "the round", file=sys.stderr)
-        return 130
+    outcome, rounds = refining.run(args.folder, args.budget, args.rounds, chunk_size=args.chunk_size,
+                                   progress=not args.no_progress, plots=not args.no_plots,
+                                   checkpoint_every=args.checkpoint_every, wait=args.wait)
     for r in rounds:
         print(f"Round {r['round']}: {r['proposed']} runs at {r['points']} points (budget {r['budget']}), "
               f"{r['chunks_resumed']} of {r['chunks']} chunks resumed, {r['wall_time_s']:.1f} s")
@@ -306,31 +306,24 @@ def refine(args: argparse.Namespace) -> int:
     return 0
 
 
-def info(folder: str) -> int:
+def info(args: argparse.Namespace) -> int:
     """`grokjax info RESULTS_DIR`: what made these results, from the folder's files alone."""
     from grokjax.summary import report
 
-    try:
-        print(report.provenance(Path(folder)))
-    except (FileNotFoundError, OSError, ValueError) as err:
-        print(f"grokjax: error: {err}", file=sys.stderr)
-        return 2
+    print(report.provenance(Path(args.folder)))
     return 0
 
 
-def check(folder: str, file: str | None) -> int:
+def check(args: argparse.Namespace) -> int:
     """`grokjax check RESULTS_DIR`: the sweep file's claims evaluated again on the results."""
     from grokjax.config.sweep_file import load
     from grokjax.store import results
     from grokjax.summary import expect
 
-    try:
-        res = results.load(folder)
-        config = load(file if file is not None else Path(folder) / "sweep.toml")
-        expect.validate(config.source, config.expect, res.runs)
-    except (FileNotFoundError, OSError, ValueError) as err:  # ConfigError is a ValueError
-        print(f"grokjax: error: {err}", file=sys.stderr)
-        return 2
+    folder = args.folder
+    res = results.load(folder)
+    config = load(args.file if args.file is not None else Path(folder) / "sweep.toml")
+    expect.validate(config.source, config.expect, res.runs)
     if not config.expect:
         print(f"{config.source}: no [[expect]] entries to check")
         return 0
@@ -341,74 +334,58 @@ def check(folder: str, file: str | None) -> int:
     return 0 if held == len(records) else 1
 
 
-def plot(folder: str, wait: bool = False) -> int:
+def plot(args: argparse.Namespace) -> int:
     """`grokjax plot RESULTS_DIR`: charts from the Parquet files alone."""
     from grokjax.charts import drawing
     from grokjax.store import lock, results
 
-    try:
-        with lock.hold(folder, f"grokjax plot {folder}", wait, create=False):
-            res = results.load(folder)
-            for path in drawing.write_all(folder, res.runs, res.curves, res.neurons):
-                print(path)
-    except (FileNotFoundError, OSError, ValueError) as err:  # lock.FolderInUse is a ValueError
-        print(f"grokjax: error: {err}", file=sys.stderr)
-        return 2
+    folder = args.folder
+    with lock.hold(folder, f"grokjax plot {folder}", args.wait, create=False):
+        res = results.load(folder)
+        for path in drawing.write_all(folder, res.runs, res.curves, res.neurons):
+            print(path)
     return 0
 
 
-def explore(folder: str, out: str | None, wait: bool = False) -> int:
+def explore(args: argparse.Namespace) -> int:
     """`grokjax explore RESULTS_DIR`: the page of linked views, from the Parquet files alone."""
     from grokjax.charts import explore as page
     from grokjax.store import lock
 
-    def refuse(reason: str) -> int:
-        print(f"grokjax explore: {folder}: {reason}", file=sys.stderr)
-        return 2
-
+    folder, out = args.folder, args.out
     if not Path(folder).is_dir():
-        return refuse("no such folder")
+        raise ConfigError(f"{folder}: no such folder")
     if out is not None and not Path(out).resolve().parent.is_dir():
-        return refuse(f"--out {out}: its folder does not exist")
-    try:
-        with lock.hold(folder, f"grokjax explore {folder}", wait, create=False):
-            path = page.write(folder, out)
-    except lock.FolderInUse as err:
-        return refuse(str(err).removeprefix(f"{folder} "))
-    except (OSError, ValueError) as err:  # pyarrow's errors are ValueErrors and OSErrors
-        reason = str(err).strip().splitlines()[0].removeprefix(f"{folder}: ")
-        if isinstance(err, OSError) and err.strerror:
-            reason = f"{err.filename}: {err.strerror}"
-        elif isinstance(err, FileNotFoundError):  # pyarrow's: the path alone
-            reason = f"{reason}: no such file"
-        return refuse(reason)
-    print(path)
+        raise ConfigError(f"{folder}: --out {out}: its folder does not exist")
+    with lock.hold(folder, f"grokjax explore {folder}", args.wait, create=False):
+        print(page.write(folder, out))
     return 0
 
 
-def prune(folder: str, order: str, where: str | None, wait: bool = False) -> int:
+def prune(args: argparse.Namespace) -> int:
     """`grokjax prune RESULTS_DIR`: pruning curves of the chosen runs, to pruning.parquet and a chart."""
     from grokjax.charts import figures
     from grokjax.engine import pruning
     from grokjax.store import lock, results
 
-    try:
-        with lock.hold(folder, f"grokjax prune {folder}", wait, create=False):
-            curves = pruning.prune(folder, order, where)
-            if curves.empty:
-                raise ValueError(f"{folder}: no chosen run can be pruned (none matches, or none is a 2-layer mlp without BatchNorm on a modular task)")
-            results.write_pruning(folder, curves)
-            chart = figures.pruning_curves(curves)
-            for kind in ("html", "png"):
-                figures.save(chart, Path(folder) / f"pruning.{kind}")
-    except (FileNotFoundError, KeyError, OSError, ValueError) as err:  # lock.FolderInUse is a ValueError
-        print(f"grokjax: error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
-        return 2
+    folder = args.folder
+    with lock.hold(folder, f"grokjax prune {folder}", args.wait, create=False):
+        curves = pruning.prune(folder, args.order, args.where)
+        if curves.empty:
+            raise ValueError(f"{folder}: no chosen run can be pruned (none matches, or none is a 2-layer mlp without BatchNorm on a modular task)")
+        results.write_pruning(folder, curves)
+        chart = figures.pruning_curves(curves)
+        for kind in ("html", "png"):
+            figures.save(chart, Path(folder) / f"pruning.{kind}")
     summary = pruning.summary(curves)
     print(summary)
     print(f"Results: {folder}/pruning.parquet, pruning.html, pruning.png")
     return 0
 
+
+TRAINING = ("sweep", "refine")  # the commands that train: interrupted, they resume; their faults keep a traceback
+COMMANDS = {"sweep": sweep, "refine": refine, "plot": plot, "explore": explore, "prune": prune, "info": info,
+            "check": check}
 
 if __name__ == "__main__":
     sys.exit(main())
