@@ -50,8 +50,8 @@ import pandas as pd
 from benchmarks import kernels, paper_loop
 from grokjax.config.sweep_file import ConfigError, load
 from grokjax.core.training import PRECISIONS, Static
+from grokjax.engine import machine, runner, runs_table, sweep, tuning
 from grokjax.engine import plan as planning
-from grokjax.engine import runner, runs_table, tuning
 from grokjax.store import cache
 from grokjax.store.provenance import device_info
 
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     tuning.enable_compile_cache()
     static, group = next(planning.groups(runs))
     plan = []  # the first chunks that grokjax sweep would train, up to --runs runs
-    for c in planning.plan(group, config.source, args.chunk_size, tuning.default_step()):
+    for c in sweep.planned(group, config.source, machine.local(), args.chunk_size, tuning.default_step()):
         if plan and sum(len(p.runs) for p in plan) + len(c.runs) > max(1, args.runs):
             break
         plan.append(c)
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         report["pytorch_serial"] = {"run_steps_per_s": run_steps / torch_result[0], "seconds": torch_result[0],
                                     "first_call_s": torch_result[1], "torch": torch.__version__,
                                     "threads": torch.get_num_threads()}
-    report["step"] = planning.formulations(plan)
+    report["step"] = planning.formulations(plan, machine.local())
     if formulations is not None:
         report["formulations"] = formulations
     if whole is not None:

@@ -1,7 +1,7 @@
 """Every way of computing the step, timed on the end chunks of sweep files: the data behind the step's cost model.
 
 For each sweep file, each static group's largest chunks at its smallest and largest rung of
-training slots (the chunks `plan.choose_step` measures) are timed in every formulation and
+training slots (the chunks `plan.ends` names for --step tuned) are timed in every formulation and
 layout that `tuning.candidates` lists, as `tuning.time_way` times them (the last segment,
 compiled and warmed first, best of two). One JSON line per chunk goes to --out as it is timed.
 --report prints, per timed chunk, the cost model's pick (`grokjax.engine.costmodel`) against the fastest.
@@ -20,7 +20,7 @@ import time
 
 from grokjax.config.sweep_file import load
 from grokjax.core.training import Static
-from grokjax.engine import costmodel, plan, runs_table, tuning
+from grokjax.engine import costmodel, machine, plan, runs_table, tuning
 from grokjax.engine.runner import padded_size
 
 
@@ -70,7 +70,7 @@ def main() -> None:
     tuning.split_cpu()
     for path in args.files:
         runs = runs_table.expand(load(path))
-        for chunk in end_chunks(plan.plan(runs, path, None, step="gather")):
+        for chunk in end_chunks(plan.plan(runs, path, machine.local(), None, step="gather")):
             size = len(chunk.runs)
             hp = runs_table.hparams(chunk.runs, pad_to=padded_size(size))
             forms, layouts = tuning.candidates(chunk.static, size)

@@ -4,23 +4,22 @@ Runs that share their static fields form a group (one model shape); within a gro
 runs are chunked per rung of training slots (`train_slots`), so each chunk gathers
 about as many training examples as its runs have; chunks are as large as the devices'
 memory allows; and each chunk's step is computed the way the cost model picks
-(`grokjax.engine.costmodel`), or as timed on this machine (`grokjax.engine.tuning`, --step tuned). The
-plan reads the devices' sizes, never their load, so one config on one kind of machine is
-always planned alike. The plan is data (`to_json`): a resumed sweep reads it
-back and trains exactly the same chunks, the same way, so it gets the same numbers.
+(`grokjax.engine.costmodel`), or as timed on this machine (--step tuned: `tuning.time_ends`
+measures, and its timings come in as data). Data in, data out: the runs, the machine's
+devices (`machine.Machine`: their kind, count and size, never their load) and any timings
+give the chunks, so one config on one kind of machine is always planned alike. The plan is
+data too (`to_json`): a resumed sweep reads it back and trains exactly the same chunks, the
+same way, so it gets the same numbers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 import pandas as pd
 
@@ -30,6 +29,7 @@ from grokjax.core import models
 from grokjax.core.tasks import is_modular, num_classes, num_examples
 from grokjax.core.training import Static, step_examples
 from grokjax.engine import costmodel, runs_table, tuning
+from grokjax.engine.machine import Machine
 from grokjax.engine.runner import padded_size
 
 MEMORY_FRACTION = 0.5  # of each device's memory that a chunk may fill: the safety margin
@@ -76,83 +76,90 @@ def train_slots(static: Static, n_train: int) -> int:
     return 0 if slots >= num_examples(static) else slots
 
 
-def plan(runs: pd.DataFrame, source: str, chunk_size: int | None = None, step: str = "auto",
-         first: int = 0) -> list[Chunk]:
+def plan(runs: pd.DataFrame, source: str, machine: Machine, chunk_size: int | None = None, step: str = "auto",
+         first: int = 0, timings: dict[int, dict[str, float]] | None = None) -> list[Chunk]:
     """All chunks of the sweep: per static group, per rung of training slots, in run order, indexed from `first`
     (a refinement round's chunks follow those already in the folder, so records and params keep one name each).
 
-    Chunks fit memory at the group's largest runs, and each rung is cut into chunks
+    Chunks fit `machine`'s memory at the group's largest runs, and each rung is cut into chunks
     of equal size, so no chunk is mostly padding runs. Each chunk's step is computed
-    the way the cost model picks (step="auto", `costmodel.choose`), the fastest way timed on
-    this machine (step="tuned", `choose_step`), or as `step` says (`tuning.parse_step`: e.g.
-    "gather", "onehot:8").
+    the way the cost model picks (step="auto", `costmodel.choose`), the fastest way in
+    `timings` (step="tuned": seconds per run of each way, measured on the chunks `ends` names,
+    keyed by their index; `tuning.time_ends` measures them), or as `step` says
+    (`tuning.parse_step`: e.g. "gather", "onehot:8").
     """
-    fixed = None if step in tuning.CHOSEN else tuning.parse_step(step, source)
+    chunks = cut(runs, source, machine, chunk_size, first)
+    if step == "auto":
+        return [_with_step(c, *costmodel.choose(c.static, c.size, machine.platform, machine.devices), machine)
+                for c in chunks]
+    if step == "tuned":
+        if timings is None:
+            raise ValueError("step = \"tuned\" plans from timings: measure plan.ends(cut(...)) with tuning.time_ends")
+        return [c for group in by_group(chunks) for c in fastest(group, timings, machine)]
+    way = tuning.parse_step(step, source)
+    return [_with_step(c, *way, machine) for c in chunks]
+
+
+def cut(runs: pd.DataFrame, source: str, machine: Machine, chunk_size: int | None = None,
+        first: int = 0) -> list[Chunk]:
+    """The chunks of `plan`, each computed the default way for its rung (its step not chosen yet)."""
     chunks: list[Chunk] = []
     for static, group in groups(runs):
         rungs = group.n_train.map(lambda n, s=static: train_slots(s, int(n)))
         widest = dataclasses.replace(static, train_slots=0)  # the largest a step can be, whatever the formulation
-        most = min(len(group), chunk_size or auto_chunk_size(widest, len(group), source))
-        mine = []
+        most = min(len(group), chunk_size or auto_chunk_size(widest, len(group), source, machine))
         for rung in sorted(rungs.unique(), key=lambda r: r or math.inf):  # smallest first, the grid (0) last
             part = group[rungs == rung]
-            size = math.ceil(len(part) / math.ceil(len(part) / most))  # padded for its devices by choose_step
+            size = math.ceil(len(part) / math.ceil(len(part) / most))  # padded for its devices by _with_step
             chunk_static = dataclasses.replace(static, train_slots=int(rung), formulation="gather" if rung else "grid")
             for start in range(0, len(part), size):
-                mine.append(Chunk(first + len(chunks) + len(mine), chunk_static, part.iloc[start : start + size], size))
-        if step == "auto":
-            platform, devices = jax.local_devices()[0].platform, jax.local_device_count()
-            chunks.extend(_with_step(c, *costmodel.choose(c.static, c.size, platform, devices)) for c in mine)
-        else:
-            chunks.extend(choose_step(mine, fixed))
+                chunks.append(Chunk(first + len(chunks), chunk_static, part.iloc[start : start + size], size))
     return chunks
 
 
-def choose_step(chunks: list[Chunk], fixed: tuple[str, int, int] | None = None) -> list[Chunk]:
-    """One static group's chunks, each computed the way timed fastest on this machine (or the `fixed` way), and
-    padded to a multiple of the devices its runs are split over.
+def by_group(chunks: list[Chunk]) -> list[list[Chunk]]:
+    """The chunks of each static group (the same static config but for the rung and the step), in order."""
+    groups_: dict[Any, list[Chunk]] = {}
+    for c in chunks:
+        groups_.setdefault(dataclasses.replace(c.static, train_slots=0, formulation="gather"), []).append(c)
+    return list(groups_.values())
 
-    Every way (formulation and layout: run block, devices) is measured on the largest chunks of the
-    smallest and the largest rung, where gathering gains most and least and a chunk's runs most
-    and least fill the cores, and each end's winner at the other end too; a rung between takes
-    the way whose measured times per run, interpolated linearly in the rung's training slots, are
-    lowest there (a step's cost is about linear in its examples). Chunks of the grid rung (every
-    example) take the largest rung's layout.
-    """
-    if fixed is not None:
-        form, block, devices = fixed
-        return [_with_step(c, form, block, devices) for c in chunks]
-    rungs = sorted({c.static.train_slots for c in chunks if c.static.train_slots}) or [0]
-    ends = {rung: max((c for c in chunks if c.static.train_slots == rung), key=lambda c: len(c.runs))
-            for rung in (rungs[0], rungs[-1])}
-    measured = {}
-    for rung, chunk in ends.items():
-        hp = runs_table.hparams(chunk.runs, pad_to=padded_size(chunk.size))
-        measured[rung] = (chunk, hp, tuning.choose(chunk.static, hp, chunk.size)[1])
-    winners = {tuning.step_name(r["formulation"], r["run_block"], r["devices"]) for _, _, r in measured.values()}
-    per_run: dict[int, dict[tuple[str, int, int], float]] = {}
-    for rung, (chunk, hp, r) in measured.items():
-        if len(ends) > 1:
-            r = tuning.with_timings(chunk.static, hp, chunk.size, r, winners)
-        chosen = (r["formulation"], r["run_block"], r["devices"])
-        seconds = {tuning.parse_step(name, "measured"): t / chunk.size for name, t in r["seconds"].items()}
-        per_run[rung] = seconds or {chosen: 0.0}  # a single candidate is not timed
 
-    def fastest(rung: int) -> tuple[str, int, int]:
-        low, high = per_run[rungs[0]], per_run[rungs[-1]]
-        w = (rung - rungs[0]) / (rungs[-1] - rungs[0]) if rungs[-1] > rungs[0] else 0.0
+def ends(chunks: list[Chunk]) -> list[list[Chunk]]:
+    """Per static group, the chunks --step tuned measures: the largest chunk of the smallest and of the largest
+    rung, where gathering gains most and least and a chunk's runs most and least fill the cores."""
+    out = []
+    for group in by_group(chunks):
+        rungs = sorted({c.static.train_slots for c in group if c.static.train_slots}) or [0]
+        out.append([max((c for c in group if c.static.train_slots == rung), key=lambda c: len(c.runs))
+                    for rung in dict.fromkeys((rungs[0], rungs[-1]))])
+    return out
+
+
+def fastest(group: list[Chunk], timings: dict[int, dict[str, float]], machine: Machine) -> list[Chunk]:
+    """One static group's chunks, each computed the way `timings` (seconds per run of each way, on the group's
+    `ends`, by chunk index) says is fastest for its rung: a rung between the ends takes the way whose times,
+    interpolated linearly in the rung's training slots, are lowest there (a step's cost is about linear in
+    its examples). Chunks of the grid rung (every example) take the largest rung's layout."""
+    low_end, high_end = ends(group)[0][0], ends(group)[0][-1]
+    rungs = (low_end.static.train_slots, high_end.static.train_slots)
+    low, high = (({tuning.parse_step(name, "measured"): t for name, t in timings[c.index].items()})
+                 for c in (low_end, high_end))
+
+    def best(rung: int) -> tuple[str, int, int]:
+        w = (rung - rungs[0]) / (rungs[1] - rungs[0]) if rungs[1] > rungs[0] else 0.0
         common = set(low) & set(high)
         return min(common, key=lambda way: (1 - w) * low[way] + w * high[way]) if common else min(low, key=low.get)
 
-    return [_with_step(c, *fastest(c.static.train_slots or rungs[-1])) for c in chunks]
+    return [_with_step(c, *best(c.static.train_slots or rungs[1]), machine) for c in group]
 
 
-def _with_step(chunk: Chunk, formulation: str, run_block: int, devices: int) -> Chunk:
+def _with_step(chunk: Chunk, formulation: str, run_block: int, devices: int, machine: Machine) -> Chunk:
     """The chunk computed this way (a rung that holds every example is computed as the grid), padded to a
     multiple of its devices."""
     formulation = formulation if chunk.static.train_slots else "grid"
     static = dataclasses.replace(chunk.static, formulation=formulation, run_block=run_block, devices=devices)
-    return dataclasses.replace(chunk, static=static, size=padded_size(chunk.size, devices))
+    return dataclasses.replace(chunk, static=static, size=padded_size(chunk.size, devices or machine.devices))
 
 
 def to_json(chunks: list[Chunk]) -> list[dict[str, Any]]:
@@ -161,8 +168,9 @@ def to_json(chunks: list[Chunk]) -> list[dict[str, Any]]:
              "run_block": c.static.run_block, "devices": c.static.devices} for c in chunks]
 
 
-def from_json(saved: list[dict[str, Any]], runs: pd.DataFrame, first: int = 0) -> list[Chunk]:
-    """The chunks of a saved plan (`to_json`), rebuilt on these runs, indexed from `first` as planned."""
+def from_json(saved: list[dict[str, Any]], runs: pd.DataFrame, machine: Machine, first: int = 0) -> list[Chunk]:
+    """The chunks of a saved plan (`to_json`), rebuilt on these runs, indexed from `first` as planned, padded for
+    `machine`'s devices."""
     chunks = []
     for index, entry in enumerate(saved, start=first):
         part = runs.loc[entry["run_ids"]]
@@ -170,7 +178,7 @@ def from_json(saved: list[dict[str, Any]], runs: pd.DataFrame, first: int = 0) -
         devices = entry.get("devices", 0)  # plans of before the device split ran on all devices
         static = dataclasses.replace(static, train_slots=train_slots(static, int(part.n_train.max())),
                                      formulation=entry["formulation"], run_block=entry["run_block"], devices=devices)
-        chunks.append(Chunk(index, static, part, padded_size(entry["size"], devices)))
+        chunks.append(Chunk(index, static, part, padded_size(entry["size"], devices or machine.devices)))
     return chunks
 
 
@@ -215,50 +223,33 @@ def run_bytes(static: Static) -> int:
     return 4 * floats + data + 65536
 
 
-def memory_bytes(device: jax.Device) -> int:
-    """A device's memory for arrays: its allocator's limit; on CPU, the host's memory.
-
-    The size, not what is free now: a plan that read the load would cut the same sweep into
-    other chunks on a busy machine, and other chunk sizes give other float32 roundings.
-    """
-    stats = device.memory_stats() or {}
-    if "bytes_limit" in stats:
-        return int(stats["bytes_limit"])
-    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    try:  # a container's limit (cgroup v2), where it is lower
-        return min(physical, int(Path("/sys/fs/cgroup/memory.max").read_text()))
-    except (OSError, ValueError):  # no cgroup v2, or "max"
-        return physical
-
-
-def auto_chunk_size(static: Static, n_runs: int, source: str) -> int:
-    """Runs per call: as many as fit MEMORY_FRACTION of every local device's memory, a multiple of the device count.
+def auto_chunk_size(static: Static, n_runs: int, source: str, machine: Machine) -> int:
+    """Runs per call: as many as fit MEMORY_FRACTION of every device's memory, a multiple of the device count.
 
     On CPU the devices share the host's memory, and the size is also capped (CPU_MAX_CHUNK per device).
     """
-    devices = jax.local_devices()
     per_run = run_bytes(static)
-    if devices[0].platform == "cpu":
-        budget, cap = MEMORY_FRACTION * memory_bytes(devices[0]) / len(devices), CPU_MAX_CHUNK
+    if machine.platform == "cpu":
+        budget, cap = MEMORY_FRACTION * machine.memory / machine.devices, CPU_MAX_CHUNK
     else:
-        budget, cap = MEMORY_FRACTION * min(memory_bytes(d) for d in devices), n_runs
+        budget, cap = MEMORY_FRACTION * machine.memory, n_runs
     if per_run > budget:
         raise ConfigError(
             f"{source}: one run at p = {static.p}, width = {static.width} needs about {per_run / 2**30:.1f} GiB; "
             f"a device has {budget / 2**30:.1f} GiB to give (half its memory); lower task.p or model.width"
         )
-    per_device = min(math.ceil(n_runs / len(devices)), cap, int(budget // per_run))
-    return per_device * len(devices)
+    per_device = min(math.ceil(n_runs / machine.devices), cap, int(budget // per_run))
+    return per_device * machine.devices
 
 
-def formulations(chunks: list[Chunk]) -> list[dict[str, Any]]:
+def formulations(chunks: list[Chunk], machine: Machine) -> list[dict[str, Any]]:
     """How each static group's step is computed (for the provenance): one entry per distinct choice."""
     seen: dict[tuple, dict[str, Any]] = {}
     for c in chunks:
         s = c.static
         k = (s.model, s.p, s.width, s.formulation, s.run_block, s.devices)
         entry = seen.setdefault(k, {"model": s.model, "p": s.p, "width": s.width, "formulation": s.formulation,
-                                    "run_block": s.run_block, "devices": s.devices or jax.local_device_count(),
+                                    "run_block": s.run_block, "devices": s.devices or machine.devices,
                                     "chunks": 0})
         entry["chunks"] += 1
     return list(seen.values())

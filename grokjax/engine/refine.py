@@ -2,7 +2,7 @@
 
 Each round proposes new runs from the folder's runs (`boundaries.propose`: midpoints between
 neighbouring cells that disagree), persists the proposal in `.grokjax/rounds/round_NNNN/`
-(its runs, their plan, its provenance), trains it with the sweep's stages (`plan.plan`,
+(its runs, their plan, its provenance), trains it with the sweep's stages (`sweep.planned`,
 `sweep.train`, `summarize.tables`, `results.write`) into the same folder, and rewrites the
 tables: runs.parquet grows by the round's runs, whose run_ids follow the largest in use, and
 the provenance lists the rounds (`rounds`: budget, proposed runs and points, times). The
@@ -23,53 +23,36 @@ the tables; --restart, or another config, starts over without them. `grokjax che
 
 from __future__ import annotations
 
-import datetime as dt
+import functools
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from grokjax.config.sweep_file import ConfigError, SweepConfig, load
-from grokjax.engine import boundaries, plan, runs_table, sweep, tuning
+from grokjax.engine import boundaries, plan, runs_table, sweep
+from grokjax.engine.machine import Machine
+from grokjax.engine.machine import local as local_machine
 from grokjax.store import checkpoints, lock, results
 from grokjax.store.checkpoints import Round
 from grokjax.summary import expect, summarize
 from grokjax.summary.cells import SEED_AXES, grid_axes
 
 
-def now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+@dataclass
+class Refinement:
+    """What refine carries from round to round: the folder's runs and chunks so far (the sweep's and each
+    finished round's), the chunks' records, and the rounds."""
 
-
-def finished_sweep(folder: Path) -> tuple[SweepConfig, pd.DataFrame, list[plan.Chunk]]:
-    """The folder's config, its sweep's runs and chunks; a ConfigError unless the sweep finished here."""
-    if not (folder / "runs.parquet").exists() or not (folder / "sweep.toml").is_file():
-        raise ConfigError(f"{folder}: no results here (runs.parquet, sweep.toml); refine starts from a finished "
-                          "grokjax sweep's folder")
-    config = load(folder / "sweep.toml")
-    runs = runs_table.expand(config)
-    x, y = grid_axes(runs)
-    if runs[x].nunique() < 2 and runs[y].nunique() < 2:
-        raise ConfigError(f"{folder}: the sweep varies neither {x} nor {y}; refine needs a heatmap axis with "
-                          "two numeric values or more (data_fraction, corruption_fraction, train_size, "
-                          "weight_decay or dropout)")
-    saved = checkpoints.read_plan(folder)
-    chunks = plan.from_json(saved["chunks"], runs) if saved and saved["config_hash"] == config.hash() else []
-    recorded = checkpoints.read_records(folder)
-    if not chunks or any(c.index not in recorded for c in chunks):
-        raise ConfigError(f"{folder}: the sweep's chunk records (.grokjax/) are missing or unfinished; refine "
-                          f"trains beside them: run grokjax sweep {folder / 'sweep.toml'} --out {folder} first")
-    return config, runs, chunks
-
-
-def continued_call(history: list[Round], budget: int, rounds: int) -> dict | None:
-    """The call (budget, rounds, first round) that the same command left unfinished, or None."""
-    if not history:
-        return None
-    last, call = history[-1], history[-1].info["call"]
-    same = call["budget"] == budget and call["rounds"] == rounds
-    return call if same and (not last.finished or last.index < call["first"] + rounds - 1) else None
+    folder: Path
+    config: SweepConfig
+    machine: Machine
+    runs: pd.DataFrame
+    chunks: list[plan.Chunk]
+    recorded: dict
+    history: list[Round]
 
 
 def run(
@@ -89,74 +72,101 @@ def run(
     refine writes it (`grokjax.store.lock`): a folder that another command is writing is refused, or with wait=True
     waited for."""
     folder = Path(folder)
-    limits = (("--budget", budget, 1), ("--rounds", rounds, 1), ("--checkpoint-every", checkpoint_every, 0))
-    for flag, value, least in limits:
-        if value < least:
-            raise ConfigError(f"command line: {flag} = {value}; allowed: an integer >= {least}")
-    if chunk_size is not None and chunk_size < 1:
-        raise ConfigError(f"command line: --chunk-size = {chunk_size}; allowed: an integer >= 1")
+    for flag, value in (("--budget", budget), ("--rounds", rounds)):
+        if value < 1:
+            raise ConfigError(f"command line: {flag} = {value}; allowed: an integer >= 1")
+    step = sweep.check_options("command line", chunk_size, checkpoint_every, step)
     with lock.hold(folder, f"grokjax refine {folder}", wait, create=False):
-        config, runs, chunks = finished_sweep(folder)
-        step = tuning.default_step() if step is None else step
-        tuning.check_step(step, "command line")
-
-        history = checkpoints.read_rounds(folder)
-        call = continued_call(history, budget, rounds) or {
-            "budget": budget, "rounds": rounds, "first": history[-1].index + 1 if history else 1}
-        runs, round_chunks, _ = sweep.with_rounds(folder, runs)
-        chunks = chunks + round_chunks
-        recorded = checkpoints.read_records(folder)
-        trained: list[dict] = []
-
-        def train_round(rnd: Round) -> pd.DataFrame:
-            """Train a persisted round (resuming its recorded chunks), rewrite the tables, record it as finished;
-            returns the runs table, every round's runs included."""
-            nonlocal runs, chunks
-            mine = plan.from_json(rnd.plan, rnd.runs, rnd.first_chunk)
-            t0 = time.perf_counter()
-            todo = sweep.train(mine, recorded, config, folder, f"{config.name} round {rnd.index}", progress=progress,
-                               warm_charts=plots, checkpoint_every=checkpoint_every,
-                               keep_params=(folder / results.PARAMS_DIR).is_dir())
-            wall = time.perf_counter() - t0
-            rnd.info.update(finished=now(), wall_time_s=round(wall, 3), chunks=len(mine),
-                            chunks_resumed=len(mine) - len(todo), run_steps_per_s=round(sum(int(c.runs.steps.sum()) for c in todo) / wall, 1) if todo else 0.0)
-            runs, chunks = pd.concat([runs, rnd.runs]), chunks + mine
-            table, curves, neurons = summarize.tables(runs, [recorded[c.index] for c in chunks], config)
-            meta = results.read_meta(folder / "runs.parquet")
-            meta.update(runs=len(table), rounds=[r.info for r in history if r.finished],
-                        expect=expect.evaluate(config.expect, table))
-            results.write(folder, table, curves, meta, neurons)
-            checkpoints.update_round(folder, rnd)  # after the tables: a kill between leaves it to finish again, at no cost
-            trained.append(rnd.info)
-            return table
-
-        if history and not history[-1].finished:
-            table = train_round(history[-1])
+        state = refinement(folder)
+        call = continued_call(state.history, budget, rounds) or {
+            "budget": budget, "rounds": rounds, "first": state.history[-1].index + 1 if state.history else 1}
+        train = functools.partial(train_round, state, progress=progress, plots=plots,
+                                  checkpoint_every=checkpoint_every)
+        trained = []
+        if state.history and not state.history[-1].finished:
+            table = train(state.history[-1])
+            trained.append(state.history[-1].info)
         else:
-            table = summarize.tables(runs, [recorded[c.index] for c in chunks], config)[0]
-        while True:
-            index = history[-1].index + 1 if history else 1
-            left_rounds = call["first"] + rounds - index
-            left = budget - sum(r.info["proposed"] for r in history if r.info["call"] == call)
-            if left_rounds < 1 or left < 1:
-                break
-            share = math.ceil(left / left_rounds)
-            new = boundaries.propose(table, share)
-            if new.empty:
-                break
-            first_chunk = max(c.index for c in chunks) + 1
-            info = {"round": index, "call": call, "budget": share, "proposed": len(new),
-                    "points": len(new.drop_duplicates([c for c in new if c not in ("run_id", *SEED_AXES)])),
-                    "run_ids": [int(new.run_id.min()), int(new.run_id.max())], "started": now()}
-            rnd = Round(index, new, plan.to_json(plan.plan(new, config.source, chunk_size, step, first=first_chunk)),
-                        first_chunk, info)
-            checkpoints.write_round(folder, rnd)
-            history.append(rnd)
-            table = train_round(rnd)
+            table = summarize.tables(state.runs, [state.recorded[c.index] for c in state.chunks], state.config)[0]
+        while (rnd := next_round(state, table, call, chunk_size, step)) is not None:
+            table = train(rnd)
+            trained.append(rnd.info)
+        return sweep.finish(folder, plots), trained
 
-        outcome = sweep.SweepOutcome(folder, results.load(folder))
-        if plots:
-            from grokjax.charts import drawing  # Altair loads only when charts are drawn
 
-            drawing.write_all(folder, outcome.results.runs, outcome.results.curves, outcome.results.neurons)
-        return outcome, trained
+def refinement(folder: Path) -> Refinement:
+    """The folder as refine finds it: a finished sweep (a ConfigError otherwise), its finished rounds, and the
+    round a stopped call left unfinished."""
+    if not (folder / "runs.parquet").exists() or not (folder / "sweep.toml").is_file():
+        raise ConfigError(f"{folder}: no results here (runs.parquet, sweep.toml); refine starts from a finished "
+                          "grokjax sweep's folder")
+    config = load(folder / "sweep.toml")
+    runs = runs_table.expand(config)
+    x, y = grid_axes(runs)
+    if runs[x].nunique() < 2 and runs[y].nunique() < 2:
+        raise ConfigError(f"{folder}: the sweep varies neither {x} nor {y}; refine needs a heatmap axis with "
+                          "two numeric values or more (data_fraction, corruption_fraction, train_size, "
+                          "weight_decay or dropout)")
+    machine = local_machine()
+    saved = checkpoints.read_plan(folder)
+    chunks = plan.from_json(saved["chunks"], runs, machine) if saved and saved["config_hash"] == config.hash() else []
+    recorded = checkpoints.read_records(folder)
+    if not chunks or any(c.index not in recorded for c in chunks):
+        raise ConfigError(f"{folder}: the sweep's chunk records (.grokjax/) are missing or unfinished; refine "
+                          f"trains beside them: run grokjax sweep {folder / 'sweep.toml'} --out {folder} first")
+    runs, round_chunks, _ = sweep.with_rounds(folder, runs, machine)
+    return Refinement(folder, config, machine, runs, chunks + round_chunks, recorded, checkpoints.read_rounds(folder))
+
+
+def continued_call(history: list[Round], budget: int, rounds: int) -> dict | None:
+    """The call (budget, rounds, first round) that the same command left unfinished, or None."""
+    if not history:
+        return None
+    last, call = history[-1], history[-1].info["call"]
+    same = call["budget"] == budget and call["rounds"] == rounds
+    return call if same and (not last.finished or last.index < call["first"] + rounds - 1) else None
+
+
+def next_round(state: Refinement, table: pd.DataFrame, call: dict, chunk_size: int | None, step: str) -> Round | None:
+    """The call's next round, proposed from the runs so far, planned and persisted (so a kill resumes it); None when
+    the call has no rounds or budget left, or no neighbouring cells disagree."""
+    index = state.history[-1].index + 1 if state.history else 1
+    left_rounds = call["first"] + call["rounds"] - index
+    left = call["budget"] - sum(r.info["proposed"] for r in state.history if r.info["call"] == call)
+    if left_rounds < 1 or left < 1:
+        return None
+    share = math.ceil(left / left_rounds)
+    new = boundaries.propose(table, share)
+    if new.empty:
+        return None
+    first_chunk = max(c.index for c in state.chunks) + 1
+    info = {"round": index, "call": call, "budget": share, "proposed": len(new),
+            "points": len(new.drop_duplicates([c for c in new if c not in ("run_id", *SEED_AXES)])),
+            "run_ids": [int(new.run_id.min()), int(new.run_id.max())], "started": sweep.now()}
+    chunks = sweep.planned(new, state.config.source, state.machine, chunk_size, step, first=first_chunk)
+    rnd = Round(index, new, plan.to_json(chunks), first_chunk, info)
+    checkpoints.write_round(state.folder, rnd)
+    state.history.append(rnd)
+    return rnd
+
+
+def train_round(state: Refinement, rnd: Round, progress: bool, plots: bool, checkpoint_every: int) -> pd.DataFrame:
+    """Train a persisted round (resuming its recorded chunks), rewrite the tables, record it as finished;
+    returns the runs table, every round's runs included."""
+    folder, config = state.folder, state.config
+    mine = plan.from_json(rnd.plan, rnd.runs, state.machine, rnd.first_chunk)
+    t0 = time.perf_counter()
+    todo = sweep.train(mine, state.recorded, config, folder, f"{config.name} round {rnd.index}", progress=progress,
+                       warm_charts=plots, checkpoint_every=checkpoint_every,
+                       keep_params=(folder / results.PARAMS_DIR).is_dir())
+    wall = time.perf_counter() - t0
+    rnd.info.update(finished=sweep.now(), wall_time_s=round(wall, 3), chunks=len(mine),
+                    chunks_resumed=len(mine) - len(todo), run_steps_per_s=sweep.run_steps_per_s(todo, wall))
+    state.runs, state.chunks = pd.concat([state.runs, rnd.runs]), state.chunks + mine
+    table, curves, neurons = summarize.tables(state.runs, [state.recorded[c.index] for c in state.chunks], config)
+    meta = results.read_meta(folder / "runs.parquet")
+    meta.update(runs=len(table), rounds=[r.info for r in state.history if r.finished],
+                expect=expect.evaluate(config.expect, table))
+    results.write(folder, table, curves, meta, neurons)
+    checkpoints.update_round(folder, rnd)  # after the tables: a kill between leaves it to finish again, at no cost
+    return table

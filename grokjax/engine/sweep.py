@@ -26,6 +26,8 @@ from tqdm.auto import tqdm
 
 from grokjax.config.sweep_file import ConfigError, SweepConfig, load
 from grokjax.engine import plan, pruning, runner, runs_table, tuning
+from grokjax.engine.machine import Machine
+from grokjax.engine.machine import local as local_machine
 from grokjax.engine.plan import Chunk
 from grokjax.store import checkpoints, lock, results
 from grokjax.store.provenance import device_info, versions
@@ -196,12 +198,12 @@ def train(chunks: list[Chunk], recorded: dict, config: SweepConfig, folder: Path
     return todo
 
 
-def with_rounds(folder: Path, runs: pd.DataFrame) -> tuple[pd.DataFrame, list[Chunk], list[dict[str, Any]]]:
+def with_rounds(folder: Path, runs: pd.DataFrame, machine: Machine) -> tuple[pd.DataFrame, list[Chunk], list[dict[str, Any]]]:
     """The sweep's runs with those of the folder's finished refinement rounds (`grokjax.engine.refine`), the
     rounds' chunks, and their provenance. A round still in training is left out (refine resumes it)."""
     done = [r for r in checkpoints.read_rounds(folder) if r.finished]
     runs = pd.concat([runs, *(r.runs for r in done)]) if done else runs
-    return runs, [c for r in done for c in plan.from_json(r.plan, runs, r.first_chunk)], [r.info for r in done]
+    return runs, [c for r in done for c in plan.from_json(r.plan, runs, machine, r.first_chunk)], [r.info for r in done]
 
 
 def run(
@@ -253,18 +255,65 @@ def run(
     processes): a folder that another command is writing is refused, or with wait=True
     waited for.
     """
-    # --- config -----------------------------------------------------------------------------
-    if not isinstance(config, SweepConfig):
-        config = load(config, overrides)
+    config = config if isinstance(config, SweepConfig) else load(config, overrides)
+    step = check_options(config.source, chunk_size, checkpoint_every, step)
+    folder = output_folder(config, out)
+    runs = runs_table.expand(config)
+    config = judged_claims(config, runs, overrides)
+    with holding(folder, f"grokjax sweep {config.source}", wait):
+        machine = local_machine()
+        chunks, recorded = plan_or_resume(folder, config, runs, machine, overrides, chunk_size, step, overwrite, restart)
+        process, processes = jax.process_index(), jax.process_count()
+        mine = chunks[process::processes]
+
+        started, t0 = now(), time.perf_counter()
+        name = config.name if processes == 1 else f"{config.name} [process {process}/{processes}]"
+        todo = train(mine, recorded, config, folder, name, progress=progress, warm_charts=plots and process == 0,
+                     checkpoint_every=checkpoint_every, keep_params=keep_params)
+        wall = time.perf_counter() - t0
+
+        # The runs of the folder's finished refinement rounds stay in its tables (process 0 writes them).
+        runs, rounds, refined = with_rounds(folder, runs, machine) if process == 0 else (runs, [], [])
+        table, curves, neurons = summarize.tables(runs, [recorded[c.index] for c in mine + rounds], config)
+        meta = {**provenance(config, overrides, step, machine, started, wall), "runs": len(table), "rounds": refined,
+                **chunk_figures(chunks, mine, todo, wall, machine),
+                # The claims on these runs; on a part of a multi-process sweep, `grokjax check` judges the whole.
+                "expect": expect.evaluate(config.expect, table) if processes == 1 else []}
+        if mine:  # a process with no chunk (more processes than chunks) writes no part
+            results.write(folder, table, curves, meta, neurons, part=process if processes > 1 else None)
+        barrier("grokjax-sweep-written")
+        return finish(folder, plots and process == 0)
+
+
+# --- the stages of `run`, shared with `grokjax.engine.refine` -------------------------------------
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def check_options(source: str, chunk_size: int | None, checkpoint_every: int, step: str | None) -> str:
+    """The options' one-line refusals; returns the step's way (the default's when None)."""
     if chunk_size is not None and chunk_size < 1:
-        raise ConfigError(f"{config.source}: --chunk-size = {chunk_size}; allowed: an integer >= 1")
+        raise ConfigError(f"{source}: --chunk-size = {chunk_size}; allowed: an integer >= 1")
     if checkpoint_every < 0:
-        raise ConfigError(f"{config.source}: --checkpoint-every = {checkpoint_every}; allowed: an integer >= 0")
+        raise ConfigError(f"{source}: --checkpoint-every = {checkpoint_every}; allowed: an integer >= 0")
+    step = tuning.default_step() if step is None else step
+    tuning.check_step(step, source)
+    return step
+
+
+def output_folder(config: SweepConfig, out: str | Path | None) -> Path:
     folder = Path(out) if out is not None else Path("results") / config.name
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{config.source}: output {folder} exists and is not a folder")
-    runs = runs_table.expand(config)
-    if overrides:  # a grid narrowed by --set may leave a claim no run to judge: it is left out, with a line
+    return folder
+
+
+def judged_claims(config: SweepConfig, runs: pd.DataFrame, overrides: list[str] | tuple[str, ...]) -> SweepConfig:
+    """The config with the claims its runs can judge, checked against them. A grid narrowed by --set may leave
+    a claim no run to judge: it is left out, with a line."""
+    if overrides:
         kept = expect.selecting(config.expect, runs)
         for i, e in enumerate(config.expect):
             if e not in kept:
@@ -272,77 +321,86 @@ def run(
                       f"judges ({e.where or 'all runs'}{'; than ' + e.than if e.than else ''})", file=sys.stderr)
         config = replace(config, expect=kept)
     expect.validate(config.source, config.expect, runs)
-    step = tuning.default_step() if step is None else step
-    tuning.check_step(step, config.source)
-    with holding(folder, f"grokjax sweep {config.source}", wait):
-        same_config = checkpoints.check_owner(folder, config, overwrite)
+    return config
 
-        # --- plan (process 0 plans and measures; a resume reads the plan back) ------------------
-        saved = None if restart else checkpoints.read_plan(folder)
-        resuming = saved is not None and saved["config_hash"] == config.hash()
-        process, processes = jax.process_index(), jax.process_count()
-        chunks = None
-        if resuming:
-            chunks = plan.from_json(saved["chunks"], runs)
-        elif process == 0:
-            chunks = plan.plan(runs, config.source, chunk_size, step)
-        barrier("grokjax-sweep-checked")  # every process has checked before process 0 writes
-        if process == 0 and not resuming:
-            checkpoints.clear(folder, tables=not same_config or processes > 1)
-            checkpoints.write_config(folder, config.to_dict(), config.source, list(overrides))
-            checkpoints.write_plan(folder, config.hash(), plan.to_json(chunks))
-        elif process == 0 and processes > 1:
-            checkpoints.clear_tables(folder)  # parts of another process count would mix with this run's
-        barrier("grokjax-sweep-start")
-        if chunks is None:
-            chunks = plan.from_json(checkpoints.read_plan(folder)["chunks"], runs)
-        recorded = checkpoints.read_records(folder) if resuming else {}
-        mine = chunks[process::processes]
 
-        # --- train and summarize, chunk by chunk (each recorded as it finishes) -----------------
-        started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
-        name = config.name if processes == 1 else f"{config.name} [process {process}/{processes}]"
-        todo = train(mine, recorded, config, folder, name, progress=progress, warm_charts=plots and process == 0,
-                     checkpoint_every=checkpoint_every, keep_params=keep_params)
-        wall = time.perf_counter() - t0
-        # The runs of the folder's finished refinement rounds stay in its tables (process 0 writes them).
-        runs, rounds, refined = with_rounds(folder, runs) if process == 0 else (runs, [], [])
-        table, curves, neurons = summarize.tables(runs, [recorded[c.index] for c in mine + rounds], config)
+def planned(runs: pd.DataFrame, source: str, machine: Machine, chunk_size: int | None, step: str,
+            first: int = 0) -> list[Chunk]:
+    """The plan of these runs; with step "tuned", the plan's ends are timed first (`tuning.time_ends`)."""
+    timings = tuning.time_ends(plan.ends(plan.cut(runs, source, machine, chunk_size, first))) if step == "tuned" else None
+    return plan.plan(runs, source, machine, chunk_size, step, first, timings)
 
-        # --- store ------------------------------------------------------------------------------
-        meta = {
-            "config": config.to_dict(),
-            "config_hash": config.hash(),
-            "source": config.source,
-            "overrides": list(overrides),
-            "versions": versions(),
-            "device": device_info(),
-            "process": {"index": process, "count": processes},
-            "started": started.isoformat(timespec="seconds"),
-            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "wall_time_s": round(wall, 3),
-            "runs": len(table),
-            "run_steps_per_s": round(sum(int(c.runs.steps.sum()) for c in todo) / wall, 1) if todo else 0.0,
-            "chunks": len(chunks),
-            "chunks_resumed": len(mine) - len(todo),
-            "compiled_programs": len({c.static for c in todo}),
-            "chunk_sizes": [c.size for c in mine],
-            "useful_work": plan.useful_work(mine),
-            "step": plan.formulations(mine),
-            "step_choice": step,  # auto: the cost model; tuned: timed on this machine; else fixed
-            "compile_cache": jax.config.jax_compilation_cache_dir or "off",
-            "rounds": refined,
-            # The paper's claims on these runs; on a part of a multi-process sweep, `grokjax check` judges the whole.
-            "expect": expect.evaluate(config.expect, table) if processes == 1 else [],
-        }
-        if mine:  # a process with no chunk (more processes than chunks) writes no part
-            results.write(folder, table, curves, meta, neurons, part=process if processes > 1 else None)
-        barrier("grokjax-sweep-written")
-        outcome = SweepOutcome(folder, results.load(folder))
 
-        # --- charts -----------------------------------------------------------------------------
-        if plots and process == 0:
-            from grokjax.charts import drawing  # Altair loads only when charts are drawn
+def plan_or_resume(folder: Path, config: SweepConfig, runs: pd.DataFrame, machine: Machine,
+                   overrides: list[str] | tuple[str, ...], chunk_size: int | None, step: str, overwrite: bool,
+                   restart: bool) -> tuple[list[Chunk], dict]:
+    """Every process's chunks and the finished ones' records: the folder's saved plan when it holds this config's
+    (a resume), else a new plan that process 0 makes (and times), writes, and the others read back."""
+    same_config = checkpoints.check_owner(folder, config, overwrite)
+    saved = None if restart else checkpoints.read_plan(folder)
+    resuming = saved is not None and saved["config_hash"] == config.hash()
+    process, processes = jax.process_index(), jax.process_count()
+    chunks = None
+    if resuming:
+        chunks = plan.from_json(saved["chunks"], runs, machine)
+    elif process == 0:
+        chunks = planned(runs, config.source, machine, chunk_size, step)
+    barrier("grokjax-sweep-checked")  # every process has checked before process 0 writes
+    if process == 0 and not resuming:
+        checkpoints.clear(folder, tables=not same_config or processes > 1)
+        checkpoints.write_config(folder, config.to_dict(), config.source, list(overrides))
+        checkpoints.write_plan(folder, config.hash(), plan.to_json(chunks))
+    elif process == 0 and processes > 1:
+        checkpoints.clear_tables(folder)  # parts of another process count would mix with this run's
+    barrier("grokjax-sweep-start")
+    if chunks is None:
+        chunks = plan.from_json(checkpoints.read_plan(folder)["chunks"], runs, machine)
+    return chunks, checkpoints.read_records(folder) if resuming else {}
 
-            drawing.write_all(folder, outcome.results.runs, outcome.results.curves, outcome.results.neurons)
-        return outcome
+
+def provenance(config: SweepConfig, overrides: list[str] | tuple[str, ...], step: str, machine: Machine,
+               started: str, wall: float) -> dict[str, Any]:
+    """What made these results: the exact config, versions and revision, device, time."""
+    return {
+        "config": config.to_dict(),
+        "config_hash": config.hash(),
+        "source": config.source,
+        "overrides": list(overrides),
+        "versions": versions(),
+        "device": device_info(),
+        "process": {"index": jax.process_index(), "count": jax.process_count()},
+        "started": started,
+        "finished": now(),
+        "wall_time_s": round(wall, 3),
+        "step_choice": step,  # auto: the cost model; tuned: timed on this machine; else fixed
+        "compile_cache": jax.config.jax_compilation_cache_dir or "off",
+    }
+
+
+def run_steps_per_s(todo: list[Chunk], wall: float) -> float:
+    """Training steps per second over the runs trained now (padding runs not counted)."""
+    return round(sum(int(c.runs.steps.sum()) for c in todo) / wall, 1) if todo else 0.0
+
+
+def chunk_figures(chunks: list[Chunk], mine: list[Chunk], todo: list[Chunk], wall: float,
+                  machine: Machine) -> dict[str, Any]:
+    """How the runs were cut and computed, and how fast they trained."""
+    return {
+        "run_steps_per_s": run_steps_per_s(todo, wall),
+        "chunks": len(chunks),
+        "chunks_resumed": len(mine) - len(todo),
+        "compiled_programs": len({c.static for c in todo}),
+        "chunk_sizes": [c.size for c in mine],
+        "useful_work": plan.useful_work(mine),
+        "step": plan.formulations(mine, machine),
+    }
+
+
+def finish(folder: Path, plots: bool) -> SweepOutcome:
+    """The folder's results, read back whole, and its charts drawn (Altair loads only then)."""
+    outcome = SweepOutcome(folder, results.load(folder))
+    if plots:
+        from grokjax.charts import drawing
+
+        drawing.write_all(folder, outcome.results.runs, outcome.results.curves, outcome.results.neurons)
+    return outcome

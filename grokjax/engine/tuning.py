@@ -30,9 +30,9 @@ import numpy as np
 
 from grokjax.config.sweep_file import ConfigError
 from grokjax.core.training import FORMULATIONS, Hparams, Static
-from grokjax.engine import costmodel, runner
+from grokjax.engine import costmodel, runner, runs_table
 from grokjax.store.cache import cache_dir
-from grokjax.store.results import atomic_write
+from grokjax.store.files import atomic_write
 
 STEP_ENV = "GROKJAX_STEP"  # the default of `grokjax sweep --step`
 CHOSEN = ("auto", "tuned")  # --step values that choose a way per chunk: the cost model, or timed on this machine
@@ -220,6 +220,28 @@ def with_timings(static: Static, hp: Hparams, runs: int, choice: dict[str, Any],
     if folder is not None:
         write_choice(folder / CHOICES_FILE, key(static, runs), choice)
     return choice
+
+
+def time_ends(ends: list[list[Any]]) -> dict[int, dict[str, float]]:
+    """Seconds per run of each way, on the chunks `plan.ends` names (per static group, the largest chunk of its
+    smallest and largest rung), by chunk index: what `plan.plan(step="tuned")` chooses from.
+
+    Each end's ways are timed (or read from the cache: `choose`), then each end's winner at the other end
+    too, so that every rung between can compare the same ways at both ends.
+    """
+    timings: dict[int, dict[str, float]] = {}
+    for group in ends:
+        measured = []
+        for chunk in group:
+            hp = runs_table.hparams(chunk.runs, pad_to=runner.padded_size(chunk.size))
+            measured.append((chunk, hp, choose(chunk.static, hp, chunk.size)[1]))
+        winners = {step_name(r["formulation"], r["run_block"], r["devices"]) for _, _, r in measured}
+        for chunk, hp, r in measured:
+            if len(group) > 1:
+                r = with_timings(chunk.static, hp, chunk.size, r, winners)
+            chosen = step_name(r["formulation"], r["run_block"], r["devices"])
+            timings[chunk.index] = {name: t / chunk.size for name, t in r["seconds"].items()} or {chosen: 0.0}  # a single candidate is not timed
+    return timings
 
 
 def read_choices(path: Path | None) -> dict[str, Any]:
