@@ -45,7 +45,7 @@ from grokjax.config.sweep_file import load
 from grokjax.core.training import PRECISIONS
 from grokjax.engine import plan as planning
 from grokjax.engine import runner, runs_table, tuning
-from grokjax.store import cache, results
+from grokjax.store import cache, files, results
 from grokjax.store.provenance import device_info, versions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -283,7 +283,7 @@ def save(folder: Path, report: dict[str, Any], tables: dict[str, pd.DataFrame]) 
         if not table.empty:
             results.write_parquet(folder / f"{name}.parquet", table)
     text = json.dumps(report, indent=2) + "\n"
-    results.atomic_write(folder / "suite.json", lambda path: path.write_text(text))
+    files.atomic_write(folder / "suite.json", lambda path: path.write_text(text))
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:

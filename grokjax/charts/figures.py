@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from grokjax.store.cache import cache_dir
-from grokjax.store.results import atomic_write, final_neurons
+from grokjax.store.files import atomic_write
+from grokjax.store.results import final_neurons
 from grokjax.summary.cells import (
     TITLES,
     cell_extents,

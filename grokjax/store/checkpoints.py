@@ -24,7 +24,7 @@ import pandas as pd
 import tomli_w
 
 from grokjax.core.training import RunState
-from grokjax.store import results
+from grokjax.store import files, results
 from grokjax.store.results import PARAMS_DIR, TABLES
 
 STATE_DIR = ".grokjax"  # while a sweep runs: its plan, and a record per finished chunk (what a resume starts from)
@@ -63,7 +63,7 @@ def write_config(folder: Path, config: dict[str, Any], source: str, overrides: l
     header = f"# Resolved sweep config written by grokjax; run it again with: grokjax sweep {folder / 'sweep.toml'}\n"
     header += f"# source: {source}; overrides: {overrides or 'none'}\n"
     text = header + tomli_w.dumps(config)
-    results.atomic_write(folder / "sweep.toml", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    files.atomic_write(folder / "sweep.toml", lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def clear_tables(folder: Path) -> None:
@@ -90,7 +90,7 @@ def write_plan(folder: Path, config_hash: str, chunks: list[dict[str, Any]]) -> 
     """The sweep's plan (`plan.to_json`), so that a resumed sweep trains exactly the same chunks the same way."""
     (folder / STATE_DIR).mkdir(parents=True, exist_ok=True)
     text = json.dumps({"config_hash": config_hash, "chunks": chunks})
-    results.atomic_write(folder / STATE_DIR / "plan.json", lambda tmp: tmp.write_text(text))
+    files.atomic_write(folder / STATE_DIR / "plan.json", lambda tmp: tmp.write_text(text))
 
 
 def read_plan(folder: Path) -> dict[str, Any] | None:
@@ -111,7 +111,7 @@ def write_record(folder: Path, index: int, final: pd.DataFrame, curves: pd.DataF
     results.write_parquet(target / "curves.parquet", curves)
     if neurons:
         results.write_parquet(target / "neurons.parquet", pd.concat(neurons, ignore_index=True))
-    results.atomic_write(target / "done", lambda tmp: tmp.write_text("done\n"))
+    files.atomic_write(target / "done", lambda tmp: tmp.write_text("done\n"))
     (target / "progress.npz").unlink(missing_ok=True)  # the record supersedes any segment checkpoint
 
 
@@ -139,11 +139,9 @@ class Progress(NamedTuple):
 
 
 def write_progress(folder: Path, index: int, progress: Progress) -> None:
-    """A chunk's segment checkpoint : state arrays keyed by their path in the state
-    (e.g. `state/.params['U']['embedding']`), the metrics logged so far, neuron snapshots."""
-    arrays: dict[str, np.ndarray] = {"next_log": np.asarray(progress.next_log)}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(progress.state)[0]:
-        arrays[f"state/{jax.tree_util.keystr(path)}"] = np.asarray(leaf)
+    """A chunk's segment checkpoint: state arrays keyed by their path in the state
+    (`files.tree_key`: e.g. `state/params/U/embedding`), the metrics logged so far, neuron snapshots."""
+    arrays = {"next_log": np.asarray(progress.next_log), **files.tree_arrays(progress.state, "state/")}
     for key in progress.logs[0] if progress.logs else ():
         arrays[f"log/{key}"] = np.stack([log[key] for log in progress.logs])
     arrays["neuron_steps"] = np.asarray([step for step, _ in progress.neurons], np.int64)
@@ -151,7 +149,7 @@ def write_progress(folder: Path, index: int, progress: Progress) -> None:
         arrays.update({f"neurons/{j}/{key}": value for key, value in stats.items()})
     target = folder / STATE_DIR / f"chunk_{index:05d}"
     target.mkdir(parents=True, exist_ok=True)
-    results.atomic_write(target / "progress.npz", lambda tmp: results.savez(tmp, arrays))
+    files.atomic_write(target / "progress.npz", lambda tmp: files.savez(tmp, arrays))
 
 
 def read_progress(folder: Path, index: int, state_shape: Callable[[], Any]) -> Progress | None:
@@ -162,19 +160,19 @@ def read_progress(folder: Path, index: int, state_shape: Callable[[], Any]) -> P
         return None
     state_like = state_shape()
     with np.load(path) as data:
-        files = set(data.files)
-        paths = [f"state/{jax.tree_util.keystr(path)}" for path, _ in jax.tree_util.tree_flatten_with_path(state_like)[0]]
-        if not set(paths) <= files:
+        names = set(data.files)
+        paths = files.tree_keys(state_like, "state/")
+        if not set(paths) <= names:
             return None
         leaves = [data[path] for path in paths]
-        keys = sorted({name.split("/", 1)[1] for name in files if name.startswith("log/")})
+        keys = sorted({name.split("/", 1)[1] for name in names if name.startswith("log/")})
         logged = {key: data[f"log/{key}"] for key in keys}
         n_logs = int(data["next_log"])
         logs = [{key: logged[key][i] for key in keys} for i in range(n_logs)]
         neurons = []
         for j, step in enumerate(data["neuron_steps"]):
             prefix = f"neurons/{j}/"
-            neurons.append((int(step), {n[len(prefix):]: data[n] for n in files if n.startswith(prefix)}))
+            neurons.append((int(step), {n[len(prefix):]: data[n] for n in names if n.startswith(prefix)}))
     state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(state_like), leaves)
     return Progress(n_logs, state, logs, neurons)
 
@@ -209,7 +207,7 @@ def write_round(folder: Path, rnd: Round) -> None:
 def update_round(folder: Path, rnd: Round) -> None:
     """(Re)write a round's round.json with its plan and provenance as they now stand (`finished` once trained)."""
     text = json.dumps({"first_chunk": rnd.first_chunk, "plan": rnd.plan, "info": rnd.info})
-    results.atomic_write(_round_dir(folder, rnd.index) / "round.json", lambda tmp: tmp.write_text(text))
+    files.atomic_write(_round_dir(folder, rnd.index) / "round.json", lambda tmp: tmp.write_text(text))
 
 
 def read_rounds(folder: Path) -> list[Round]:

@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from grokjax.config.fields import config_columns
+from grokjax.store import files
 
 RUN_COLUMNS = (
     *config_columns(),
@@ -51,24 +48,12 @@ class Results:
     neurons: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=list(NEURON_COLUMNS)))
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary file beside `path`, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_parquet(path: Path, frame: pd.DataFrame, meta: dict[str, Any] | None = None, index: bool = False) -> None:
     """A frame as Parquet, atomically; with the provenance `meta` in its schema metadata when given."""
     table = pa.Table.from_pandas(frame, preserve_index=index)
     if meta is not None:
         table = table.replace_schema_metadata({**table.schema.metadata, META_KEY: json.dumps(meta).encode()})
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    files.atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def write(
@@ -109,29 +94,23 @@ def write(
 def write_params(folder: Path, index: int, run_ids: np.ndarray, params: Any) -> None:
     """params/chunk_NNNNN.npz, NNNNN the chunk's index: `run_id` and each parameter array stacked over its runs.
 
-    Keys are the parameter paths joined by "/" (for the mlp: U/embedding, V/embedding,
+    Keys are the parameter paths (`files.tree_key`: for the mlp, U/embedding, V/embedding,
     W/kernel); padding runs are dropped.
     """
     target = folder / PARAMS_DIR
     target.mkdir(parents=True, exist_ok=True)
     arrays = {"run_id": np.asarray(run_ids, np.int64)}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        arrays["/".join(str(k.key) for k in path)] = np.asarray(leaf)[: len(run_ids)]
-    atomic_write(target / f"chunk_{index:05d}.npz", lambda tmp: savez(tmp, arrays))
-
-
-def savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with path.open("wb") as f:  # a file object, so numpy does not append ".npz" to the temporary name
-        np.savez(f, **arrays)
+    arrays.update({key: value[: len(run_ids)] for key, value in files.tree_arrays(params).items()})
+    files.atomic_write(target / f"chunk_{index:05d}.npz", lambda tmp: files.savez(tmp, arrays))
 
 
 def load_params(folder: str | Path, run_ids: list[int] | np.ndarray) -> dict[str, Any]:
     """The stored parameters of the given runs as a nested dict of arrays with a leading run axis, in that order."""
-    files = sorted((Path(folder) / PARAMS_DIR).glob("chunk_*.npz"))
-    if not files:
+    archives = sorted((Path(folder) / PARAMS_DIR).glob("chunk_*.npz"))
+    if not archives:
         raise FileNotFoundError(f"{folder}: no stored parameters (params/); run the sweep without --no-params")
     found: dict[int, tuple[Path, int]] = {}
-    for path in files:
+    for path in archives:
         with np.load(path) as data:
             found.update({int(r): (path, i) for i, r in enumerate(data["run_id"])})
     missing = [int(r) for r in run_ids if int(r) not in found]
@@ -146,14 +125,7 @@ def load_params(folder: str | Path, run_ids: list[int] | np.ndarray) -> dict[str
                 cache[path] = {k: data[k] for k in data.files if k != "run_id"}
         for key, value in cache[path].items():
             rows.setdefault(key, []).append(value[i])
-    nested: dict[str, Any] = {}
-    for key, values in rows.items():
-        node = nested
-        *parents, leaf = key.split("/")
-        for name in parents:
-            node = node.setdefault(name, {})
-        node[leaf] = np.stack(values)
-    return nested
+    return files.nested({key: np.stack(values) for key, values in rows.items()})
 
 
 def write_pruning(folder: str | Path, curves: pd.DataFrame) -> None:
