@@ -49,7 +49,8 @@ import pandas as pd
 
 from benchmarks import kernels, paper_loop
 from grokjax.config.sweep_file import ConfigError, load
-from grokjax.core.training import PRECISIONS, Static
+from grokjax.core.training import PRECISIONS
+from grokjax.core.types import Static
 from grokjax.engine import machine, runner, runs_table, sweep, tuning
 from grokjax.engine import plan as planning
 from grokjax.store import cache

@@ -52,14 +52,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("tests", "matmul", "chunk", "sweeps", "precision")
 SWEEP = "sweeps/doshi_fig3_wd.toml"
 TESTS = (  # each can pass on a CPU and fail on a GPU: reductions, batched matmuls, atomics, the compile cache
-    "tests/test_train.py::test_vmapped_run_equals_run_alone",
-    "tests/test_train.py::test_a_second_run_gives_identical_results",
-    "tests/test_train.py::test_changing_per_run_values_never_recompiles",
-    "tests/test_train.py::test_precision_settings",
-    "tests/test_train.py::test_gathered_training_slots_give_the_masked_full_grid_gradient",
-    "tests/test_sweep.py::test_chunking_and_padding_do_not_change_results",
+    "tests/core/test_train.py::test_vmapped_run_equals_run_alone",
+    "tests/core/test_train.py::test_a_second_run_gives_identical_results",
+    "tests/core/test_train.py::test_changing_per_run_values_never_recompiles",
+    "tests/core/test_train.py::test_precision_settings",
+    "tests/core/test_train.py::test_gathered_training_slots_give_the_masked_full_grid_gradient",
+    "tests/engine/test_sweep.py::test_chunking_and_padding_do_not_change_results",
     # Several devices, simulated on the host's CPU (a one-GPU machine has no second device to split over).
-    "tests/test_scale.py::test_runs_split_over_two_devices_or_kept_on_one_give_the_single_device_results",
+    "tests/engine/test_scale.py::test_runs_split_over_two_devices_or_kept_on_one_give_the_single_device_results",
 )
 KEYS = ["run_id", "data_fraction", "corruption_fraction", "weight_decay", "seed"]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import jax
 
-from grokjax.core.training import Hparams, Static
+from grokjax.core.types import Hparams, Static
 from grokjax.engine import runner
 
 # Events that hold kernels rather than being one (XLA CPU's control flow and thread-pool bookkeeping).

@@ -19,7 +19,7 @@ import platform
 import time
 
 from grokjax.config.sweep_file import load
-from grokjax.core.training import Static
+from grokjax.core.types import Static
 from grokjax.engine import costmodel, machine, plan, runs_table, tuning
 from grokjax.engine.runner import padded_size
 

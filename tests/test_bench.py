@@ -99,3 +99,13 @@ def test_gpu_suite_bad_arguments_get_one_line_and_exit_2(sweep_file, tmp_path, c
     assert device.main([str(sweep_file()), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_device_suites_tests_exist():
+    """The device suite runs these tests by node id on the GPU: each must name a test that is there."""
+    from benchmarks import device
+
+    root = Path(__file__).resolve().parents[1]
+    for node in device.TESTS:
+        path, name = node.split("::")
+        assert f"def {name}(" in (root / path).read_text(), node

@@ -1,8 +1,8 @@
 """Every config field declared once: its table, default, rule, role, dtype and runs.parquet column.
 
 The rest follows from this table: the config classes and their validation
-(`grokjax.config.sweep_file`), the static config of a compiled program (`train.Static`), the
-per-run arrays (`train.Hparams`) and the columns of runs.parquet (`results.RUN_COLUMNS`).
+(`grokjax.config.sweep_file`), the static config of a compiled program (`core.types.Static`), the
+per-run arrays (`core.types.Hparams`) and the columns of runs.parquet (`results.RUN_COLUMNS`).
 
 Roles:
 - static: changes shapes or code paths; runs that differ in it need their own compiled program;

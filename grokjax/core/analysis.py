@@ -17,18 +17,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from grokjax.core.types import Static
+
 # A neuron counts as periodic ("generalizing") when its IPR is at least this. White noise at
 # p = 97 has an expected IPR of about 0.04 and a pure cosine has 1; the paper's Figure 4
 # shows trained neurons split into modes below 0.3 and above 0.6.
 PERIODIC_IPR = 0.5
 
 
-def has_neurons(static: Any) -> bool:
+def has_neurons(static: Static) -> bool:
     """Whether per-neuron analysis applies: the MLPs and the transformer on a modular task (Figures 4 and 7)."""
     return static.model in ("mlp", "transformer") and static.task != "sparse_parity"
 
 
-def neuron_weights(static: Any, params: Any) -> dict[str, jax.Array]:
+def neuron_weights(static: Static, params: Any) -> dict[str, jax.Array]:
     """Each unit's weight vectors over the residues, as (units, p) arrays, by name (u, v, w).
 
     The 2-layer MLP: neuron k's input weights from m (row k of U) and from n (of V) and its
@@ -79,7 +81,7 @@ def white_noise_ipr(p: int) -> float:
     return (2 * complex_ + 3 * real) / ((complex_ + real) ** 2 + complex_ + 2 * real)
 
 
-def neuron_stats(static: Any, params: Any) -> dict[str, jax.Array]:
+def neuron_stats(static: Static, params: Any) -> dict[str, jax.Array]:
     """Per unit (`neuron_weights`): the IPR of each weight vector (NaN where the model has none), their mean
     (eq. 4), the dominant frequency of its input weights and its weight norm; shape (units,)."""
     weights = neuron_weights(static, params)
@@ -96,7 +98,7 @@ def neuron_stats(static: Any, params: Any) -> dict[str, jax.Array]:
     }
 
 
-def ipr_mean(static: Any, params: Any) -> jax.Array:
+def ipr_mean(static: Static, params: Any) -> jax.Array:
     """The network's mean per-unit IPR (the paper's IPR bar), over units whose weights are not all zero.
 
     A unit that weight decay has shrunk to exactly zero (as in the forgetting phase) has

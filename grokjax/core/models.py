@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from grokjax.core.tasks import is_modular
+from grokjax.core.types import Static
 
 ACTIVATIONS = {
     "quadratic": jnp.square,
@@ -65,7 +66,7 @@ class MLP(nn.Module):
     (p, width)); over the whole p^2 grid it is the broadcast sum U[m] + V[n], so no
     one-hot matrix or gather is built. With onehot=True, gathered examples go through
     the first layer as the paper's code computes it, a one-hot matrix times U and V,
-    whose gradient is a matmul rather than a scatter-add (`train.FORMULATIONS`).
+    whose gradient is a matmul rather than a scatter-add (`training.FORMULATIONS`).
     Depth 2, the paper's model: all weights ~ N(0, (16 width)^(-2/3)) (Appendix A; their `fcn`).
     Deeper, the standard parameterization of Appendix G's ReLU MLPs: every layer ~ N(0, 2 / fan_in)
     (Kaiming), the first layer's fan-in being the 2p one-hot inputs.
@@ -205,7 +206,7 @@ class Transformer(nn.Module):
         return logits / d
 
 
-def build(static: Any) -> nn.Module:
+def build(static: Static) -> nn.Module:
     """The Flax module of a static configuration."""
     common = dict(activation=static.activation, norm=static.norm, has_dropout=static.has_dropout)
     if static.model == "mlp":
@@ -219,7 +220,7 @@ def build(static: Any) -> nn.Module:
                        tied_embedding=static.tied_embedding, **common)
 
 
-def example_inputs(static: Any) -> Any:
+def example_inputs(static: Static) -> Any:
     """A one-example input of the right kind, for `init`."""
     if is_modular(static.task):
         zero = jnp.zeros((1,), jnp.int32)
@@ -227,7 +228,7 @@ def example_inputs(static: Any) -> Any:
     return jnp.zeros((1, static.n_bits), jnp.int8)
 
 
-def init(static: Any, key: jax.Array, init_scale: jax.Array) -> dict[str, Any]:
+def init(static: Static, key: jax.Array, init_scale: jax.Array) -> dict[str, Any]:
     """Variables {"params": ..., ["batch_stats": ...]}; weights (not norm layers) scaled by init_scale."""
     variables = build(static).init(key, example_inputs(static), train=False, rate=jnp.float32(0.0), mask=None)
     params = jax.tree_util.tree_map_with_path(
@@ -244,7 +245,7 @@ def decayed(params: Any) -> Any:
     return jax.tree.map(lambda w: w.ndim >= 2, params)
 
 
-def param_count(static: Any) -> int:
+def param_count(static: Static) -> int:
     """Trainable parameters of the model (from shapes only; nothing is computed)."""
     shapes = jax.eval_shape(lambda: init(static, jax.random.key(0), jnp.float32(1.0))["params"])
     return int(sum(x.size for x in jax.tree_util.tree_leaves(shapes)))

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from grokjax.config.fields import MODULAR_TASKS
+from grokjax.core.types import Static
 
 _OPS = {
     "modular_addition": lambda m, n, p: (m + n) % p,
@@ -42,11 +43,11 @@ def is_modular(task: str) -> bool:
     return task in MODULAR_TASKS
 
 
-def num_examples(static: Any) -> int:
+def num_examples(static: Static) -> int:
     return static.p**2 if is_modular(static.task) else static.pool_size
 
 
-def num_classes(static: Any) -> int:
+def num_classes(static: Static) -> int:
     return static.p if is_modular(static.task) else 2
 
 
@@ -106,7 +107,7 @@ def permuted_position(q: jax.Array, key: jax.Array, n: jax.Array) -> jax.Array:
     return jax.lax.while_loop(lambda x: jnp.any(x >= n), lambda x: jnp.where(x >= n, step(x), x), step(q))
 
 
-def make_run_data(static: Any, key: jax.Array, n_train: jax.Array, n_corrupt: jax.Array) -> RunData:
+def make_run_data(static: Static, key: jax.Array, n_train: jax.Array, n_corrupt: jax.Array) -> RunData:
     """Draw one run's examples, split and corruption from its data key (traceable, vmappable).
 
     The run orders its examples (modular: a random permutation; parity: the pool is
@@ -141,7 +142,7 @@ def make_run_data(static: Any, key: jax.Array, n_train: jax.Array, n_corrupt: ja
     return RunData(order, train, test, corrupted, jnp.where(corrupted, noise, labels), bits)
 
 
-def model_inputs(static: Any, data: RunData, index: jax.Array | None = None) -> Any:
+def model_inputs(static: Static, data: RunData, index: jax.Array | None = None) -> Any:
     """What the model reads for the examples `index` (all examples when None).
 
     Modular tasks: (m, n); for all examples as a (p, 1) and a (1, p) array, which
@@ -156,7 +157,7 @@ def model_inputs(static: Any, data: RunData, index: jax.Array | None = None) -> 
     return data.bits if index is None else data.bits[index]
 
 
-def minibatch(static: Any, data: RunData, key: jax.Array, step: jax.Array, n_train: jax.Array) -> tuple[jax.Array, jax.Array]:
+def minibatch(static: Static, data: RunData, key: jax.Array, step: jax.Array, n_train: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(examples, weights) of step `step`'s batch: epochs of the run's training set in random order.
 
     As in the paper's code: each epoch is a fresh permutation of the training set,

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from grokjax.config.fields import config_columns
-from grokjax.core.training import Hparams
+from grokjax.core.types import Hparams
 from grokjax.engine.runs_table import split_sizes
 from grokjax.summary.cells import SEED_AXES, facet_axes, grid_axes, log_axis, phase_cells
 

@@ -1,6 +1,6 @@
 """How a chunk's training step is computed, chosen by a cost model of its work: the same on every run.
 
-The ways of computing a step (`train.FORMULATIONS`, and a chunk's runs vmapped all together,
+The ways of computing a step (`training.FORMULATIONS`, and a chunk's runs vmapped all together,
 in blocks, or one at a time, split over the devices or on one) train the same runs up to
 float32 rounding, not bit for bit. A choice by timing lets the machine's load into a sweep's
 numbers: timed while another process loads the machine, a chunk can take another way and its
@@ -33,14 +33,14 @@ import functools
 
 from grokjax.core import models
 from grokjax.core.tasks import num_classes, num_examples
-from grokjax.core.training import Static
+from grokjax.core.types import Static
 
 # FLOP-equivalents of a gathered example's input: (per float gathered forward and scatter-added backward,
 # fixed per example). cpu: fitted on the sweep files' end chunks (docs/performance.md); accelerators: an
 # estimate (a scattered float moves 8 bytes where a matmul does hundreds of FLOPs) until a device's ways
 # are timed.
 SCATTER = {"cpu": (8.0, 3500.0), "gpu": (64.0, 0.0), "tpu": (64.0, 0.0)}
-# Runs vectorized together per device (`train.Static.run_block`: 1 one at a time, 0 all), full batch and minibatch.
+# Runs vectorized together per device (`Static.run_block`: 1 one at a time, 0 all), full batch and minibatch.
 RUN_BLOCK = {"cpu": (1, 8), "gpu": (0, 0), "tpu": (0, 0)}
 
 

@@ -27,7 +27,8 @@ from grokjax.config.fields import STATIC_COLUMNS
 from grokjax.config.sweep_file import ConfigError
 from grokjax.core import models
 from grokjax.core.tasks import is_modular, num_classes, num_examples
-from grokjax.core.training import Static, step_examples
+from grokjax.core.training import step_examples
+from grokjax.core.types import Static
 from grokjax.engine import costmodel, runs_table, tuning
 from grokjax.engine.machine import Machine
 from grokjax.engine.runner import padded_size

@@ -20,7 +20,8 @@ from grokjax.config import expressions
 from grokjax.core import analysis, models
 from grokjax.core.metrics import evaluate
 from grokjax.core.tasks import make_run_data, model_inputs
-from grokjax.core.training import Static, apply_model
+from grokjax.core.training import apply_model
+from grokjax.core.types import Static
 from grokjax.engine import plan, runner, runs_table
 from grokjax.store import results
 from grokjax.summary.summarize import accuracies

@@ -23,7 +23,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from grokjax.core import analysis
-from grokjax.core.training import Hparams, RunState, Static, init_run, train_segment
+from grokjax.core.training import RunState, init_run, train_segment
+from grokjax.core.types import Hparams, Static
 from grokjax.store.checkpoints import Progress
 
 

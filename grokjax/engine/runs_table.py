@@ -19,7 +19,7 @@ import pandas as pd
 from grokjax.config.fields import STATIC_COLUMNS, SWEEPABLE_TABLES, column_of
 from grokjax.config.sweep_file import ConfigError, SweepConfig, check_run
 from grokjax.core.tasks import corrupt_count, modular_table, split_counts
-from grokjax.core.training import HPARAM_DTYPES, Hparams, Static
+from grokjax.core.types import HPARAM_DTYPES, Hparams, Static
 
 
 def expand(config: SweepConfig) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """The way to compute a chunk's training step: the cost model's (auto), timed on this machine (tuned), or fixed.
 
-The candidates (`train.FORMULATIONS`: gathered training pairs, the paper's one-hot
+The candidates (`training.FORMULATIONS`: gathered training pairs, the paper's one-hot
 matmul, the broadcast grid; and runs vmapped all together, in blocks, or one after
 another, split over one CPU device per core or on one) compute the same numbers up to
 float32 rounding, not bit for bit. By default (`--step auto`) `grokjax.engine.costmodel` picks one
@@ -29,7 +29,8 @@ import jax
 import numpy as np
 
 from grokjax.config.sweep_file import ConfigError
-from grokjax.core.training import FORMULATIONS, Hparams, Static
+from grokjax.core.training import FORMULATIONS
+from grokjax.core.types import Hparams, Static
 from grokjax.engine import costmodel, runner, runs_table
 from grokjax.store.cache import cache_dir
 from grokjax.store.files import atomic_write

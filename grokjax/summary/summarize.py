@@ -11,7 +11,7 @@ import pandas as pd
 
 from grokjax.config.sweep_file import SweepConfig
 from grokjax.core import analysis
-from grokjax.core.training import Static
+from grokjax.core.types import Static
 from grokjax.summary.phases import TOLERANCE, classify, dynamics
 
 

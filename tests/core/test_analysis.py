@@ -9,7 +9,7 @@ import pytest
 from grokjax.config.sweep_file import ConfigError
 from grokjax.core import analysis, models
 from grokjax.core.tasks import true_labels
-from grokjax.core.training import Static
+from grokjax.core.types import Static
 from grokjax.engine.sweep import run
 from grokjax.store import results as results_module
 

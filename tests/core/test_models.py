@@ -17,7 +17,8 @@ from grokjax.cli import main
 from grokjax.config.sweep_file import ConfigError, from_dict
 from grokjax.core import models
 from grokjax.core.tasks import corrupt_count, make_run_data, minibatch, modular_table, permuted_position, split_counts
-from grokjax.core.training import Hparams, Static, init_run, make_optimizer
+from grokjax.core.training import init_run, make_optimizer
+from grokjax.core.types import Hparams, Static
 from grokjax.engine import plan, runs_table
 from grokjax.engine.runner import train
 

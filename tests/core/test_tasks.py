@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from grokjax.core.tasks import make_run_data, split_counts, true_labels
-from grokjax.core.training import Static
+from grokjax.core.types import Static
 
 
 def static(p: int, **changes) -> Static:

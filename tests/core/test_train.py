@@ -9,7 +9,8 @@ from grokjax.config.fields import static_fields, traced_fields
 from grokjax.core import models
 from grokjax.core.metrics import example_losses, masked_mean
 from grokjax.core.tasks import split_counts
-from grokjax.core.training import HPARAM_DTYPES, Hparams, Static, make_optimizer
+from grokjax.core.training import make_optimizer
+from grokjax.core.types import HPARAM_DTYPES, Hparams, Static
 from grokjax.engine.runner import train
 
 

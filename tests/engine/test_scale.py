@@ -79,7 +79,7 @@ def test_runs_split_over_two_devices_or_kept_on_one_give_the_single_device_resul
 def test_cpu_devices_default_to_one_per_core_unless_the_user_says():
     """tuning.split_cpu: one CPU device per core; JAX_NUM_CPU_DEVICES or XLA's flag win; a running JAX is left alone.
     On several devices the step's candidates are the split (18 runs: 9 a device, so blocks of 8 too) and one device."""
-    code = ("import os, jax; from grokjax import tuning; from grokjax.core.training import Static; tuning.split_cpu(); "
+    code = ("import os, jax; from grokjax.engine import tuning; from grokjax.core.types import Static; tuning.split_cpu(); "
             "print(jax.local_device_count(), len(os.sched_getaffinity(0)), "
             "tuning.candidates(Static(train_slots=64), 18)[1] if jax.local_device_count() > 1 else '')")
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}

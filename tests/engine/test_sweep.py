@@ -149,7 +149,7 @@ def test_a_sweep_without_charts_never_loads_altair(sweep_file, tmp_path):
 @pytest.mark.slow
 def test_library_calls_leave_jax_configured_as_they_found_it(sweep_file, tmp_path):
     """sweep.run changes no global JAX setting; grokjax.configure (which the CLI calls) is the explicit way."""
-    code = ("import sys, jax, grokjax; from grokjax import sweep; "
+    code = ("import sys, jax, grokjax; from grokjax.engine import sweep; "
             "before = (jax.config.jax_compilation_cache_dir, jax.config.jax_num_cpu_devices); "
             "sweep.run(sys.argv[1], out=sys.argv[2], progress=False, plots=False, keep_params=False); "
             "after = (jax.config.jax_compilation_cache_dir, jax.config.jax_num_cpu_devices); "

@@ -14,7 +14,8 @@ import pytest
 
 from grokjax.cli import main
 from grokjax.config.sweep_file import ConfigError, load
-from grokjax.core.training import FORMULATIONS, Static
+from grokjax.core.training import FORMULATIONS
+from grokjax.core.types import Static
 from grokjax.engine import costmodel, machine, plan, runner, runs_table, tuning
 from grokjax.store import checkpoints, results
 from tests.conftest import TINY_SWEEP
