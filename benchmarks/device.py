@@ -44,7 +44,8 @@ from benchmarks import bench, kernels
 from grokjax.config.sweep_file import load
 from grokjax.core.training import PRECISIONS
 from grokjax.engine import plan as planning
-from grokjax.engine import runner, runs_table, tuning
+from grokjax.engine import runner, runs_table, sweep, tuning
+from grokjax.engine.machine import local as local_machine
 from grokjax.store import cache, files, results
 from grokjax.store.provenance import device_info, versions
 
@@ -172,7 +173,8 @@ def chunk(file: str, overrides: list[str], trace: str) -> dict[str, Any]:
     tuning.split_cpu()
     config = load(file, overrides)
     static, group = next(planning.groups(runs_table.expand(config)))
-    largest = max(planning.plan(group, config.source, None, tuning.default_step()), key=lambda c: len(c.runs))
+    chunks = sweep.planned(group, config.source, local_machine(), None, tuning.default_step())
+    largest = max(chunks, key=lambda c: len(c.runs))
     hp = runs_table.hparams(largest.runs, pad_to=largest.size)
     first = bench.timed(lambda: runner.train(largest.static, hp))
     warm = bench.timed(lambda: runner.train(largest.static, hp))
@@ -186,7 +188,7 @@ def chunk(file: str, overrides: list[str], trace: str) -> dict[str, Any]:
 
 
 def with_fractions(figures: dict[str, Any], matmul: pd.DataFrame | None, precision: str) -> dict[str, Any]:
-    """The model's FLOP/s over the dense matmul's at tf32 (the issue's yardstick) and at the run's own precision."""
+    """The model's FLOP/s over the dense matmul's at tf32 (the GPU target's yardstick) and at the run's own precision."""
     if "error" in figures or matmul is None or matmul.empty:
         return figures
     rates = dict(zip(matmul.precision, matmul.flops_per_s))

@@ -8,7 +8,7 @@ import pytest
 import grokjax
 
 # Tests (and the CLI processes they start) compute the step as a user's sweep does (the cost model, which
-# measures nothing; tests/test_tuning.py times the candidates), and share one fresh compilation cache.
+# measures nothing; tests/engine/test_tuning.py times the candidates), and share one fresh compilation cache.
 os.environ["GROKJAX_STEP"] = "auto"
 # One CPU device, as the tests were written for (grokjax.engine.tuning.split_cpu would give one per core);
 # tests of several devices start processes of their own with XLA_FLAGS set.

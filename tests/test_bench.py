@@ -59,12 +59,12 @@ def test_gpu_suite_records_every_part_on_this_device(sweep_file, tmp_path, capsy
     precision, the phases."""
     out = tmp_path / "suite"
     assert device.main([str(sweep_file()), "--out", str(out), "--precisions", "float32,bfloat16",
-                 "--tests", "tests/test_train.py::test_a_second_run_gives_identical_results",
+                 "--tests", "tests/core/test_train.py::test_a_second_run_gives_identical_results",
                  "--matmul-seconds", "0.3", "--matmul-sizes", "64,128"]) == 0
     report = json.loads((out / "suite.json").read_text())
     assert report["machine"]["platform"] == "cpu" and set(report["part_seconds"]) == set(device.PARTS)
     tests = pd.read_parquet(out / "tests.parquet")
-    assert tests.test.tolist() == ["tests.test_train::test_a_second_run_gives_identical_results"]
+    assert tests.test.tolist() == ["tests.core.test_train::test_a_second_run_gives_identical_results"]
     assert tests.outcome.tolist() == ["passed"] and report["tests"] == {"passed": 1, "of": 1, "not_passed": []}
     matmul = pd.read_parquet(out / "matmul.parquet")
     assert matmul.precision.tolist() == ["float32", "tf32", "bfloat16"] and (matmul.flops_per_s > 0).all()

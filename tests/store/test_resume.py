@@ -12,6 +12,7 @@ import pytest
 
 from grokjax.cli import main
 from grokjax.store import checkpoints, results
+from grokjax.store.checkpoints import STATE_DIR
 from tests.conftest import TINY_SWEEP
 
 pytestmark = pytest.mark.slow  # real processes, a browser or notebooks: pytest -m "not slow" skips them
@@ -51,7 +52,7 @@ def child(code: str, args: list[str], **env: str) -> subprocess.Popen:
 
 
 def done_chunks(out: Path) -> int:
-    return len(list((out / checkpoints.STATE_DIR).glob("chunk_*/done")))
+    return len(list((out / STATE_DIR).glob("chunk_*/done")))
 
 
 def assert_same_tables(out: Path, whole: Path) -> None:
@@ -116,7 +117,7 @@ def test_sigkill_inside_a_chunk_loses_at_most_one_segment(reference):
     out = reference / "killed_mid_chunk"
     proc = child(CLI, ["sweep", str(reference / "sweep.toml"), "--out", str(out), *ARGS, "--checkpoint-every", "1"])
     # A checkpoint of a chunk not yet recorded (a recorded chunk's checkpoint is about to be deleted).
-    checkpoints = lambda: [p for p in (out / checkpoints.STATE_DIR).glob("chunk_*/progress.npz")  # noqa: E731
+    checkpoints = lambda: [p for p in (out / STATE_DIR).glob("chunk_*/progress.npz")  # noqa: E731
                            if not (p.parent / "done").exists()]
     wait_for(lambda: checkpoints() and done_chunks(out) >= 1, proc)
     proc.send_signal(signal.SIGKILL)
@@ -138,7 +139,7 @@ def test_ctrl_c_stops_after_the_segment_and_says_how_to_resume(reference):
     assert "Traceback" not in err
     # Stopped inside a chunk, its segment is checkpointed; the signal can also land between two chunks.
     between = "stopped after chunk" in err
-    assert list((out / checkpoints.STATE_DIR).glob("chunk_*/progress.npz")) or between or done_chunks(out) == 4
+    assert list((out / STATE_DIR).glob("chunk_*/progress.npz")) or between or done_chunks(out) == 4
     assert main(["sweep", str(reference / "sweep.toml"), "--out", str(out), *ARGS]) == 0
     assert_same_tables(out, reference / "whole")
 
