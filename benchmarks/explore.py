@@ -31,21 +31,24 @@ CLICK = """async (view) => {
 }"""
 
 
-def synthetic(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Random runs, curves and neurons tables with the columns and size of the Figure 3 sweep."""
+def synthetic(seed: int = 0, seeds: int = 1, logs: int = 100, width: int = 128) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Random runs, curves and neurons tables with the columns of the Figure 3 sweep, at its size with one seed
+    (`seeds` repeats its grid of 1,292 points), `logs` logged steps and `width` neurons per run."""
     rng = np.random.default_rng(seed)
     alphas, xis, wds = np.linspace(0.1, 0.9, 17).round(12), np.linspace(0, 0.9, 19).round(12), [0.0, 5.0, 15.0, 20.0]
-    grid = pd.MultiIndex.from_product([wds, xis, alphas], names=["weight_decay", "corruption_fraction", "data_fraction"])
+    grid = pd.MultiIndex.from_product([wds, xis, alphas, range(seeds)],
+                                      names=["weight_decay", "corruption_fraction", "data_fraction", "seed"])
     runs = grid.to_frame(index=False)
+    if seeds == 1:
+        runs = runs.drop(columns="seed")
     runs.insert(0, "run_id", np.arange(len(runs)))
     runs["phase"] = rng.choice(PHASES, len(runs))
     runs["train_acc"], runs["test_acc"], runs["train_acc_corrupted"] = rng.random((3, len(runs)))
-    steps = np.arange(200, 20_001, 200)
+    steps = np.linspace(0, 20_000, logs + 1)[1:].astype(int)
     curves = pd.DataFrame({"run_id": np.repeat(runs.run_id, len(steps)), "step": np.tile(steps, len(runs))})
     for column in ("train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted", "train_loss", "test_loss",
                    "weight_norm", "ipr_mean"):
-        curves[column] = rng.random(len(curves))
-    width = 128
+        curves[column] = rng.random(len(curves), dtype=np.float32)
     neurons = pd.DataFrame({"run_id": np.repeat(runs.run_id, width), "step": steps[-1], "neuron": np.tile(np.arange(width), len(runs)),
                             "ipr": rng.random(len(runs) * width), "dominant_frequency": rng.integers(1, 49, len(runs) * width)})
     return runs, curves, neurons

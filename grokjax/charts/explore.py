@@ -2,10 +2,13 @@
 
 The static charts show one run per phase; here a click on a cell of the phase diagram
 shows the training curves of its runs and its neurons. The data are aggregated in
-pandas so that the page stays small for thousands of runs: one row per cell (phase,
+pandas so that the page stays small whatever the sweep's size: one row per cell (phase,
 seed agreement, mean accuracies, its neurons' IPR histogram and its periodic neurons'
-dominant frequencies, as arrays) and one row per run (its curves as arrays of at most
-MAX_POINTS steps). The browser flattens the arrays of the selected cells only.
+dominant frequencies, as arrays) and one row per run shown (its curves as arrays of at
+most MAX_POINTS steps). The runs' curves hold at most CURVE_BUDGET numbers: past it, each
+cell shows the curves of its first runs only (the lowest run_ids, so its first seeds), at
+least one, and a cell's curves are thinned further where even one run per cell is more
+(down to MIN_POINTS steps). The browser flattens the arrays of the selected cells only.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from grokjax.summary.cells import TITLES, facet_axes, facet_column, grid_axes, l
 from grokjax.summary.phases import PHASES
 
 MAX_POINTS = 50  # logged steps kept per run
+MIN_POINTS = 10  # ... and the fewest, where the budget asks for fewer
+CURVE_BUDGET = 2_000_000  # numbers in the runs' curves (steps and metrics): about 13 MB of the page
 IPR_BINS = 20
 KEYS = ["x", "y", "facet"]  # a cell: its labels on the grid's axes and its facet
 ACCURACIES = {
@@ -32,6 +37,9 @@ ACCURACIES = {
 LOSSES = {"train_loss": "train", "test_loss": "test"}
 SINGLES = {"weight_norm": "weight norm", "ipr_mean": "mean IPR"}
 SYMBOLS = {"data_fraction": "α", "corruption_fraction": "ξ"}
+# The views name their data, and the page holds each table once, at its top (`chart`): Altair copies a chart's
+# data each time it composes views, which for the runs' curves would take longer than drawing them.
+CELLS, RUNS = alt.NamedData(name="cells"), alt.NamedData(name="runs")
 DECADES = "abs(log(datum.value) / LN10 - round(log(datum.value) / LN10)) < 1e-6 ? datum.label : ''"  # log axis labels
 
 
@@ -59,14 +67,23 @@ def _columns(frame: pd.DataFrame, names: dict[str, str]) -> dict[str, str]:
 
 
 def run_table(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: its cell, and its logged steps and metrics as arrays, thinned to MAX_POINTS steps."""
+    """One row per run shown: its cell, and its logged steps and metrics as arrays, thinned to MAX_POINTS steps
+    (fewer where CURVE_BUDGET asks); past the budget, each cell's first runs only (see the module docstring)."""
     metrics = [*_columns(curves, ACCURACIES | LOSSES | SINGLES)]
+    keys = cell_keys(runs).sort_values("run_id")
     steps = np.sort(curves.step.unique())
-    kept = steps[np.unique(np.linspace(0, len(steps) - 1, min(MAX_POINTS, len(steps))).astype(int))]
-    data = curves[curves.step.isin(kept)].sort_values(["run_id", "step"])
+    per_step = len(metrics) + 1
+    shown = keys
+    if len(keys) * min(MAX_POINTS, len(steps)) * per_step > CURVE_BUDGET:
+        cells = keys.groupby(KEYS, sort=False, dropna=False).ngroups
+        per_cell = max(1, CURVE_BUDGET // (cells * MAX_POINTS * per_step))
+        shown = keys[keys.groupby(KEYS, sort=False, dropna=False).cumcount() < per_cell]
+    points = int(np.clip(CURVE_BUDGET // max(1, len(shown) * per_step), MIN_POINTS, MAX_POINTS))
+    kept = steps[np.unique(np.linspace(0, len(steps) - 1, min(points, len(steps))).astype(int))]
+    data = curves[curves.step.isin(kept) & curves.run_id.isin(shown.run_id)].sort_values(["run_id", "step"])
     data = data.assign(**{c: _rounded(data[c]) for c in metrics})
-    table = data.groupby("run_id")[["step", *metrics]].agg(list)
-    return cell_keys(runs).set_index("run_id").join(table, how="inner").reset_index()
+    table = data.groupby("run_id")[["step", *metrics]].agg(lambda s: s.tolist())  # Python numbers: JSON as they are
+    return shown.set_index("run_id").join(table, how="inner").reset_index()
 
 
 def cell_table(runs: pd.DataFrame, neurons: pd.DataFrame) -> pd.DataFrame:
@@ -79,13 +96,18 @@ def cell_table(runs: pd.DataFrame, neurons: pd.DataFrame) -> pd.DataFrame:
     ipr = data[data.ipr_bin >= 0].groupby([*KEYS, "ipr_bin"]).size().rename("n").reset_index()
     periodic = data[data.ipr >= PERIODIC_IPR].groupby([*KEYS, "dominant_frequency"]).size().rename("n").reset_index()
     arrays = pd.concat([
-        ipr.groupby(KEYS).agg(ipr_bin=("ipr_bin", list), ipr_neurons=("n", list)),
-        periodic.groupby(KEYS).agg(frequency=("dominant_frequency", list), frequency_neurons=("n", list)),
+        ipr.groupby(KEYS).agg(ipr_bin=("ipr_bin", _listed), ipr_neurons=("n", _listed)),
+        periodic.groupby(KEYS).agg(frequency=("dominant_frequency", _listed), frequency_neurons=("n", _listed)),
     ], axis=1)  # fmt: skip
     cells = cells.merge(arrays.reset_index(), on=KEYS, how="left")
     for column in arrays:  # a cell without (periodic) neurons: an empty array, not a missing field
         cells[column] = [v if isinstance(v, list) else [] for v in cells[column]]
     return cells
+
+
+def _listed(values: pd.Series) -> list:
+    """A group's values as a list of Python numbers (they go to the page's JSON as they are)."""
+    return values.tolist()
 
 
 def _phase_scale(cells: pd.DataFrame) -> alt.Scale:
@@ -109,7 +131,7 @@ def phase_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter) -> 
         encoding["opacity"] = alt.Opacity("agreement:Q", title="seeds in the majority phase",
                                           scale=alt.Scale(domain=[0, 1], range=[0.15, 1]), legend=alt.Legend(format="%"))
     chart = (
-        alt.Chart(cells, width=cell_size * cells.x.nunique(), height=cell_size * cells.y.nunique())
+        alt.Chart(CELLS, width=cell_size * cells.x.nunique(), height=cell_size * cells.y.nunique())
         .mark_rect()
         .encode(**encoding)
         .add_params(cell)
@@ -124,9 +146,10 @@ def selected_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter, 
     x, y = (SYMBOLS.get(a, TITLES.get(a, a)) for a in grid_axes(runs))
     text = (f"'{x} = ' + datum.x + ', {y} = ' + datum.y + (datum.facet ? ', ' + datum.facet : '') + ': '"
             " + replace(datum.phase || 'no phase', /_/g, ' ') + ' (' + datum.runs + (datum.runs > 1 ? ' runs' : ' run')"
-            " + ', test accuracy ' + format(datum.test_acc, '.2f') + ')'")
+            " + ', test accuracy ' + format(datum.test_acc, '.2f')"
+            " + (datum.shown < datum.runs ? '; curves of ' + datum.shown : '') + ')'")
     return (
-        alt.Chart(cells, width=360, height=15 * lines, title=alt.Title("Selected cells", anchor="start"))
+        alt.Chart(CELLS, width=360, height=15 * lines, title=alt.Title("Selected cells", anchor="start"))
         .transform_filter(cell)
         .transform_window(line="row_number()")
         .transform_filter(f"datum.line <= {lines}")
@@ -140,7 +163,7 @@ def selected_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter, 
 def _curve_view(table: pd.DataFrame, cell: alt.Parameter, names: dict[str, str], title: str, log: bool = False) -> alt.Chart:
     """One panel of the selected runs' curves: the columns `names`, one line per run and column."""
     chart = (
-        alt.Chart(table, width=250, height=170, title=title)
+        alt.Chart(RUNS, width=250, height=170, title=title)
         .transform_filter(cell)
         .transform_flatten(["step", *names])
         .transform_fold(list(names), as_=["column", "value"])
@@ -164,9 +187,9 @@ def _curve_view(table: pd.DataFrame, cell: alt.Parameter, names: dict[str, str],
     ).properties(name=f"curves_{next(iter(names))}")
 
 
-def curve_views(runs: pd.DataFrame, curves: pd.DataFrame, cell: alt.Parameter) -> list[alt.Chart]:
-    """Accuracies, losses, weight norm and mean IPR of the selected cells' runs: the panels that have data."""
-    table = run_table(runs, curves)
+def curve_views(table: pd.DataFrame, curves: pd.DataFrame, cell: alt.Parameter) -> list[alt.Chart]:
+    """Accuracies, losses, weight norm and mean IPR of the selected cells' runs shown (`run_table`): the panels
+    that have data."""
     panels = [(_columns(curves, ACCURACIES), "accuracy", False), (_columns(curves, LOSSES), "loss", True),
               *(({c: label}, label, False) for c, label in _columns(curves, SINGLES).items())]
     return [_curve_view(table, cell, names, title, log) for names, title, log in panels if names]
@@ -178,7 +201,7 @@ def neuron_views(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter) -
         return []
     unit = "embedding direction" if "model" in runs and (runs.model == "transformer").all() else "neuron"
     color = alt.Color("phase:N", scale=_phase_scale(cells), legend=None)
-    base = alt.Chart(cells, width=300, height=170).transform_filter(cell)
+    base = alt.Chart(CELLS, width=300, height=170).transform_filter(cell)
     ipr = (
         base.transform_flatten(["ipr_bin", "ipr_neurons"])
         .transform_aggregate(neurons="sum(ipr_neurons)", groupby=["ipr_bin", "phase"])
@@ -213,14 +236,20 @@ def neuron_views(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter) -
 
 def chart(runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None = None) -> alt.Chart:
     """The page's views from the tables, as `plots` takes them; the first example run's cell is selected at first."""
+    table = run_table(runs, curves)
     cells = cell_table(runs, neurons)
+    shown = table.groupby(KEYS, dropna=False).size().rename("shown").reset_index()
+    cells = cells.merge(shown, on=KEYS, how="left").fillna({"shown": 0})
     chosen = figures.example_runs(runs)
     first = cell_keys(runs).set_index("run_id").loc[chosen[0]] if chosen else cells.iloc[0]
     cell = alt.selection_point(name="cell", fields=KEYS, value=[{k: first[k] for k in KEYS}], empty=False)
-    rows = [[phase_view(runs, cells, cell)], curve_views(runs, curves, cell),
+    rows = [[phase_view(runs, cells, cell)], curve_views(table, curves, cell),
             [*neuron_views(runs, cells, cell), selected_view(runs, cells, cell)]]
     independent = {"color": "independent", "opacity": "independent", "strokeDash": "independent"}
-    return alt.vconcat(*[alt.hconcat(*row).resolve_scale(**independent) for row in rows if row]).resolve_scale(**independent)
+    views = alt.vconcat(*[alt.hconcat(*row).resolve_scale(**independent) for row in rows if row]).resolve_scale(**independent)
+    views = views.copy(deep=False)  # datasets set, not .properties(datasets=...), which checks each number of them
+    views.datasets = {"cells": figures.values(cells)["values"], "runs": figures.values(table)["values"]}
+    return views
 
 
 def page(folder: str | Path) -> alt.Chart:

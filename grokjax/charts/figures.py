@@ -1,9 +1,10 @@
 """Altair charts from the results DataFrames: phase diagrams, accuracy heatmaps, training curves.
 
 Every function takes DataFrames as read from the Parquet files and returns an
-`alt.Chart`, so notebooks can compose them. Data are aggregated in pandas first
-(one row per heatmap cell, a bounded number of points per curve), so charts stay
-far below Altair's 5,000-row limit for sweeps of thousands of runs.
+`alt.Chart`, so notebooks can compose them. Data are aggregated in pandas first, to
+what each chart draws: one row per heatmap cell, per phase, per histogram bar, or a
+bounded number of points for a bounded number of runs, whatever the sweep's size.
+They reach Altair as values (`values`), not as DataFrames.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import altair as alt
 import numpy as np
 import pandas as pd
+from altair.utils.data import to_values
 
 from grokjax.store.cache import cache_dir
 from grokjax.store.files import atomic_write
@@ -46,6 +48,14 @@ MAX_TICKS = 40  # a heatmap axis with at most this many values has a tick at eac
 MAX_X_LABELS = 7  # of those, at most this many on the x axis, where labels sit side by side
 
 
+def values(frame: pd.DataFrame) -> dict:
+    """A chart's data as inline values (`altair.utils.data.to_values`, what Altair's default data transformer
+    gives but for its row limit). Each chart's data are already aggregated to what it draws, so that bound is
+    ours; Altair's limit, a guard against handing it a raw table, is process-wide state that a concurrent save
+    may lift for a moment, and a phase diagram past 5,000 cells would reach it."""
+    return to_values(frame)
+
+
 def grid_encodings(cells: pd.DataFrame, axes: tuple[str, str]) -> dict[str, alt.X | alt.Y | alt.X2 | alt.Y2]:
     """The grid axes as quantitative x..x2 and y..y2 (the cells of `cell_extents`), ticks with short labels."""
     x_scale, y_scale = (
@@ -54,8 +64,8 @@ def grid_encodings(cells: pd.DataFrame, axes: tuple[str, str]) -> dict[str, alt.
         for axis, lo, hi in ((axes[0], "x0", "x1"), (axes[1], "y0", "y1"))
     )
     x_axis, y_axis = (
-        alt.Axis(format=".4~g", values=thinned(np.unique(cells[axis]), most), labelOverlap="greedy")
-        if cells[axis].nunique() <= MAX_TICKS else alt.Axis(format=".4~g")
+        alt.Axis(format=tick_format(cells[axis]), values=thinned(np.unique(cells[axis]), most), labelOverlap="greedy")
+        if cells[axis].nunique() <= MAX_TICKS else alt.Axis(format=tick_format(cells[axis]))
         for axis, most in zip(axes, (MAX_X_LABELS, MAX_TICKS))
     )  # ticks at the cells' own values (a lone value's cell spans a unit, whose round ticks would mislabel it)
     return {
@@ -64,6 +74,21 @@ def grid_encodings(cells: pd.DataFrame, axes: tuple[str, str]) -> dict[str, alt.
         "y": alt.Y("y0:Q", title=TITLES.get(axes[1], axes[1]), scale=y_scale, axis=y_axis),
         "y2": alt.Y2("y1:Q"),
     }
+
+
+def tick_format(values: pd.Series) -> str:
+    """A numeric axis's label format: on a linear axis, the fewest decimals (up to 6) at which every value is
+    within a tenth of the grid's smallest step of its label (a third of 1.3 is labelled 0.43, not 0.4333; 0.25
+    keeps its 0.25); on a log axis, four significant digits."""
+    if log_axis(values):
+        return ".4~g"
+    return f",.{label_decimals(np.unique(values.dropna().to_numpy(float)))}~f"
+
+
+def label_decimals(v: np.ndarray) -> int:
+    """The decimals of `tick_format` for these sorted distinct values."""
+    gap = np.diff(v).min() if len(v) > 1 else abs(v[0]) if len(v) else 1.0
+    return next((d for d in range(7) if np.abs(np.round(v, d) - v).max(initial=0) <= 0.1 * gap), 6)
 
 
 def thinned(values: np.ndarray, most: int) -> list[float]:
@@ -117,7 +142,7 @@ def phase_diagram(runs: pd.DataFrame, cell_size: int = 16) -> alt.Chart:
     cells, grid = phase_cells(runs), grid_axes(runs)
     present = [p for p in PHASES if p in set(cells.phase.dropna())]
     chart = (
-        alt.Chart(cells, width=cell_size * cells.x.nunique(), height=cell_size * cells.y.nunique())
+        alt.Chart(values(cells), width=cell_size * cells.x.nunique(), height=cell_size * cells.y.nunique())
         .mark_rect(stroke="white", strokeWidth=0.5)
         .encode(
             **grid_encodings(cells, grid),
@@ -146,7 +171,7 @@ def accuracy_heatmaps(runs: pd.DataFrame, cell_size: int = 14) -> alt.Chart:
                       value_name="accuracy")
     long = facet_column(long, axes)
     chart = (
-        alt.Chart(long, width=cell_size * long[grid[0]].nunique(), height=cell_size * long[grid[1]].nunique())
+        alt.Chart(values(long), width=cell_size * long[grid[0]].nunique(), height=cell_size * long[grid[1]].nunique())
         .mark_rect()
         .encode(
             **grid_encodings(long, grid),
@@ -213,7 +238,7 @@ def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int]
                                                         range=[[1, 0], [1, 0], [4, 2], [4, 2]]), legend=None)
     order = [titles[r] for r in run_ids]
     top = (
-        alt.Chart(acc, width=260, height=180)
+        alt.Chart(values(acc), width=260, height=180)
         .mark_line()
         .encode(x=x, y=alt.Y("value:Q", title="accuracy", scale=alt.Scale(domain=[0, 1])),
                 color=alt.Color("metric:N", title="accuracy", scale=colors), strokeDash=dashes,
@@ -221,7 +246,7 @@ def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int]
         .facet(column=alt.Column("run:N", title=None, sort=order, header=alt.Header(labelFontSize=11, labelLimit=300)))
     )
     bottom = (
-        alt.Chart(loss, width=260, height=140)
+        alt.Chart(values(loss), width=260, height=140)
         .mark_line()
         .encode(x=x, y=alt.Y("value:Q", title="loss", scale=alt.Scale(type="log")),
                 color=alt.Color("metric:N", title="loss", scale=alt.Scale(domain=["train", "test"], range=["#0072B2", "#D55E00"])),
@@ -232,7 +257,7 @@ def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int]
     ipr = data[["run", "step", "ipr_mean"]].dropna() if "ipr_mean" in data else pd.DataFrame()
     if len(ipr):  # the paper's Figure 2(a): mean IPR rises as the network groks
         panels.append(
-            alt.Chart(ipr, width=260, height=110)
+            alt.Chart(values(ipr), width=260, height=110)
             .mark_line(color="#009E73")
             .encode(x=x, y=alt.Y("ipr_mean:Q", title="mean IPR", scale=alt.Scale(domain=[0, 1])),
                     tooltip=["run:N", "step:Q", alt.Tooltip("ipr_mean:Q", format=".3f")])
@@ -259,7 +284,7 @@ def ipr_histograms(neurons: pd.DataFrame, runs: pd.DataFrame, bins: int = 20) ->
     present = [p for p in PHASES if p in set(counts.phase)]
     labels = [counts.loc[counts.phase == p, "phase_label"].iloc[0] for p in present]
     return (
-        alt.Chart(counts, width=200, height=140)
+        alt.Chart(values(counts), width=200, height=140)
         .mark_rect()
         .encode(
             x=alt.X("ipr_from:Q", bin="binned", title=f"{unit} IPR", scale=alt.Scale(domain=[0, 1])),
@@ -280,7 +305,7 @@ def phase_counts(runs: pd.DataFrame) -> alt.Chart:
     counts = facet_column(runs, axes).groupby([*axes, "facet", "phase"]).size().rename("runs").reset_index()
     present = [p for p in PHASES if p in set(counts.phase)]
     chart = (
-        alt.Chart(counts, width=220, height=20 * len(present))
+        alt.Chart(values(counts), width=220, height=20 * len(present))
         .mark_bar()
         .encode(
             y=alt.Y("phase:N", sort=present, title=None, axis=alt.Axis(labelExpr="replace(datum.label, '_', ' ')")),
@@ -304,7 +329,7 @@ def frequency_counts(neurons: pd.DataFrame, runs: pd.DataFrame, run_ids: list[in
     counts = periodic.groupby(["run_id", "dominant_frequency"]).size().rename("neurons").reset_index()
     counts["run"] = counts.run_id.map(titles)
     return (
-        alt.Chart(counts, width=260, height=140)
+        alt.Chart(values(counts), width=260, height=140)
         .mark_bar(color=PHASE_COLORS["full_inversion"])
         .encode(
             x=alt.X("dominant_frequency:O", title="dominant frequency", axis=alt.Axis(labelAngle=0, labelOverlap="greedy")),
@@ -327,7 +352,7 @@ def pruning_curves(curves: pd.DataFrame, max_runs: int = 6) -> alt.Chart:
     long["panel"] = long.order.map({"low": "lowest IPR first", "high": "highest IPR first"}) + ", run " + long.run_id.astype(str)
     panels = [f"{o}, run {r}" for r in run_ids for o in ("lowest IPR first", "highest IPR first") if f"{o}, run {r}" in set(long.panel)]
     return (
-        alt.Chart(long.dropna(subset=["accuracy"]), width=220, height=160)
+        alt.Chart(values(long.dropna(subset=["accuracy"])), width=220, height=160)
         .mark_line()
         .encode(
             x=alt.X("fraction_pruned:Q", title="fraction of neurons pruned", axis=alt.Axis(format="%")),
@@ -348,13 +373,25 @@ def save(chart: alt.Chart, path: Path) -> None:
         atomic_write(path, lambda tmp: chart.save(str(tmp), format=path.suffix.lstrip("."), scale_factor=2))
 
 
+def spec(chart: alt.TopLevelMixin) -> dict:
+    """The chart's Vega-Lite spec. Data the chart holds at its top (`datasets`, as the explore page does) are
+    handed to Altair by reference, as it hands its own datasets: walked value by value, a page's curves would
+    take longer to convert than to draw."""
+    datasets = chart.datasets
+    if datasets is alt.Undefined:
+        return chart.to_dict()
+    bare = chart.copy(deep=False)
+    bare.datasets = alt.Undefined
+    return bare.to_dict(context={"datasets": dict(datasets)})
+
+
 def html_page(chart: alt.Chart) -> str:
     """The page Altair writes with `chart.save(..., inline=True)`, which opens offline: the chart and
     the JavaScript of Vega, Vega-Lite and vega-embed (`javascript_bundle`)."""
     from altair.utils.html import INLINE_HTML_TEMPLATE
 
     return INLINE_HTML_TEMPLATE.render(
-        spec=json.dumps(chart.to_dict()), embed_options=json.dumps({"mode": "vega-lite"}), mode="vega-lite",
+        spec=json.dumps(spec(chart)), embed_options=json.dumps({"mode": "vega-lite"}), mode="vega-lite",
         vega_version=alt.VEGA_VERSION, vegalite_version=alt.VEGALITE_VERSION, vegaembed_version=alt.VEGAEMBED_VERSION,
         output_div="vis", fullhtml=True, requirejs=False, vegaembed_script=javascript_bundle(),
     )

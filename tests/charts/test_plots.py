@@ -137,3 +137,41 @@ def test_log_steps_put_the_labels_on_the_axis(fig3_sized):
     steps = curves.step[curves.step > 0]
     assert x["scale"] == {"type": "log", "domain": [steps.min(), steps.max()], "nice": False}
     assert x["axis"]["values"] == figures.log_ticks(steps.min(), steps.max())
+
+
+def test_every_chart_and_the_explore_page_hold_their_aggregates_whatever_the_sweeps_size():
+    """100,776 synthetic runs (the Figure 3 grid, 78 seeds): every dataset of every chart is one row per cell,
+    per phase or per plotted point, and the explore page's curves stay within their budget."""
+    from grokjax.charts import explore
+
+    runs, curves, neurons = synthetic(seeds=78, logs=5, width=2)
+    assert len(runs) == 100_776
+    cells = len(figures.phase_cells(runs))
+    bounds = {  # chart: the most rows any of its datasets may hold, from what it draws
+        "phase_diagram": cells, "accuracy_heatmaps": 2 * cells, "phase_counts": len(PHASES) * runs.weight_decay.nunique(),
+        "training_curves": len(PHASES) * curves.step.nunique() * 8,
+        "ipr_histograms": len(PHASES) * 20, "frequency_counts": 48 * len(PHASES),
+    }
+    charts = {"phase_diagram": figures.phase_diagram(runs), "accuracy_heatmaps": figures.accuracy_heatmaps(runs),
+              "phase_counts": figures.phase_counts(runs), "training_curves": figures.training_curves(curves, runs),
+              "ipr_histograms": figures.ipr_histograms(neurons, runs), "frequency_counts": figures.frequency_counts(neurons, runs)}
+    for name, chart in charts.items():
+        datasets = chart.to_dict()["datasets"].values()
+        assert max(len(d) for d in datasets) <= bounds[name], name
+    page = figures.spec(explore.chart(runs, curves, neurons))["datasets"].values()
+    table = next(d for d in page if "step" in d[0])  # the runs' curves
+    numbers = sum(len(row["step"]) * (1 + sum(k in row for k in explore.ACCURACIES | explore.LOSSES | explore.SINGLES))
+                  for row in table)
+    assert numbers <= explore.CURVE_BUDGET and len(table) >= cells  # every cell shows a run's curves
+    assert max(len(d) for d in page if d is not table) <= cells
+
+
+@pytest.mark.parametrize(("values", "labels"), [
+    (np.linspace(0.1, 0.9, 13).round(12), 2), (np.linspace(0, 0.9, 19).round(12), 2), ([0.0, 5.0, 15.0, 20.0], 0),
+    ([0.25, 0.5, 0.75], 2), ([1, 2, 3], 0), ([0.1, 0.2, 0.3], 1)])
+def test_linear_tick_labels_take_the_fewest_decimals_that_keep_each_label_near_its_value(values, labels):
+    fmt = figures.tick_format(pd.Series(values))
+    assert fmt == f",.{labels}~f"
+    v, gap = np.array(values), np.diff(values).min()
+    assert np.abs(np.round(v, labels) - v).max() <= 0.1 * gap  # each label within a tenth of a step of its value
+    assert labels == 0 or np.abs(np.round(v, labels - 1) - v).max() > 0.1 * gap  # not so at one decimal fewer
