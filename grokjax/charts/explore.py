@@ -5,7 +5,7 @@ shows the training curves of its runs and its neurons. The data are aggregated i
 pandas so that the page stays small whatever the sweep's size: one row per cell (phase,
 seed agreement, mean accuracies, its neurons' IPR histogram and its periodic neurons'
 dominant frequencies, as arrays) and one row per run shown (its curves as arrays of at
-most MAX_POINTS steps). The runs' curves hold at most CURVE_BUDGET numbers: past it, each
+most MAX_POINTS steps). The runs' curves hold at most CURVE_BUDGET numbers (about 10 MB): past it, each
 cell shows the curves of its first runs only (the lowest run_ids, so its first seeds), at
 least one, and a cell's curves are thinned further where even one run per cell is more
 (down to MIN_POINTS steps). The browser flattens the arrays of the selected cells only.
@@ -28,7 +28,8 @@ from grokjax.summary.phases import PHASES
 
 MAX_POINTS = 50  # logged steps kept per run
 MIN_POINTS = 10  # ... and the fewest, where the budget asks for fewer
-CURVE_BUDGET = 2_000_000  # numbers in the runs' curves (steps and metrics): about 13 MB of the page
+CURVE_BUDGET = 1_500_000  # numbers in the runs' curves (steps and metrics), a run's labels counted as ROW_COST more
+ROW_COST = 30  # about 200 bytes of a run's labels and field names, at about 7 bytes a number: ~10 MB in all
 IPR_BINS = 20
 KEYS = ["x", "y", "facet"]  # a cell: its labels on the grid's axes and its facet
 ACCURACIES = {
@@ -72,13 +73,13 @@ def run_table(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     metrics = [*_columns(curves, ACCURACIES | LOSSES | SINGLES)]
     keys = cell_keys(runs).sort_values("run_id")
     steps = np.sort(curves.step.unique())
-    per_step = len(metrics) + 1
+    per_step, most = len(metrics) + 1, min(MAX_POINTS, len(steps))
     shown = keys
-    if len(keys) * min(MAX_POINTS, len(steps)) * per_step > CURVE_BUDGET:
+    if len(keys) * (most * per_step + ROW_COST) > CURVE_BUDGET:
         cells = keys.groupby(KEYS, sort=False, dropna=False).ngroups
-        per_cell = max(1, CURVE_BUDGET // (cells * MAX_POINTS * per_step))
+        per_cell = max(1, CURVE_BUDGET // (cells * (most * per_step + ROW_COST)))
         shown = keys[keys.groupby(KEYS, sort=False, dropna=False).cumcount() < per_cell]
-    points = int(np.clip(CURVE_BUDGET // max(1, len(shown) * per_step), MIN_POINTS, MAX_POINTS))
+    points = int(np.clip((CURVE_BUDGET // max(1, len(shown)) - ROW_COST) // per_step, MIN_POINTS, MAX_POINTS))
     kept = steps[np.unique(np.linspace(0, len(steps) - 1, min(points, len(steps))).astype(int))]
     data = curves[curves.step.isin(kept) & curves.run_id.isin(shown.run_id)].sort_values(["run_id", "step"])
     data = data.assign(**{c: _rounded(data[c]) for c in metrics})
