@@ -1,8 +1,9 @@
 """The explore page's size, build time and load time in headless Chromium: `python -m benchmarks.explore [RESULTS_DIR]`.
 
-Measured for each results folder given and for a synthetic sweep the shape of
+Measured for each results folder given and for two synthetic sweeps: the shape of
 sweeps/doshi_fig3_wd.toml (4 weight decays x 19 corruption x 17 data fractions = 1,292
-runs, 100 logged steps, 128 neurons each at p = 97). The synthetic tables hold random
+runs, 100 logged steps, 128 neurons each at p = 97), and that grid three times as fine on
+both fractions with five seeds (58,140 runs). The synthetic tables hold random
 numbers in the right columns: they size the page and are no results.
 Load time: from navigation start to the views drawn (performance.now() once vega-embed's
 view has run), median of three; click: from a synthesized click on a cell to its curves drawn.
@@ -31,11 +32,14 @@ CLICK = """async (view) => {
 }"""
 
 
-def synthetic(seed: int = 0, seeds: int = 1, logs: int = 100, width: int = 128) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Random runs, curves and neurons tables with the columns of the Figure 3 sweep, at its size with one seed
-    (`seeds` repeats its grid of 1,292 points), `logs` logged steps and `width` neurons per run."""
+def synthetic(seed: int = 0, seeds: int = 1, logs: int = 100, width: int = 128,
+              resolution: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Random runs, curves and neurons tables with the columns of the Figure 3 sweep: its grid of 17 data x 19
+    corruption fractions x 4 weight decays, each fraction axis `resolution` times as fine, `seeds` runs per
+    point, `logs` logged steps and `width` neurons per run."""
     rng = np.random.default_rng(seed)
-    alphas, xis, wds = np.linspace(0.1, 0.9, 17).round(12), np.linspace(0, 0.9, 19).round(12), [0.0, 5.0, 15.0, 20.0]
+    alphas, xis = np.linspace(0.1, 0.9, 17 * resolution).round(12), np.linspace(0, 0.9, 19 * resolution).round(12)
+    wds = [0.0, 5.0, 15.0, 20.0]
     grid = pd.MultiIndex.from_product([wds, xis, alphas, range(seeds)],
                                       names=["weight_decay", "corruption_fraction", "data_fraction", "seed"])
     runs = grid.to_frame(index=False)
@@ -73,7 +77,9 @@ def main(argv: list[str]) -> int:
         for folder in argv:
             res = load(folder)
             print(measure(Path(folder).name, res.runs, res.curves, res.neurons, Path(tmp)), flush=True)
-        print(measure("synthetic_1292", *synthetic(), Path(tmp)))
+        print(measure("synthetic_1292", *synthetic(), Path(tmp)), flush=True)
+        # Figure 3(a) at three times its resolution with five seeds: what a GPU sweep of it writes.
+        print(measure("synthetic_58140", *synthetic(seeds=5, resolution=3), Path(tmp)))
     return 0
 
 
