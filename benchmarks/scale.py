@@ -49,6 +49,9 @@ def timed(command: list[str]) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> int:
+    if not all(a.isdigit() and int(a) >= 1000 and int(a) % 1000 == 0 for a in argv):
+        print(f"benchmarks.scale: RUNS = {' '.join(argv)}; allowed: multiples of 1000 (1,000 runs a seed)", file=sys.stderr)
+        return 2
     sizes = [int(a) for a in argv] or [5_000, 50_000, 200_000]
     report = {"machine": {"cpu": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d")}, "sizes": {}}
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,8 +14,8 @@ os.environ["GROKJAX_STEP"] = "auto"
 # tests of several devices start processes of their own with XLA_FLAGS set.
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=1").strip()
-# GROKJAX_TEST_CACHE names a folder that keeps them between sessions (the quick loop, run again and again);
-# by default each session starts from an empty one, as CI does.
+# GROKJAX_TEST_CACHE names a folder that keeps them from one test run to the next (the quick loop, run again and again);
+# by default each run starts from an empty one, as CI does.
 os.environ["GROKJAX_CACHE_DIR"] = os.environ.get("GROKJAX_TEST_CACHE") or tempfile.mkdtemp(prefix="grokjax-test-cache-")
 # This process keeps its compiled programs in that cache too, as the CLI processes do (the library calls
 # that tests make here would not turn it on: that is grokjax.configure's, and the command line's).

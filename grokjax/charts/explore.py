@@ -76,9 +76,9 @@ def run_table(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     per_step, most = len(metrics) + 1, min(MAX_POINTS, len(steps))
     shown = keys
     if len(keys) * (most * per_step + ROW_COST) > CURVE_BUDGET:
-        cells = keys.groupby(KEYS, sort=False, dropna=False).ngroups
-        per_cell = max(1, CURVE_BUDGET // (cells * (most * per_step + ROW_COST)))
-        shown = keys[keys.groupby(KEYS, sort=False, dropna=False).cumcount() < per_cell]
+        cells = keys.groupby(KEYS, sort=False, dropna=False)
+        per_cell = max(1, CURVE_BUDGET // (cells.ngroups * (most * per_step + ROW_COST)))
+        shown = keys[cells.cumcount() < per_cell]
     points = int(np.clip((CURVE_BUDGET // max(1, len(shown)) - ROW_COST) // per_step, MIN_POINTS, MAX_POINTS))
     kept = steps[np.unique(np.linspace(0, len(steps) - 1, min(points, len(steps))).astype(int))]
     data = curves[curves.step.isin(kept) & curves.run_id.isin(shown.run_id)].sort_values(["run_id", "step"])

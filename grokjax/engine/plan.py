@@ -120,10 +120,10 @@ def cut(runs: pd.DataFrame, source: str, machine: Machine, chunk_size: int | Non
 
 def by_group(chunks: list[Chunk]) -> list[list[Chunk]]:
     """The chunks of each static group (the same static config but for the rung and the step), in order."""
-    groups_: dict[Any, list[Chunk]] = {}
+    found: dict[Static, list[Chunk]] = {}
     for c in chunks:
-        groups_.setdefault(dataclasses.replace(c.static, train_slots=0, formulation="gather"), []).append(c)
-    return list(groups_.values())
+        found.setdefault(dataclasses.replace(c.static, train_slots=0, formulation="gather"), []).append(c)
+    return list(found.values())
 
 
 def ends(chunks: list[Chunk]) -> list[list[Chunk]]:
@@ -142,7 +142,8 @@ def fastest(group: list[Chunk], timings: dict[int, dict[str, float]], machine: M
     `ends`, by chunk index) says is fastest for its rung: a rung between the ends takes the way whose times,
     interpolated linearly in the rung's training slots, are lowest there (a step's cost is about linear in
     its examples). Chunks of the grid rung (every example) take the largest rung's layout."""
-    low_end, high_end = ends(group)[0][0], ends(group)[0][-1]
+    measured = ends(group)[0]  # the smallest rung's chunk, then the largest's (one where they are the same)
+    low_end, high_end = measured[0], measured[-1]
     rungs = (low_end.static.train_slots, high_end.static.train_slots)
     low, high = (({tuning.parse_step(name, "measured"): t for name, t in timings[c.index].items()})
                  for c in (low_end, high_end))
