@@ -1,14 +1,20 @@
 """`grokjax explore RESULTS_DIR`: one offline page of linked views, to look at any cell of a sweep.
 
 The static charts show one run per phase; here a click on a cell of the phase diagram
-shows the training curves of its runs and its neurons. The data are aggregated in
-pandas so that the page stays small whatever the sweep's size: one row per cell (phase,
+shows its training curves and its neurons. The data are aggregated in pandas so that the
+page grows with the grid's cells, not with its runs: one row per cell (its runs' phases,
 seed agreement, mean accuracies, its neurons' IPR histogram and its periodic neurons'
-dominant frequencies, as arrays) and one row per run shown (its curves as arrays of at
-most MAX_POINTS steps). The runs' curves hold at most CURVE_BUDGET numbers (about 10 MB): past it, each
-cell shows the curves of its first runs only (the lowest run_ids, so its first seeds), at
-least one, and a cell's curves are thinned further where even one run per cell is more
-(down to MIN_POINTS steps). The browser flattens the arrays of the selected cells only.
+dominant frequencies, and its summary curves, as arrays) and one row per run shown.
+
+A cell's summary curves are its run's curves, or for a cell of several runs their mean
+and quartiles (a line in a band). The curves share CURVE_BUDGET numbers (steps and
+metrics; each row counted as ROW_COST more): every cell's summary first, at as many of the
+logged steps as fit (at most MAX_POINTS, at least MIN_POINTS, even past the budget); then,
+from what is left, each cell of several runs shows the curves of its first k runs (the
+lowest run_ids, so its first seeds), k as many as fit (none where none fits; the selected
+cell then says "curves of k runs"). The page carries its tables packed with gzip
+(`figures.html_page`), which holds these numbers in about 3 bytes each, and the browser
+flattens the arrays of the selected cells only.
 """
 
 from __future__ import annotations
@@ -26,10 +32,10 @@ from grokjax.store.results import final_neurons, load
 from grokjax.summary.cells import TITLES, facet_axes, facet_column, grid_axes, label, phase_cells
 from grokjax.summary.phases import PHASES
 
-MAX_POINTS = 50  # logged steps kept per run
+MAX_POINTS = 50  # logged steps kept per curve
 MIN_POINTS = 10  # ... and the fewest, where the budget asks for fewer
-CURVE_BUDGET = 1_500_000  # numbers in the runs' curves (steps and metrics), a run's labels counted as ROW_COST more
-ROW_COST = 30  # about 200 bytes of a run's labels and field names, at about 7 bytes a number: ~10 MB in all
+CURVE_BUDGET = 3_000_000  # numbers in the curves (steps and metrics), each row of them counted as ROW_COST more
+ROW_COST = 10  # a row's labels, which gzip packs into about as many bytes as ten numbers
 IPR_BINS = 20
 KEYS = ["x", "y", "facet"]  # a cell: its labels on the grid's axes and its facet
 ACCURACIES = {
@@ -67,48 +73,103 @@ def _columns(frame: pd.DataFrame, names: dict[str, str]) -> dict[str, str]:
     return {c: label for c, label in names.items() if c in frame and frame[c].notna().any()}
 
 
-def run_table(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
-    """One row per run shown: its cell, and its logged steps and metrics as arrays, thinned to MAX_POINTS steps
-    (fewer where CURVE_BUDGET asks); past the budget, each cell's first runs only (see the module docstring)."""
-    metrics = [*_columns(curves, ACCURACIES | LOSSES | SINGLES)]
-    keys = cell_keys(runs).sort_values("run_id")
-    steps = np.sort(curves.step.unique())
-    per_step, most = len(metrics) + 1, min(MAX_POINTS, len(steps))
-    shown = keys
-    if len(keys) * (most * per_step + ROW_COST) > CURVE_BUDGET:
-        cells = keys.groupby(KEYS, sort=False, dropna=False)
-        per_cell = max(1, CURVE_BUDGET // (cells.ngroups * (most * per_step + ROW_COST)))
-        shown = keys[cells.cumcount() < per_cell]
-    points = int(np.clip((CURVE_BUDGET // max(1, len(shown)) - ROW_COST) // per_step, MIN_POINTS, MAX_POINTS))
-    kept = steps[np.unique(np.linspace(0, len(steps) - 1, min(points, len(steps))).astype(int))]
-    data = curves[curves.step.isin(kept) & curves.run_id.isin(shown.run_id)].sort_values(["run_id", "step"])
+def layout(cells: pd.DataFrame, metrics: int, steps: int) -> tuple[int, int, int]:
+    """How the curves share CURVE_BUDGET (see the module docstring): the logged steps each cell's summary keeps,
+    how many runs' curves each cell of several runs shows, and the logged steps those keep."""
+    most, several = min(MAX_POINTS, steps), int((cells.runs > 1).sum())
+    per_step = len(cells) * (1 + metrics) + several * 2 * metrics  # a step and the means; quartiles where several
+    summary = int(np.clip((CURVE_BUDGET - ROW_COST * len(cells)) // per_step, min(MIN_POINTS, most), most))
+    left = CURVE_BUDGET - ROW_COST * len(cells) - summary * per_step
+    if not several or left < several * (min(MIN_POINTS, most) * (1 + metrics) + ROW_COST):
+        return summary, 0, most
+    per_cell = left // (several * (most * (1 + metrics) + ROW_COST))
+    if per_cell:
+        return summary, int(per_cell), most
+    return summary, 1, int((left // several - ROW_COST) // (1 + metrics))
+
+
+def _thinned(steps: np.ndarray, points: int) -> np.ndarray:
+    """`points` of the logged steps, evenly spaced among them, the first and last included."""
+    return steps[np.unique(np.linspace(0, len(steps) - 1, min(points, len(steps))).astype(int))]
+
+
+def _arrays(frame: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFrame:
+    """One row per group of `by` (the frame sorted by it), each column as the list of its values in the frame's
+    order, as Python numbers (they go to the page's JSON as they are). Split by hand: pandas' groupby would call
+    Python once per group and column, seconds for a page of ten thousand cells."""
+    if frame.empty:
+        return pd.DataFrame(columns=[*by, *columns])
+    starts = np.flatnonzero(frame[by].ne(frame[by].shift()).any(axis=1).to_numpy()).tolist()
+    table = frame[by].iloc[starts].reset_index(drop=True)
+    for column in columns:
+        values = frame[column].tolist()
+        table[column] = [values[a:b] for a, b in zip(starts, [*starts[1:], len(values)])]
+    return table
+
+
+def summary_table(keys: pd.DataFrame, cells: pd.DataFrame, curves: pd.DataFrame, metrics: list[str],
+                  points: int) -> pd.DataFrame:
+    """Each cell's curves at `points` logged steps: for a cell of one run, that run's; for a cell of several, the
+    runs' mean and quartiles: columns `{metric}_mean`, `_lo` and `_hi` (the quartiles empty for a cell of one run)."""
+    steps = _thinned(np.sort(curves.step.unique()), points)
+    data = curves[curves.step.isin(steps)].merge(keys, on="run_id")
+    if data.empty or not metrics:
+        return pd.DataFrame(columns=[*KEYS, "step"])
+    grouped = data.groupby([*KEYS, "step"], sort=True, dropna=False)[metrics]
+    stats = {"_mean": grouped.mean(), "_lo": grouped.quantile(0.25), "_hi": grouped.quantile(0.75)}
+    table = pd.concat({f"{m}{s}": pd.Series(_rounded(f[m]), index=f.index) for s, f in stats.items() for m in metrics},
+                      axis=1).reset_index()
+    table = _arrays(table, KEYS, ["step", *table.columns[len(KEYS) + 1:]])
+    single = table[KEYS].merge(cells[[*KEYS, "runs"]], on=KEYS, how="left").runs.to_numpy() == 1
+    for column in (c for c in table if c.endswith(("_lo", "_hi"))):
+        table[column] = [[] if one else v for one, v in zip(single, table[column])]  # a run's curves have no spread
+    return table
+
+
+def run_table(keys: pd.DataFrame, cells: pd.DataFrame, curves: pd.DataFrame, metrics: list[str], per_cell: int,
+              points: int) -> pd.DataFrame:
+    """One row per run shown: its cell, and its logged steps and metrics as arrays at `points` steps; the first
+    `per_cell` runs (lowest run_ids) of each cell of several runs."""
+    several = cells.loc[cells.runs > 1, KEYS]
+    keys = keys.merge(several, on=KEYS).sort_values("run_id")
+    shown = keys[keys.groupby(KEYS, sort=False, dropna=False).cumcount() < per_cell]
+    steps = _thinned(np.sort(curves.step.unique()), points)
+    data = curves[curves.step.isin(steps) & curves.run_id.isin(shown.run_id)].sort_values(["run_id", "step"])
     data = data.assign(**{c: _rounded(data[c]) for c in metrics})
-    table = data.groupby("run_id")[["step", *metrics]].agg(lambda s: s.tolist())  # Python numbers: JSON as they are
-    return shown.set_index("run_id").join(table, how="inner").reset_index()
+    return shown.merge(_arrays(data, ["run_id"], ["step", *metrics]), on="run_id")
 
 
-def cell_table(runs: pd.DataFrame, neurons: pd.DataFrame) -> pd.DataFrame:
-    """phase_cells, with each cell's neurons (last snapshot) as arrays: neurons per IPR bin, periodic ones per frequency."""
-    cells = phase_cells(runs)
+def cell_table(runs: pd.DataFrame, keys: pd.DataFrame, neurons: pd.DataFrame | None) -> pd.DataFrame:
+    """phase_cells, with the phases of each cell's runs in words, and its neurons (last snapshot) as arrays:
+    neurons per IPR bin, periodic ones per frequency. `keys`: the runs' `cell_keys`."""
+    cells = phase_cells(runs).merge(phase_shares(runs, keys), on=KEYS, how="left")
     if neurons is None or neurons.empty:
         return cells
-    data = final_neurons(neurons).merge(cell_keys(runs), on="run_id")
+    data = final_neurons(neurons).merge(keys, on="run_id")
     data = data.assign(ipr_bin=np.clip((data.ipr * IPR_BINS).fillna(-1).astype(int), -1, IPR_BINS - 1))
     ipr = data[data.ipr_bin >= 0].groupby([*KEYS, "ipr_bin"]).size().rename("n").reset_index()
     periodic = data[data.ipr >= PERIODIC_IPR].groupby([*KEYS, "dominant_frequency"]).size().rename("n").reset_index()
-    arrays = pd.concat([
-        ipr.groupby(KEYS).agg(ipr_bin=("ipr_bin", _listed), ipr_neurons=("n", _listed)),
-        periodic.groupby(KEYS).agg(frequency=("dominant_frequency", _listed), frequency_neurons=("n", _listed)),
-    ], axis=1)  # fmt: skip
-    cells = cells.merge(arrays.reset_index(), on=KEYS, how="left")
-    for column in arrays:  # a cell without (periodic) neurons: an empty array, not a missing field
-        cells[column] = [v if isinstance(v, list) else [] for v in cells[column]]
-    return cells
+    ipr = _arrays(ipr.rename(columns={"n": "ipr_neurons"}), KEYS, ["ipr_bin", "ipr_neurons"])
+    periodic = periodic.rename(columns={"dominant_frequency": "frequency", "n": "frequency_neurons"})
+    periodic = _arrays(periodic, KEYS, ["frequency", "frequency_neurons"])
+    return _listed(cells.merge(ipr, on=KEYS, how="left").merge(periodic, on=KEYS, how="left"),
+                   ["ipr_bin", "ipr_neurons", "frequency", "frequency_neurons"])
 
 
-def _listed(values: pd.Series) -> list:
-    """A group's values as a list of Python numbers (they go to the page's JSON as they are)."""
-    return values.tolist()
+def _listed(cells: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The cells with an empty array where a column of arrays has none (a cell without periodic neurons, or
+    without logged steps): the page flattens these columns, and a missing one would stop it."""
+    return cells.assign(**{c: [v if isinstance(v, list) else [] for v in cells[c]] for c in columns})
+
+
+def phase_shares(runs: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+    """Per cell, how many of its runs are in each phase, in words ("3 coexistence, 2 memorization"), most first."""
+    keyed = runs[["run_id", "phase"]].merge(keys, on="run_id")
+    counts = keyed.groupby([*KEYS, "phase"], dropna=False).size().rename("n").reset_index()
+    counts = counts.assign(order=counts.phase.map(lambda p: PHASES.index(p) if p in PHASES else len(PHASES)))
+    counts = counts.sort_values([*KEYS, "n", "order"], ascending=[True] * len(KEYS) + [False, True])
+    words = counts.n.astype(str) + " " + counts.phase.fillna("no phase").str.replace("_", " ")
+    return counts.assign(phases=words).groupby(KEYS, sort=False, dropna=False).phases.agg(", ".join).reset_index()
 
 
 def _phase_scale(cells: pd.DataFrame) -> alt.Scale:
@@ -143,12 +204,16 @@ def phase_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter) -> 
 
 
 def selected_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter, lines: int = 11) -> alt.Chart:
-    """The selected cells in words, one line each: where they are, their phase, runs and mean test accuracy."""
-    x, y = (SYMBOLS.get(a, TITLES.get(a, a)) for a in grid_axes(runs))
-    text = (f"'{x} = ' + datum.x + ', {y} = ' + datum.y + (datum.facet ? ', ' + datum.facet : '') + ': '"
-            " + replace(datum.phase || 'no phase', /_/g, ' ') + ' (' + datum.runs + (datum.runs > 1 ? ' runs' : ' run')"
-            " + ', test accuracy ' + format(datum.test_acc, '.2f')"
-            " + (datum.shown < datum.runs ? '; curves of ' + datum.shown : '') + ')'")
+    """The selected cells in words, one line each: where they are (as the axes label them), their runs' phases,
+    mean test accuracy, and how many runs' curves the page holds where not all."""
+    grid = grid_axes(runs)
+    x, y = (SYMBOLS.get(a, TITLES.get(a, a)) for a in grid)
+    where = [f"format(datum['{a}'], '{figures.tick_format(cells[a])}')" if pd.api.types.is_numeric_dtype(cells[a])
+             else f"datum['{a}']" for a in grid]
+    text = (f"'{x} = ' + {where[0]} + ', {y} = ' + {where[1]} + (datum.facet ? ', ' + datum.facet : '') + ': '"
+            " + (datum.runs > 1 ? datum.runs + ' runs, ' + datum.phases : replace(datum.phase || 'no phase', /_/g, ' '))"
+            " + ' (test accuracy ' + format(datum.test_acc, '.2f')"
+            " + (datum.runs > 1 && datum.shown < datum.runs ? '; curves of ' + datum.shown + ' runs' : '') + ')'")
     return (
         alt.Chart(CELLS, width=360, height=15 * lines, title=alt.Title("Selected cells", anchor="start"))
         .transform_filter(cell)
@@ -161,39 +226,60 @@ def selected_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter, 
     )
 
 
-def _curve_view(table: pd.DataFrame, cell: alt.Parameter, names: dict[str, str], title: str, log: bool = False) -> alt.Chart:
-    """One panel of the selected runs' curves: the columns `names`, one line per run and column."""
-    chart = (
-        alt.Chart(RUNS, width=250, height=170, title=title)
-        .transform_filter(cell)
-        .transform_flatten(["step", *names])
-        .transform_fold(list(names), as_=["column", "value"])
-        .transform_calculate(metric=f"{json.dumps(names)}[datum.column]")
-    )
-    if log:  # a loss of exactly 0 (cross-entropy underflow) has no place on a log scale
-        chart = chart.transform_filter("datum.value > 0")
-    y = alt.Y("value:Q", title=title, axis=alt.Axis(format="~g", grid=not log, labelExpr=DECADES if log else "datum.label"),
-              scale=alt.Scale(type="log") if log else
-              alt.Scale(domain=[0, 1]) if names.keys() <= ACCURACIES.keys() | {"ipr_mean"} else alt.Scale())
+def _curve_view(cells: pd.DataFrame, table: pd.DataFrame, cell: alt.Parameter, names: dict[str, str], title: str,
+                log: bool = False) -> alt.Chart:
+    """One panel of the selected cells' curves for the columns `names`: each cell's summary (a line; its quartiles
+    as a band where the cell holds several runs) and the curves of its runs shown (thin lines)."""
+    first = next(iter(names))
+    positive = " && ".join(f"datum.{v} > 0" for v in ("value", "lo", "hi"))  # a loss of exactly 0 (cross-entropy
+    # underflow) has no place on a log scale
+    scale = (alt.Scale(type="log") if log else
+             alt.Scale(domain=[0, 1]) if names.keys() <= ACCURACIES.keys() | {"ipr_mean"} else alt.Scale())
+    y = alt.Y("value:Q", title=title, scale=scale,
+              axis=alt.Axis(format="~g", grid=not log, labelExpr=DECADES if log else "datum.label"))
     many = len(names) > 1
     colors = alt.Scale(domain=list(names.values()), range=["#0072B2", "#D55E00", "#56B4E9", "#E69F00"][: len(names)])
-    return chart.mark_line(strokeWidth=1.2, **({} if many else {"color": "#009E73"})).encode(
-        x=alt.X("step:Q", title="step"),
-        y=y,
-        detail="run_id:N",
-        **({"color": alt.Color("metric:N", title=None, scale=colors, legend=alt.Legend(orient="bottom", columns=2)),
-            "strokeDash": alt.StrokeDash("metric:N", title=None, scale=alt.Scale(
-                domain=list(names.values()), range=[[1, 0], [1, 0], [4, 2], [4, 2]][: len(names)]))} if many else {}),
-        tooltip=[alt.Tooltip("run_id:N", title="run"), "metric:N", "step:Q", alt.Tooltip("value:Q", format=".4g")],
-    ).properties(name=f"curves_{next(iter(names))}")
+    style = ({"color": alt.Color("metric:N", title=None, scale=colors, legend=alt.Legend(orient="bottom", columns=2)),
+              "strokeDash": alt.StrokeDash("metric:N", title=None, scale=alt.Scale(
+                  domain=list(names.values()), range=[[1, 0], [1, 0], [4, 2], [4, 2]][: len(names)]))} if many else {})
+    plain = {} if many else {"color": "#009E73"}
+    x, tip = alt.X("step:Q", title="step"), [alt.Tooltip("metric:N"), "step:Q", alt.Tooltip("value:Q", format=".4g")]
+    summary = (
+        alt.Chart(CELLS).transform_filter(cell)
+        .transform_flatten(["step", *(f"{c}_{s}" for c in names for s in ("mean", "lo", "hi"))])
+        .transform_fold([f"{c}_mean" for c in names], as_=["column", "value"])
+        .transform_calculate(column="replace(datum.column, /_mean$/, '')")
+        .transform_calculate(metric=f"{json.dumps(names)}[datum.column]", lo="datum[datum.column + '_lo']",
+                             hi="datum[datum.column + '_hi']", run_id="datum.runs > 1 ? null : datum.first_run",
+                             cell_of="datum.x + ', ' + datum.y + ', ' + datum.facet")
+    )
+    layers = [summary.mark_line(strokeWidth=1.2, **plain).encode(
+        x=x, y=y, detail="cell_of:N", **style,
+        tooltip=[alt.Tooltip("runs:Q", title="runs (mean of)"), alt.Tooltip("run_id:N", title="run"), *tip],
+    ).transform_filter(positive.split(" && ")[0] if log else "isValid(datum.value)").properties(name=f"curves_{first}")]
+    if (cells.runs > 1).any():
+        band = summary.transform_filter(positive if log else "isValid(datum.lo) && isValid(datum.hi)")
+        layers.append(band.mark_area(opacity=0.2, **plain).encode(
+            x=x, y=alt.Y("lo:Q", scale=scale, title=title), y2="hi:Q", detail="cell_of:N",
+            **({"fill": alt.Fill("metric:N", scale=colors, legend=None)} if many else {}),  # the lines' legend alone
+        ).properties(name=f"band_{first}"))
+    if len(table):
+        runs = (alt.Chart(RUNS).transform_filter(cell).transform_flatten(["step", *names])
+                .transform_fold(list(names), as_=["column", "value"])
+                .transform_calculate(metric=f"{json.dumps(names)}[datum.column]")
+                .transform_filter("datum.value > 0" if log else "isValid(datum.value)"))
+        layers.append(runs.mark_line(strokeWidth=0.7, opacity=0.5, **plain).encode(
+            x=x, y=y, detail="run_id:N", **style, tooltip=[alt.Tooltip("run_id:N", title="run"), *tip],
+        ).properties(name=f"runs_{first}"))
+    return alt.layer(*layers, width=250, height=170, title=title)
 
 
-def curve_views(table: pd.DataFrame, curves: pd.DataFrame, cell: alt.Parameter) -> list[alt.Chart]:
-    """Accuracies, losses, weight norm and mean IPR of the selected cells' runs shown (`run_table`): the panels
-    that have data."""
+def curve_views(cells: pd.DataFrame, table: pd.DataFrame, curves: pd.DataFrame, cell: alt.Parameter) -> list[alt.Chart]:
+    """Accuracies, losses, weight norm and mean IPR of the selected cells (`summary_table`) and of their runs
+    shown (`run_table`): the panels that have data."""
     panels = [(_columns(curves, ACCURACIES), "accuracy", False), (_columns(curves, LOSSES), "loss", True),
               *(({c: label}, label, False) for c, label in _columns(curves, SINGLES).items())]
-    return [_curve_view(table, cell, names, title, log) for names, title, log in panels if names]
+    return [_curve_view(cells, table, cell, names, title, log) for names, title, log in panels if names]
 
 
 def neuron_views(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter) -> list[alt.Chart]:
@@ -237,14 +323,18 @@ def neuron_views(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter) -
 
 def chart(runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None = None) -> alt.Chart:
     """The page's views from the tables, as `plots` takes them; the first example run's cell is selected at first."""
-    table = run_table(runs, curves)
-    cells = cell_table(runs, neurons)
+    metrics, keys = [*_columns(curves, ACCURACIES | LOSSES | SINGLES)], cell_keys(runs)
+    cells = cell_table(runs, keys, neurons)
+    points, per_cell, run_points = layout(cells, len(metrics), curves.step.nunique())
+    table = run_table(keys, cells, curves, metrics, per_cell, run_points)
     shown = table.groupby(KEYS, dropna=False).size().rename("shown").reset_index()
-    cells = cells.merge(shown, on=KEYS, how="left").fillna({"shown": 0})
+    summary = summary_table(keys, cells, curves, metrics, points)
+    cells = _listed(cells.merge(summary, on=KEYS, how="left"), [c for c in summary if c not in KEYS])
+    cells = cells.merge(shown, on=KEYS, how="left").fillna({"shown": 0}).astype({"shown": int})
     chosen = figures.example_runs(runs)
-    first = cell_keys(runs).set_index("run_id").loc[chosen[0]] if chosen else cells.iloc[0]
+    first = keys.set_index("run_id").loc[chosen[0]] if chosen else cells.iloc[0]
     cell = alt.selection_point(name="cell", fields=KEYS, value=[{k: first[k] for k in KEYS}], empty=False)
-    rows = [[phase_view(runs, cells, cell)], curve_views(table, curves, cell),
+    rows = [[phase_view(runs, cells, cell)], curve_views(cells, table, curves, cell),
             [*neuron_views(runs, cells, cell), selected_view(runs, cells, cell)]]
     independent = {"color": "independent", "opacity": "independent", "strokeDash": "independent"}
     views = alt.vconcat(*[alt.hconcat(*row).resolve_scale(**independent) for row in rows if row]).resolve_scale(**independent)

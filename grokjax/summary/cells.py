@@ -6,6 +6,8 @@ Pure pandas and numpy, so that what reads cells without drawing them (the termin
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 import pandas as pd
 
@@ -116,22 +118,29 @@ def _tile(facet: pd.DataFrame, grid: tuple[str, str], bounds: np.ndarray) -> Non
     pos = {i: (float(r[grid[0]]), float(r[grid[1]])) for i, r in facet.iterrows()}
     integer = [pd.api.types.is_integer_dtype(facet[a]) for a in grid]
 
-    def parents(i: int, earlier: list[int], k: int) -> tuple[int, int] | None:
+    # per axis k, the earlier cells on each line along it: their sorted positions, and the cell at each position
+    lines: tuple[dict[float, list[float]], ...] = ({}, {})
+    at: tuple[dict[tuple[float, float], int], ...] = ({}, {})
+
+    def parents(i: int, k: int) -> tuple[int, int] | None:
         """The nearest earlier cells on either side of cell i along axis k, on its line, if i is their midpoint."""
-        line = [j for j in earlier if pos[j][1 - k] == pos[i][1 - k]]
-        below = [j for j in line if pos[j][k] < pos[i][k]]
-        above = [j for j in line if pos[j][k] > pos[i][k]]
-        if not below or not above:
+        across, here = pos[i][1 - k], pos[i][k]
+        line = lines[k].get(across, [])
+        n = bisect.bisect_left(line, here)
+        if n == 0 or n == len(line):  # (no earlier cell is at i's own place: a facet's cells are distinct)
             return None
-        a, b = max(below, key=lambda j: pos[j][k]), min(above, key=lambda j: pos[j][k])
-        off = abs(2 * pos[i][k] - pos[a][k] - pos[b][k])
+        a, b = at[k][across, line[n - 1]], at[k][across, line[n]]
+        off = abs(2 * here - pos[a][k] - pos[b][k])
         return (a, b) if off <= (1 if integer[k] else 1e-9 * (1 + abs(pos[a][k]) + abs(pos[b][k]))) else None
 
     order, split = list(facet.index), {}
-    for n, i in enumerate(order):
-        found = parents(i, order[:n], 0) or parents(i, order[:n], 1)
+    for i in order:
+        found = parents(i, 0) or parents(i, 1)
         if found:
             split[i] = found
+        for k in (0, 1):
+            bisect.insort(lines[k].setdefault(pos[i][1 - k], []), pos[i][k])
+            at[k][pos[i][1 - k], pos[i][k]] = i
     first = [i for i in order if i not in split]
     for k in (0, 1):  # the grid's cells: half-way to their neighbours on their line, or on the axis
         ladder = np.array(sorted({pos[i][k] for i in first}))

@@ -1,5 +1,7 @@
 """The explore page: written by the command, opened offline in headless Chromium, clicked and hovered there."""
 
+import base64
+import gzip
 import json
 import re
 
@@ -18,8 +20,9 @@ CLICKS = """async (view) => {
   const cells = items(view, /^phase.*_marks$/);
   const find = (key) => cells.find((c) => ["x", "y", "facet"].every((k) => c.datum[k] === key[k]));
   const shown = () => {
-    const points = items(view, /^curves_train_acc.*_marks$/);
-    return {points: points.length, runs: [...new Set(points.map((p) => p.datum.run_id))].sort((a, b) => a - b),
+    const points = items(view, /^(curves|runs)_train_acc.*_marks$/), ids = points.map((p) => p.datum.run_id);
+    return {points: points.length, runs: [...new Set(ids.filter((id) => id !== null))].sort((a, b) => a - b),
+            bands: items(view, /^band_train_acc.*_marks$/).length,
             neurons: items(view, /^neurons_ipr.*_marks$/).reduce((n, bar) => n + bar.datum.neurons, 0),
             selected: items(view, /^selected.*_marks$/).map((line) => line.datum.text)};
   };
@@ -109,13 +112,87 @@ def test_seed_agreement_is_drawn_as_opacity_where_cells_hold_several_runs():
     assert "opacity" not in explore.chart(runs[runs.seed == 0], curves).to_dict()["vconcat"][0]["hconcat"][0]["encoding"]
 
 
-def test_a_figure_3_sized_sweep_makes_a_page_of_bounded_size():
+@pytest.mark.slow
+@pytest.mark.parametrize("small", [False, True])
+def test_a_cell_of_several_runs_shows_their_band_and_the_runs_that_fit(tmp_path, monkeypatch, small):
+    """Three seeds per cell: the selected cell draws its mean in its quartile band, and its runs' curves as the
+    budget allows (all three with the default, none with a small one: the selected cell then says so)."""
+    if small:
+        monkeypatch.setattr(explore, "CURVE_BUDGET", 10_000)
+    runs, curves, neurons = synthetic(seeds=3, logs=10, width=4)
+    runs = runs[(runs.weight_decay == 0) & (runs.data_fraction <= 0.3)].drop(columns="weight_decay")
+    page = tmp_path / "page.html"
+    figures.save(explore.chart(runs, curves, neurons), page)
+    key = explore.cell_keys(runs).iloc[-1][explore.KEYS].to_dict()
+    state = browser.probe(page, CLICKS.replace("KEYS", json.dumps([key, key])))["value"]["one"]
+    runs_of_cell = cell_runs(runs, key)
+    assert len(runs_of_cell) == 3 and state["bands"] > 0
+    assert state["runs"] == ([] if small else runs_of_cell)
+    assert ("curves of 0 runs" in state["selected"][0]) == small
+    assert "3 runs, " in state["selected"][0]
+
+
+def test_a_figure_3_sized_sweep_makes_a_page_of_bounded_size(tmp_path):
     runs, curves, neurons = synthetic()
     assert len(runs) == 1292 and curves.step.nunique() == 100
-    spec = explore.chart(runs, curves, neurons).to_json(indent=None)
-    assert len(spec) < 14e6  # with the inlined libraries (about 1 MB), under 15 MB
-    table = explore.run_table(runs, curves)
-    assert len(table) == 1292 and table.step.map(len).max() == explore.MAX_POINTS
+    page = tmp_path / "page.html"
+    figures.save(explore.chart(runs, curves, neurons), page)
+    assert page.stat().st_size < 5e6  # with the inlined libraries (about 1 MB)
+    cells = figures.spec(explore.chart(runs, curves, neurons))["datasets"]["cells"]
+    assert len(cells) == 1292 and {len(c["step"]) for c in cells} == {explore.MAX_POINTS}  # one run each: its curves
+
+
+def test_a_cells_summary_is_its_runs_mean_and_quartiles_at_each_step():
+    """Three runs in one cell and one in another, with fixed curves: the summary at each kept step is the mean and
+    the 25th and 75th percentiles (linear interpolation, as numpy defines them) of the cell's runs; a cell of one
+    run has that run's curve and no quartiles."""
+    runs = pd.DataFrame({"run_id": range(4), "seed": [0, 1, 2, 0], "data_fraction": [0.5, 0.5, 0.5, 0.6],
+                         "corruption_fraction": 0.0, "phase": "coexistence", "train_acc": 1.0, "test_acc": 1.0,
+                         "train_acc_corrupted": np.nan})
+    steps = np.arange(0, 100, 10)
+    values = [np.linspace(0, 1, 10), np.linspace(1, 0, 10), np.full(10, 0.3), np.arange(10) / 10]
+    curves = pd.DataFrame({"run_id": np.repeat(range(4), len(steps)), "step": np.tile(steps, 4),
+                           "test_acc": np.concatenate(values)})
+    keys = explore.cell_keys(runs)
+    cells = explore.cell_table(runs, keys, None)
+    table = explore.summary_table(keys, cells, curves, ["test_acc"], points=4).set_index("x")
+    kept = [0, 30, 60, 90]  # 4 of the 10 logged steps, evenly spaced, first and last included
+    many = table.loc["0.5"]
+    by_step = curves[curves.run_id < 3].pivot(index="step", columns="run_id", values="test_acc").loc[kept].to_numpy()
+    assert many.step == kept
+    np.testing.assert_allclose(many.test_acc_mean, by_step.mean(axis=1), atol=1e-3)
+    np.testing.assert_allclose(many.test_acc_lo, np.quantile(by_step, 0.25, axis=1), atol=1e-3)
+    np.testing.assert_allclose(many.test_acc_hi, np.quantile(by_step, 0.75, axis=1), atol=1e-3)
+    one = table.loc["0.6"]
+    np.testing.assert_allclose(one.test_acc_mean, [0.0, 0.3, 0.6, 0.9])
+    assert one.test_acc_lo == [] and one.test_acc_hi == []
+
+
+@pytest.mark.parametrize(("cells", "per_cell", "metrics", "steps"), [
+    (390, 1, 8, 30), (1292, 1, 8, 100), (1292, 5, 8, 100), (1000, 50, 6, 20), (11_628, 5, 8, 100), (40_000, 1, 8, 100)])
+def test_the_curves_share_their_budget_summaries_first(cells, per_cell, metrics, steps):
+    """What `layout` gives costs at most CURVE_BUDGET, unless every cell's summary at MIN_POINTS is more; the runs'
+    curves take only what the summaries leave, at full resolution where one run per cell fits at it."""
+    table = pd.DataFrame({"runs": np.full(cells, per_cell)})
+    summary, shown, points = explore.layout(table, metrics, steps)
+    most = min(explore.MAX_POINTS, steps)
+    quartiles = 2 * metrics if per_cell > 1 else 0
+    summaries = cells * (summary * (1 + metrics + quartiles) + explore.ROW_COST)
+    runs = cells * shown * (points * (1 + metrics) + explore.ROW_COST) if per_cell > 1 else 0
+    assert explore.MIN_POINTS <= summary <= most and explore.MIN_POINTS <= points <= most
+    assert summaries + runs <= explore.CURVE_BUDGET or (summary == explore.MIN_POINTS and shown == 0)
+    assert shown == 0 if per_cell == 1 else summary == most or shown == 0
+    if summaries + cells * (most * (1 + metrics) + explore.ROW_COST) <= explore.CURVE_BUDGET and per_cell > 1:
+        assert shown >= 1 and points == most
+
+
+def test_the_page_carries_its_tables_packed_and_the_same_tables_make_the_same_page(tmp_path):
+    runs, curves, neurons = synthetic(seeds=2, logs=5, width=4)
+    chart = explore.chart(runs, curves, neurons)
+    text = figures.html_page(chart)
+    packed = re.search(r'atob\("([A-Za-z0-9+/=]+)"\)', text).group(1)
+    assert json.loads(gzip.decompress(base64.b64decode(packed))) == json.loads(json.dumps(figures.spec(chart)["datasets"]))
+    assert figures.html_page(explore.chart(runs, curves, neurons)) == text
 
 
 def test_out_writes_the_same_page_elsewhere(folder, tmp_path):

@@ -141,7 +141,7 @@ def test_log_steps_put_the_labels_on_the_axis(fig3_sized):
 
 def test_every_chart_and_the_explore_page_hold_their_aggregates_whatever_the_sweeps_size():
     """100,776 synthetic runs (the Figure 3 grid, 78 seeds): every dataset of every chart is one row per cell,
-    per phase or per plotted point, and the explore page's curves stay within their budget."""
+    per phase or per plotted point, and the explore page's summaries and runs' curves stay within their budget."""
     from grokjax.charts import explore
 
     runs, curves, neurons = synthetic(seeds=78, logs=5, width=2)
@@ -158,12 +158,12 @@ def test_every_chart_and_the_explore_page_hold_their_aggregates_whatever_the_swe
     for name, chart in charts.items():
         datasets = chart.to_dict()["datasets"].values()
         assert max(len(d) for d in datasets) <= bounds[name], name
-    page = figures.spec(explore.chart(runs, curves, neurons))["datasets"].values()
-    table = next(d for d in page if "step" in d[0])  # the runs' curves
-    numbers = sum(len(row["step"]) * (1 + sum(k in row for k in explore.ACCURACIES | explore.LOSSES | explore.SINGLES))
-                  + explore.ROW_COST for row in table)
-    assert numbers <= explore.CURVE_BUDGET and len(table) >= cells  # every cell shows a run's curves
-    assert max(len(d) for d in page if d is not table) <= cells
+    page = figures.spec(explore.chart(runs, curves, neurons))["datasets"]
+    assert len(page["cells"]) == cells and all(len(cell["step"]) for cell in page["cells"])  # every cell's summary
+    curve_columns = [c for c in page["cells"][0] if c.endswith(("_mean", "_lo", "_hi"))]
+    numbers = sum(len(row["step"]) + sum(len(row[c]) for c in curve_columns) + explore.ROW_COST for row in page["cells"])
+    numbers += sum(len(row["step"]) * (1 + len(curve_columns) // 3) + explore.ROW_COST for row in page["runs"])
+    assert numbers <= explore.CURVE_BUDGET
 
 
 @pytest.mark.parametrize(("values", "labels"), [
