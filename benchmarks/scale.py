@@ -1,18 +1,22 @@
-"""`python -m benchmarks.scale [RUNS ...]`: every stage of a sweep at 5,000, 50,000 and 200,000 tiny runs.
+"""`python -m benchmarks.scale [SIZE ...]`: every stage of a sweep at 5,000, 50,000 and 200,000 tiny runs,
+and at 50,000 runs in 25,000 cells.
 
-Each size is sweeps/bench/scale50k.toml (p = 7, width 16, 20 steps; 10 weight decays x 10 data
-fractions x 10 corruption fractions) with RUNS / 1,000 seeds. Each stage runs as a process of its
-own, timed from outside with GNU time (wall seconds, peak resident memory): the sweep (training,
+Each size is sweeps/bench/scale50k.toml (p = 7, width 16, 20 steps): a SIZE of RUNS is its grid of
+10 data fractions x 10 corruption fractions x 10 weight decays with RUNS / 1,000 seeds; a SIZE of
+AxBxCxS is a grid of A data fractions x B corruption fractions x C weight decays with S seeds
+(50x50x10x2: many cells, as a fine phase diagram has). Each stage runs as a process of its own,
+timed from outside with GNU time (wall seconds, peak resident memory): the sweep (training,
 tables, the terminal report; --no-plots --no-params), `grokjax plot`, `grokjax explore`,
 `grokjax info`, `grokjax check`, a refinement round's proposals (`boundaries.propose`, what
-`grokjax refine` computes before it trains), and reading the tables in pandas. Prints a table and
-writes results/bench/scale.json.
+`grokjax refine` computes before it trains), reading the tables in pandas, and the three
+notebooks run top to bottom on the folder. Prints a table and writes results/bench/scale.json.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -24,18 +28,36 @@ SWEEP = ROOT / "sweeps" / "bench" / "scale50k.toml"
 PYTHON = [sys.executable, "-m", "grokjax"]
 
 
-def stages(folder: Path, runs: int) -> dict[str, list[str]]:
-    seeds = runs // 1000
+NOTEBOOKS = """import sys, nbformat, pathlib; from nbclient import NotebookClient
+for path in sorted(pathlib.Path("notebooks").glob("*.ipynb")):
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].source = f"RESULTS = {sys.argv[1]!r}"
+    NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": "notebooks"}}).execute()
+"""
+SIZE = re.compile(r"(\d+)x(\d+)x(\d+)x(\d+)")
+
+
+def grid(size: str) -> list[str]:
+    """The --set options that make scale50k.toml a sweep of this SIZE (see the module docstring)."""
+    alphas, xis, wds, seeds = map(int, SIZE.fullmatch(size).groups()) if "x" in size else (10, 10, 10, int(size) // 1000)
+    axes = {"data_fraction": (0.3, 0.9, alphas), "corruption_fraction": (0.0, 0.45, xis), "weight_decay": (0.0, 9.0, wds),
+            "seed": (0, seeds - 1, seeds)}
+    return [option for axis, (start, stop, num) in axes.items()
+            for option in ("--set", f"sweep.{axis}={{start = {start}, stop = {stop}, num = {num}}}")]
+
+
+def stages(folder: Path, size: str) -> dict[str, list[str]]:
     code = "import sys, grokjax; from grokjax.engine import boundaries; "
     return {
-        "sweep": [*PYTHON, "sweep", str(SWEEP), "--set", f"sweep.seed={{start = 0, stop = {seeds - 1}, num = {seeds}}}",
-                  "--set", f'name="scale{runs}"', "--out", str(folder), "--no-plots", "--no-params", "--no-progress"],
+        "sweep": [*PYTHON, "sweep", str(SWEEP), *grid(size), "--set", f'name="scale{size}"', "--out", str(folder),
+                  "--no-plots", "--no-params", "--no-progress"],
         "plot": [*PYTHON, "plot", str(folder)],
         "explore": [*PYTHON, "explore", str(folder)],
         "info": [*PYTHON, "info", str(folder)],
         "check": [*PYTHON, "check", str(folder)],
         "refine proposals": [sys.executable, "-c", code + "print(len(boundaries.propose(grokjax.load_results(sys.argv[1]).runs, 1000)))", str(folder)],
         "read tables": [sys.executable, "-c", "import sys, pandas as pd; [pd.read_parquet(f'{sys.argv[1]}/{t}.parquet') for t in ('runs', 'curves', 'neurons')]", str(folder)],
+        "notebooks": [sys.executable, "-c", NOTEBOOKS, str(folder)],
     }
 
 
@@ -49,10 +71,11 @@ def timed(command: list[str]) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> int:
-    if not all(a.isdigit() and int(a) >= 1000 and int(a) % 1000 == 0 for a in argv):
-        print(f"benchmarks.scale: RUNS = {' '.join(argv)}; allowed: multiples of 1000 (1,000 runs a seed)", file=sys.stderr)
+    if not all(a.isdigit() and int(a) >= 1000 and int(a) % 1000 == 0 or SIZE.fullmatch(a) for a in argv):
+        print(f"benchmarks.scale: SIZE = {' '.join(argv)}; allowed: multiples of 1000 (1,000 runs a seed), or AxBxCxS",
+              file=sys.stderr)
         return 2
-    sizes = [int(a) for a in argv] or [5_000, 50_000, 200_000]
+    sizes = argv or ["5000", "50000", "200000", "50x50x10x2"]
     report = {"machine": {"cpu": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d")}, "sizes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for runs in sizes:
@@ -61,7 +84,7 @@ def main(argv: list[str]) -> int:
             figures["explore.html MB"] = round((folder / "explore.html").stat().st_size / 1e6, 1)
             print(runs, json.dumps(figures), flush=True)
     names = list(next(iter(report["sizes"].values())))
-    print("\n| stage | " + " | ".join(f"{r:,} runs" for r in sizes) + " |\n| --- |" + " --- |" * len(sizes))
+    print("\n| stage | " + " | ".join(f"{int(r):,} runs" if r.isdigit() else r for r in sizes) + " |\n| --- |" + " --- |" * len(sizes))
     for name in names:
         cells = [report["sizes"][r][name] for r in sizes]
         print(f"| {name} | " + " | ".join(f"{c:g}" if not isinstance(c, dict) else f"{c['wall_s']:.1f} s, {c['peak_mb']:,.0f} MB" for c in cells) + " |")

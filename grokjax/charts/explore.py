@@ -19,7 +19,9 @@ flattens the arrays of the selected cells only.
 
 from __future__ import annotations
 
+import html
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import altair as alt
@@ -343,10 +345,24 @@ def chart(runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None
     return views
 
 
-def page(folder: str | Path) -> alt.Chart:
-    """The explore view of a results folder, e.g. to draw in a notebook."""
+@dataclass(frozen=True)
+class Page:
+    """The explore page of a results folder in a notebook: drawn as `grokjax explore` writes it (in a frame, its
+    tables packed), not through Altair's renderer, which would check every number and write them unpacked into
+    the notebook (a minute and 25 MB at 50,000 runs). `chart` is the Altair chart, to compose or to save."""
+
+    chart: alt.Chart
+    height: int = 1400  # pixels of the frame; the page scrolls within it
+
+    def _repr_html_(self) -> str:
+        page = html.escape(figures.html_page(self.chart))
+        return f'<iframe srcdoc="{page}" style="width: 100%; height: {self.height}px; border: none"></iframe>'
+
+
+def page(folder: str | Path) -> Page:
+    """The explore view of a results folder, to draw in a notebook."""
     res = load(folder)
-    return chart(res.runs, res.curves, res.neurons)
+    return Page(chart(res.runs, res.curves, res.neurons))
 
 
 def write(folder: str | Path, out: str | Path | None = None) -> Path:
