@@ -45,21 +45,23 @@ def disagreeing_pairs(runs: pd.DataFrame, min_agreement: float = MIN_AGREEMENT) 
     x, y = grid_axes(runs)
     facets = facet_axes(runs)
     cells = phase_cells(runs)
-    rows = []
+    columns = [*facets, "axis", "a_x", "a_y", "b_x", "b_y", "a_phase", "b_phase", "uncertain", "gap"]
+    found = [pd.DataFrame(columns=columns)]
     for axis, other in ((x, y), (y, x)):
         scaled = np.log10 if log_axis(runs[axis]) else (lambda v: v)  # gaps as the chart shows them
         span = float(scaled(runs[axis].max()) - scaled(runs[axis].min())) or 1.0
-        for _, line in cells.groupby([*facets, other], sort=True, dropna=False):
-            line = line.sort_values(axis)
-            for (_, a), (_, b) in zip(line.iloc[:-1].iterrows(), line.iloc[1:].iterrows()):
-                uncertain = bool(a.agreement < min_agreement or b.agreement < min_agreement)
-                if a.phase == b.phase and not uncertain:
-                    continue
-                rows.append({**{f: a[f] for f in facets}, "axis": axis, "a_x": a[x], "a_y": a[y], "b_x": b[x],
-                             "b_y": b[y], "a_phase": a.phase, "b_phase": b.phase, "uncertain": uncertain,
-                             "gap": float(scaled(b[axis]) - scaled(a[axis])) / span})
-    columns = [*facets, "axis", "a_x", "a_y", "b_x", "b_y", "a_phase", "b_phase", "uncertain", "gap"]
-    return pd.DataFrame(rows, columns=columns)
+        lines = cells.sort_values([*facets, other, axis], kind="stable").reset_index(drop=True)
+        line = lines.groupby([*facets, other], sort=False, dropna=False).ngroup().to_numpy()
+        a, b = lines.iloc[:-1].reset_index(drop=True), lines.iloc[1:].reset_index(drop=True)
+        uncertain = (a.agreement < min_agreement) | (b.agreement < min_agreement)
+        keep = (line[:-1] == line[1:]) & ((a.phase.to_numpy() != b.phase.to_numpy()) | uncertain.to_numpy())
+        a, b = a[keep], b[keep]
+        found.append(pd.DataFrame({
+            **{f: a[f] for f in facets}, "axis": axis, "a_x": a[x], "a_y": a[y], "b_x": b[x].to_numpy(),
+            "b_y": b[y].to_numpy(), "a_phase": a.phase, "b_phase": b.phase.to_numpy(), "uncertain": uncertain[keep],
+            "gap": (scaled(b[axis].to_numpy(float)) - scaled(a[axis].to_numpy(float))) / span,
+        }, columns=columns))
+    return pd.concat(found, ignore_index=True).astype({"uncertain": bool, "gap": float})
 
 
 def propose(runs: pd.DataFrame, budget: int, min_agreement: float = MIN_AGREEMENT) -> pd.DataFrame:
@@ -77,37 +79,42 @@ def propose(runs: pd.DataFrame, budget: int, min_agreement: float = MIN_AGREEMEN
     pairs["same_phase"] = pairs.a_phase == pairs.b_phase
     pairs = pairs.sort_values(["gap", "same_phase", *facets, "a_y", "a_x", "axis"],
                               ascending=[False, True, *[True] * (len(facets) + 3)], kind="stable")
-    columns = list(config_columns())
-    seed_shift = int(runs.seed.max()) + 1
-    cell_runs = {key: group for key, group in runs.groupby([*facets, x, y], sort=False)}
-    taken: list[pd.DataFrame] = []
-    seen: set[tuple] = set()
-    left = budget
+    columns, cell = list(config_columns()), [*facets, x, y]
+    at = runs.groupby(cell, sort=False).indices  # each cell's rows in `runs`
+    firsts = runs.drop_duplicates(cell)  # each cell's first run, as a dict: read once per pair
+    first = dict(zip(firsts[cell].itertuples(index=False, name=None), firsts[columns].to_dict("records")))
+    logs = {axis: log_axis(runs[axis]) for axis in (x, y)}
+    found = []  # (its cell's key, its point, the endpoints' keys (the one with more runs first), uncertain)
     for pair in pairs.itertuples(index=False):
         keys = tuple(getattr(pair, f) for f in facets)
-        ends = [cell_runs[(*keys, pair.a_x, pair.a_y)], cell_runs[(*keys, pair.b_x, pair.b_y)]]
-        template = max(ends, key=len)[columns].reset_index(drop=True)  # the first of equals: a
+        a, b = (*keys, pair.a_x, pair.a_y), (*keys, pair.b_x, pair.b_y)
         point = {x: pair.a_x, y: pair.a_y}
-        point[pair.axis] = midpoint(point[pair.axis], pair.b_x if pair.axis == x else pair.b_y,
-                                    log_axis(runs[pair.axis]))
-        if point[pair.axis] is None or (*keys, point[x], point[y]) in seen:
+        point[pair.axis] = midpoint(point[pair.axis], pair.b_x if pair.axis == x else pair.b_y, logs[pair.axis])
+        if point[pair.axis] is not None:  # the template is the end with more runs, the first of equals: a
+            ends = (b, a) if len(at[b]) > len(at[a]) else (a, b)
+            found.append(((*keys, point[x], point[y]), point, ends, pair.uncertain))
+    if not found:
+        return pd.DataFrame(columns=columns)
+    # Whether each midpoint trains as an endpoint does, for all at once: split counts for one run per midpoint.
+    heads = split_sizes(pd.DataFrame([{**first[ends[0]], **point} for _, point, ends, _ in found]))
+    same = np.zeros(len(found), dtype=bool)
+    for side in (0, 1):
+        end = pd.DataFrame([first[ends[side]] for _, _, ends, _ in found])
+        same |= (heads[TRAINED].to_numpy() == end[TRAINED].to_numpy()).all(axis=1)
+    taken, seen, left = [], set(), budget
+    for (key, point, ends, uncertain), twin in zip(found, same):
+        count = len(at[ends[0]]) * (2 if uncertain else 1)
+        if twin or key in seen or count > left:
             continue
-        new = template.assign(**point)
-        if pair.uncertain:
-            new = pd.concat([new, new.assign(seed=new.seed + seed_shift)], ignore_index=True)
-        new = split_sizes(new)
-        if len(new) > left or any(_same_training(new, end) for end in ends):
-            continue
-        seen.add((*keys, point[x], point[y]))
-        taken.append(new)
-        left -= len(new)
+        seen.add(key)
+        taken.append((point, runs.iloc[at[ends[0]]], uncertain))
+        left -= count
     if not taken:
         return pd.DataFrame(columns=columns)
-    proposed = pd.concat(taken, ignore_index=True).sort_values([*facets, y, x, "seed"], kind="stable")
+    seed_shift = int(runs.seed.max()) + 1
+    new = [template[columns].assign(**point) for point, template, _ in taken]
+    new += [template[columns].assign(**point, seed=template.seed + seed_shift) for point, template, twice in taken if twice]
+    proposed = split_sizes(pd.concat(new, ignore_index=True)).sort_values([*facets, y, x, "seed"], kind="stable")
     proposed["run_id"] = np.arange(len(proposed), dtype=np.int64) + int(runs.run_id.max()) + 1
     return proposed.set_index(proposed.run_id.to_numpy())[columns]
 
-
-def _same_training(new: pd.DataFrame, end: pd.DataFrame) -> bool:
-    """Whether the new point's runs train as the endpoint's do (same split counts and hyperparameters)."""
-    return bool((new[TRAINED].iloc[0].to_numpy() == end[TRAINED].iloc[0].to_numpy()).all())

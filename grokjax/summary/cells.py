@@ -115,7 +115,7 @@ def cell_extents(cells: pd.DataFrame, grid: tuple[str, str], axes: list[str]) ->
 def _tile(facet: pd.DataFrame, grid: tuple[str, str], bounds: np.ndarray) -> None:
     """`cell_extents` for one facet's cells (in `bounds`, by their row in the cells)."""
     facet = facet.sort_values("first_run", kind="stable")
-    pos = {i: (float(r[grid[0]]), float(r[grid[1]])) for i, r in facet.iterrows()}
+    pos = dict(zip(facet.index, zip(facet[grid[0]].astype(float).tolist(), facet[grid[1]].astype(float).tolist())))
     integer = [pd.api.types.is_integer_dtype(facet[a]) for a in grid]
 
     # per axis k, the earlier cells on each line along it: their sorted positions, and the cell at each position
