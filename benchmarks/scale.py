@@ -9,7 +9,8 @@ timed from outside with GNU time (wall seconds, peak resident memory): the sweep
 tables, the terminal report; --no-plots --no-params), `grokjax plot`, `grokjax explore`,
 `grokjax info`, `grokjax check`, a refinement round's proposals (`boundaries.propose`, what
 `grokjax refine` computes before it trains), reading the tables in pandas, and the three
-notebooks run top to bottom on the folder. Prints a table and writes results/bench/scale.json.
+notebooks run top to bottom on the folder. Prints a table and writes results/bench/scale.json
+(where the sizes measured before stay, each with the date and time it was measured).
 """
 
 from __future__ import annotations
@@ -76,19 +77,22 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     sizes = argv or ["5000", "50000", "200000", "50x50x10x2"]
-    report = {"machine": {"cpu": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d")}, "sizes": {}}
+    out = ROOT / "results" / "bench" / "scale.json"  # sizes measured before stay, each with its date
+    report = json.loads(out.read_text()) if out.exists() else {"machine": {}, "sizes": {}}
+    report["machine"] = {"cpu": platform.processor() or platform.machine()}
     with tempfile.TemporaryDirectory() as tmp:
         for runs in sizes:
             folder = Path(tmp) / f"scale{runs}"
-            report["sizes"][runs] = figures = {name: timed(command) for name, command in stages(folder, runs).items()}
+            figures = {"date": time.strftime("%Y-%m-%d %H:%M")}
+            figures |= {name: timed(command) for name, command in stages(folder, runs).items()}
+            report["sizes"][runs] = figures
             figures["explore.html MB"] = round((folder / "explore.html").stat().st_size / 1e6, 1)
             print(runs, json.dumps(figures), flush=True)
-    names = list(next(iter(report["sizes"].values())))
+    names = [n for n in report["sizes"][sizes[0]] if n != "date"]
     print("\n| stage | " + " | ".join(f"{int(r):,} runs" if r.isdigit() else r for r in sizes) + " |\n| --- |" + " --- |" * len(sizes))
     for name in names:
         cells = [report["sizes"][r][name] for r in sizes]
         print(f"| {name} | " + " | ".join(f"{c:g}" if not isinstance(c, dict) else f"{c['wall_s']:.1f} s, {c['peak_mb']:,.0f} MB" for c in cells) + " |")
-    out = ROOT / "results" / "bench" / "scale.json"
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"Written: {out}")
     return 0
