@@ -13,8 +13,7 @@ logged steps as fit (at most MAX_POINTS, at least MIN_POINTS, even past the budg
 from what is left, each cell of several runs shows the curves of its first k runs (the
 lowest run_ids, so its first seeds), k as many as fit (none where none fits; the selected
 cell then says "curves of k runs"). The page carries its tables packed with gzip
-(`figures.html_page`), which holds these numbers in about 3 bytes each, and the browser
-flattens the arrays of the selected cells only.
+(`figures.html_page`), and the browser flattens the arrays of the selected cells only.
 """
 
 from __future__ import annotations
@@ -98,7 +97,7 @@ def _thinned(steps: np.ndarray, points: int) -> np.ndarray:
 def _arrays(frame: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFrame:
     """One row per group of `by` (the frame sorted by it), each column as the list of its values in the frame's
     order, as Python numbers (they go to the page's JSON as they are). Split by hand: pandas' groupby would call
-    Python once per group and column, seconds for a page of ten thousand cells."""
+    Python once per group and column, slow for pages of thousands of cells."""
     if frame.empty:
         return pd.DataFrame(columns=[*by, *columns])
     starts = np.flatnonzero(frame[by].ne(frame[by].shift()).any(axis=1).to_numpy()).tolist()
@@ -233,8 +232,8 @@ def _curve_view(cells: pd.DataFrame, table: pd.DataFrame, cell: alt.Parameter, n
     """One panel of the selected cells' curves for the columns `names`: each cell's summary (a line; its quartiles
     as a band where the cell holds several runs) and the curves of its runs shown (thin lines)."""
     first = next(iter(names))
-    positive = " && ".join(f"datum.{v} > 0" for v in ("value", "lo", "hi"))  # a loss of exactly 0 (cross-entropy
-    # underflow) has no place on a log scale
+    # a loss of exactly 0 (cross-entropy underflow) has no place on a log scale
+    drawn, spread = ("datum.value > 0", "datum.lo > 0") if log else ("isValid(datum.value)", "isValid(datum.lo)")
     scale = (alt.Scale(type="log") if log else
              alt.Scale(domain=[0, 1]) if names.keys() <= ACCURACIES.keys() | {"ipr_mean"} else alt.Scale())
     y = alt.Y("value:Q", title=title, scale=scale,
@@ -258,9 +257,9 @@ def _curve_view(cells: pd.DataFrame, table: pd.DataFrame, cell: alt.Parameter, n
     layers = [summary.mark_line(strokeWidth=1.2, **plain).encode(
         x=x, y=y, detail="cell_of:N", **style,
         tooltip=[alt.Tooltip("runs:Q", title="runs (mean of)"), alt.Tooltip("run_id:N", title="run"), *tip],
-    ).transform_filter(positive.split(" && ")[0] if log else "isValid(datum.value)").properties(name=f"curves_{first}")]
+    ).transform_filter(drawn).properties(name=f"curves_{first}")]
     if (cells.runs > 1).any():
-        band = summary.transform_filter(positive if log else "isValid(datum.lo) && isValid(datum.hi)")
+        band = summary.transform_filter(spread)  # lo and hi are both there or both missing
         layers.append(band.mark_area(opacity=0.2, **plain).encode(
             x=x, y=alt.Y("lo:Q", scale=scale, title=title), y2="hi:Q", detail="cell_of:N",
             **({"fill": alt.Fill("metric:N", scale=colors, legend=None)} if many else {}),  # the lines' legend alone
@@ -269,7 +268,7 @@ def _curve_view(cells: pd.DataFrame, table: pd.DataFrame, cell: alt.Parameter, n
         runs = (alt.Chart(RUNS).transform_filter(cell).transform_flatten(["step", *names])
                 .transform_fold(list(names), as_=["column", "value"])
                 .transform_calculate(metric=f"{json.dumps(names)}[datum.column]")
-                .transform_filter("datum.value > 0" if log else "isValid(datum.value)"))
+                .transform_filter(drawn))
         layers.append(runs.mark_line(strokeWidth=0.7, opacity=0.5, **plain).encode(
             x=x, y=y, detail="run_id:N", **style, tooltip=[alt.Tooltip("run_id:N", title="run"), *tip],
         ).properties(name=f"runs_{first}"))
@@ -349,7 +348,7 @@ def chart(runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None
 class Page:
     """The explore page of a results folder in a notebook: drawn as `grokjax explore` writes it (in a frame, its
     tables packed), not through Altair's renderer, which would check every number and write them unpacked into
-    the notebook (a minute and 25 MB at 50,000 runs). `chart` is the Altair chart, to compose or to save."""
+    the notebook. `chart` is the Altair chart, to compose or to save."""
 
     chart: alt.Chart
     height: int = 1400  # pixels of the frame; the page scrolls within it

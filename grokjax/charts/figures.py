@@ -391,7 +391,7 @@ def html_page(chart: alt.Chart) -> str:
     """The page Altair writes with `chart.save(..., inline=True)`, which opens offline: the chart and the
     JavaScript of Vega, Vega-Lite and vega-embed (`javascript_bundle`). Data the chart holds at its top (the
     explore page's) travel packed (`packed`) and the browser unpacks them before drawing, which Altair's page
-    cannot do: they are mostly numbers of a few digits, which gzip holds in a third of their JSON's size."""
+    cannot do: they are mostly numbers of a few digits, which gzip packs far smaller than their JSON."""
     from altair.utils.html import INLINE_HTML_TEMPLATE
 
     drawn = spec(chart)
