@@ -7,6 +7,17 @@ import pytest
 
 import grokjax
 
+
+def _fresh_cache() -> str:
+    """An empty folder for this test run: one per run, shared by its xdist workers (they start at once)."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:
+        return tempfile.mkdtemp(prefix="grokjax-test-cache-")
+    folder = Path(tempfile.gettempdir()) / f"grokjax-test-cache-{run}"
+    folder.mkdir(exist_ok=True)
+    return str(folder)
+
+
 # Tests (and the CLI processes they start) compute the step as a user's sweep does (the cost model, which
 # measures nothing; tests/engine/test_tuning.py times the candidates), and share one fresh compilation cache.
 os.environ["GROKJAX_STEP"] = "auto"
@@ -15,8 +26,8 @@ os.environ["GROKJAX_STEP"] = "auto"
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=1").strip()
 # GROKJAX_TEST_CACHE names a folder that keeps them from one test run to the next (the quick loop, run again and again);
-# by default each run starts from an empty one, as CI does.
-os.environ["GROKJAX_CACHE_DIR"] = os.environ.get("GROKJAX_TEST_CACHE") or tempfile.mkdtemp(prefix="grokjax-test-cache-")
+# by default each run starts from an empty one, as CI does, which pytest-xdist's workers share (named for the run).
+os.environ["GROKJAX_CACHE_DIR"] = os.environ.get("GROKJAX_TEST_CACHE") or _fresh_cache()
 # This process keeps its compiled programs in that cache too, as the CLI processes do (the library calls
 # that tests make here would not turn it on: that is grokjax.configure's, and the command line's).
 grokjax.configure(cpu_devices=False)

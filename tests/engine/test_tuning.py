@@ -136,30 +136,25 @@ def test_a_sweep_gives_the_same_tables_whatever_the_timings(sweep_file, tmp_path
 @pytest.mark.slow
 def test_sweeps_at_once_sharing_a_cache_folder_equal_their_references(sweep_file, tmp_path):
     """Two sweeps in two folders with one fresh cache folder, at once: each writes the tables it writes alone (with
-    another cache folder); with --step tuned, the cache folder keeps both sweeps' step choices."""
+    another cache folder). (tests/store/test_lock.py: the step choices that processes write at once are all kept.)"""
     other = sweep_file(TINY_SWEEP.replace("width = 24", "width = 16"), name="other.toml")
     files = {"tiny": sweep_file(), "other": other}
-    env = {**os.environ, "GROKJAX_STEP": "auto"}
 
-    def sweep(name: str, out: Path, cache: Path, *extra: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-c", CLI, "sweep", str(files[name]), "--out", str(out), *SWEEP_ARGS,
-                                 *extra], cwd=ROOT, env={**env, "GROKJAX_CACHE_DIR": str(cache)},
+    def sweep(name: str, out: Path, cache: Path) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", CLI, "sweep", str(files[name]), "--out", str(out), *SWEEP_ARGS],
+                                cwd=ROOT, env={**os.environ, "GROKJAX_STEP": "auto", "GROKJAX_CACHE_DIR": str(cache)},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     for name in files:  # the references, one at a time, each with a cache folder of its own
         proc = sweep(name, tmp_path / f"{name}-alone", tmp_path / f"cache-{name}")
         assert proc.wait(timeout=300) == 0, proc.stderr.read()
-    shared = tmp_path / "shared-cache"
-    for extra in ((), ("--step", "tuned")):
-        procs = {name: sweep(name, tmp_path / f"{name}-at-once{'-'.join(extra)}", shared, *extra) for name in files}
-        for proc in procs.values():
-            assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    procs = {name: sweep(name, tmp_path / f"{name}-at-once", tmp_path / "shared-cache") for name in files}
+    for proc in procs.values():
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()
     for name in files:
         alone, at_once = results.load(tmp_path / f"{name}-alone"), results.load(tmp_path / f"{name}-at-once")
         for table in ("runs", "curves", "neurons"):
             pd.testing.assert_frame_equal(getattr(alone, table), getattr(at_once, table))
-    stored = [json.loads(k) for k in json.loads((shared / tuning.CHOICES_FILE).read_text())]
-    assert {k["width"] for k in stored} == {16, 24}  # every tuned group's choices, from both processes
 
 
 def test_the_cost_model_prefers_the_least_work_and_reads_no_clock():

@@ -145,7 +145,7 @@ def test_ctrl_c_stops_after_the_segment_and_says_how_to_resume(reference):
 
 
 def test_info_tells_chunks_done_and_left_of_an_unfinished_sweep(reference, capsys):
-    out = reference / "killed_after_2"  # left finished by the SIGKILL test; make an unfinished copy of its state
+    out = reference / "whole"  # a finished sweep; make an unfinished copy of its state
     partial = reference / "unfinished"
     partial.mkdir()
     (partial / "sweep.toml").write_text((out / "sweep.toml").read_text())
