@@ -3,9 +3,11 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+import jax
 import pytest
 
 import grokjax
+from grokjax.core import models
 
 
 def _fresh_cache() -> str:
@@ -31,6 +33,9 @@ os.environ["GROKJAX_CACHE_DIR"] = os.environ.get("GROKJAX_TEST_CACHE") or _fresh
 # This process keeps its compiled programs in that cache too, as the CLI processes do (the library calls
 # that tests make here would not turn it on: that is grokjax.configure's, and the command line's).
 grokjax.configure(cpu_devices=False)
+
+# models.init as one compiled program: run eagerly, each of its operations compiles on its own, several times slower.
+init_model = jax.jit(models.init, static_argnums=0)
 
 TINY_SWEEP = """\
 name = "tiny"

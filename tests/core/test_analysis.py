@@ -12,6 +12,7 @@ from grokjax.core.tasks import true_labels
 from grokjax.core.types import Static
 from grokjax.engine.sweep import run
 from grokjax.store import results as results_module
+from tests.conftest import init_model
 
 
 def mlp(p: int, width: int) -> Static:
@@ -29,7 +30,7 @@ def grid_logits(static: Static, params) -> np.ndarray:
 def test_analytic_solution_is_exact_and_periodic(p, width, seed):
     params = analysis.analytic_solution(p, width, jax.random.key(seed))
     static = mlp(p, width)
-    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, models.init(static, jax.random.key(0), 1.0)["params"])
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, init_model(static, jax.random.key(0), 1.0)["params"])
     predicted = grid_logits(static, params).argmax(axis=1)
     np.testing.assert_array_equal(predicted, true_labels("modular_addition", p))  # 100% on all p^2 pairs
     stats = analysis.neuron_stats(static, params)
@@ -38,7 +39,7 @@ def test_analytic_solution_is_exact_and_periodic(p, width, seed):
 
 def test_random_init_has_the_ipr_of_white_noise():
     p = 13
-    params = models.init(mlp(p, 2048), jax.random.key(0), 1.0)["params"]
+    params = init_model(mlp(p, 2048), jax.random.key(0), 1.0)["params"]
     expected = analysis.white_noise_ipr(p)
     assert float(analysis.ipr_mean(mlp(p, 2048), params)) == pytest.approx(expected, rel=0.03)
     assert analysis.white_noise_ipr(97) == pytest.approx(0.0404, abs=1e-4)  # the value quoted in the docs
@@ -53,7 +54,7 @@ def test_white_noise_ipr_matches_monte_carlo(p):
 
 def test_neuron_stats_match_numpy():
     p, width = 11, 16
-    params = models.init(mlp(p, width), jax.random.key(3), 1.0)["params"]
+    params = init_model(mlp(p, width), jax.random.key(3), 1.0)["params"]
     U, V = (np.asarray(params[k]["embedding"]).T for k in ("U", "V"))
     W = np.asarray(params["W"]["kernel"])
     stats = {k: np.asarray(v) for k, v in analysis.neuron_stats(mlp(p, width), params).items()}
@@ -90,7 +91,7 @@ def test_transformer_embedding_directions_and_deep_mlp_first_layer_neurons():
     and the 3-layer MLP's first-layer neurons (rows of U and V); a pure cosine has IPR 1 and its frequency."""
     p = 13
     transformer = Static(task="modular_addition", p=p, model="transformer", embed_size=8, heads=2, width=16)
-    params = models.init(transformer, jax.random.key(0), 1.0)["params"]
+    params = init_model(transformer, jax.random.key(0), 1.0)["params"]
     waves, freq = cosines(p, 8)
     params["embed"]["embedding"] = jnp.asarray(waves.T, jnp.float32)  # (p, d): column j is direction j
     stats = {k: np.asarray(v) for k, v in analysis.neuron_stats(transformer, params).items()}
@@ -100,7 +101,7 @@ def test_transformer_embedding_directions_and_deep_mlp_first_layer_neurons():
     np.testing.assert_allclose(stats["norm"], np.linalg.norm(waves, axis=1), rtol=1e-5)
 
     deep = Static(task="modular_addition", p=p, model="mlp", depth=3, width=16, activation="relu")
-    params = models.init(deep, jax.random.key(0), 1.0)["params"]
+    params = init_model(deep, jax.random.key(0), 1.0)["params"]
     waves, freq = cosines(p, 16)
     params["U"]["embedding"] = jnp.asarray(waves.T, jnp.float32)  # U periodic, V white noise
     stats = {k: np.asarray(v) for k, v in analysis.neuron_stats(deep, params).items()}

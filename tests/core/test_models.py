@@ -5,6 +5,7 @@ rules, the task's algebra), never read off a run.
 """
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -21,6 +22,7 @@ from grokjax.core.training import init_run, make_optimizer
 from grokjax.core.types import Hparams, Static
 from grokjax.engine import plan, runs_table
 from grokjax.engine.runner import train
+from tests.conftest import init_model
 
 
 def tiny_static(**changes) -> Static:
@@ -126,7 +128,7 @@ def test_param_count_and_shapes_match_the_architecture(name):
 
 def test_batchnorm_has_running_mean_and_var_per_hidden_layer():
     static = tiny_static(depth=3, norm="batchnorm")
-    variables = models.init(static, jax.random.key(0), 1.0)
+    variables = init_model(static, jax.random.key(0), 1.0)
     stats = variables["batch_stats"]
     assert len(stats) == static.depth - 1
     for layer in stats.values():
@@ -138,8 +140,8 @@ def test_batchnorm_has_running_mean_and_var_per_hidden_layer():
 
 def test_init_scale_scales_weights_but_not_norm_layers():
     static = tiny_static(depth=3, norm="layernorm")
-    one = models.init(static, jax.random.key(1), 1.0)["params"]
-    three = models.init(static, jax.random.key(1), 3.0)["params"]
+    one = init_model(static, jax.random.key(1), 1.0)["params"]
+    three = init_model(static, jax.random.key(1), 3.0)["params"]
     for path, w in jax.tree_util.tree_leaves_with_path(one):
         scaled = three
         for k in path:
@@ -148,10 +150,15 @@ def test_init_scale_scales_weights_but_not_norm_layers():
         np.testing.assert_allclose(scaled, w if is_norm else 3.0 * w, rtol=1e-6, err_msg=str(path))
 
 
-def logits_at_init(static: Static, seed: int = 0) -> np.ndarray:
-    variables = models.init(static, jax.random.key(seed), 1.0)
+@functools.partial(jax.jit, static_argnums=0)
+def _logits_at_init(static: Static, key: jax.Array) -> jax.Array:
+    variables = models.init(static, key, 1.0)
     grid_inputs = (jnp.arange(static.p)[:, None], jnp.arange(static.p)[None, :])
-    return np.asarray(models.build(static).apply(variables, grid_inputs, train=False, rate=0.0, mask=None))
+    return models.build(static).apply(variables, grid_inputs, train=False, rate=0.0, mask=None)
+
+
+def logits_at_init(static: Static, seed: int = 0) -> np.ndarray:
+    return np.asarray(_logits_at_init(static, jax.random.key(seed)))
 
 
 def test_transformer_logits_at_init_scale_as_one_over_d_model():
@@ -166,22 +173,25 @@ def test_transformer_logits_at_init_scale_as_one_over_d_model():
     assert 1.6 < spread[32] / spread[64] < 2.5 and 1.6 < spread[64] / spread[128] < 2.5
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def zero_gradient_update(static: Static, lr: float, wd: float) -> tuple[dict, dict]:
+    """(parameters at init, the optimizer's first update from a zero gradient)."""
+    params = models.init(static, jax.random.key(0), 1.0)["params"]
+    tx = make_optimizer(static, one_run(lr, wd))
+    return params, tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)[0]
+
+
 def test_transformer_weight_decay_leaves_one_dimensional_parameters_alone():
     """With a zero gradient, AdamW's update is -lr * wd * theta on the weights (2-D and more) and nothing
     on LayerNorm's scales and biases, as the authors' optimizer groups them."""
     lr, wd = 0.1, 0.5
-    static = tiny_static(model="transformer", embed_size=8, heads=2, norm="layernorm")
-    params = models.init(static, jax.random.key(0), 1.0)["params"]
-    tx = make_optimizer(static, one_run(lr, wd))
-    updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+    params, updates = zero_gradient_update(tiny_static(model="transformer", embed_size=8, heads=2, norm="layernorm"), lr, wd)
     flat = jax.tree_util.tree_leaves_with_path(updates)
     assert {w.ndim for _, w in flat} == {1, 2}
     for (path, u), w in zip(flat, jax.tree_util.tree_leaves(params)):
         np.testing.assert_allclose(u, -lr * wd * w if w.ndim >= 2 else 0 * w, rtol=1e-6, atol=1e-7, err_msg=str(path))
-    mlp = tiny_static(norm="layernorm")  # the authors' MLPs decay every parameter, LayerNorm's too
-    params = models.init(mlp, jax.random.key(0), 1.0)["params"]
-    tx = make_optimizer(mlp, one_run(lr, wd))
-    updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+    # the authors' MLPs decay every parameter, LayerNorm's too
+    params, updates = zero_gradient_update(tiny_static(norm="layernorm"), lr, wd)
     for u, w in zip(jax.tree_util.tree_leaves(updates), jax.tree_util.tree_leaves(params)):
         np.testing.assert_allclose(u, -lr * wd * w, rtol=1e-6)
 
@@ -191,13 +201,13 @@ def test_deep_mlp_init_is_kaiming_per_layer_and_the_two_layer_mlp_the_papers():
     weights ~ N(0, (16 N)^(-2/3)) (Appendix A). Sample standard deviations of 832 to 4,096 weights, within 10%
     (the other rule is off by 40% or more)."""
     p, width = 13, 64
-    deep = models.init(tiny_static(p=p, width=width, depth=3, activation="relu"), jax.random.key(0), 1.0)["params"]
+    deep = init_model(tiny_static(p=p, width=width, depth=3, activation="relu"), jax.random.key(0), 1.0)["params"]
     expected = {"U": (2 / (2 * p)) ** 0.5, "V": (2 / (2 * p)) ** 0.5, "hidden_1": (2 / width) ** 0.5,
                 "W": (2 / width) ** 0.5}
     for name, std in expected.items():
         (w,) = jax.tree_util.tree_leaves(deep[name])
         assert abs(float(w.std()) / std - 1) < 0.1, name
-    shallow = models.init(tiny_static(p=p, width=width), jax.random.key(0), 1.0)["params"]
+    shallow = init_model(tiny_static(p=p, width=width), jax.random.key(0), 1.0)["params"]
     for name in ("U", "V", "W"):
         (w,) = jax.tree_util.tree_leaves(shallow[name])
         assert abs(float(w.std()) / (16 * width) ** (-1 / 3) - 1) < 0.1, name
@@ -226,7 +236,7 @@ def test_dropout_rate_zero_is_exactly_the_model_without_dropout(name):
     results = []
     for has_dropout in (True, False):
         static = tiny_static(has_dropout=has_dropout, **EAGER_MODELS[name])
-        variables = models.init(static, jax.random.key(0), 1.0)
+        variables = init_model(static, jax.random.key(0), 1.0)
         params = variables.pop("params")
 
         def loss(params):
@@ -284,7 +294,7 @@ def test_dropout_function_zeroes_and_rescales():
 
 def batchnorm_setup():
     static = tiny_static(norm="batchnorm", activation="relu")
-    variables = models.init(static, jax.random.key(0), 1.0)
+    variables = init_model(static, jax.random.key(0), 1.0)
     rng = np.random.default_rng(0)
     mean = rng.normal(size=N).astype(np.float32)
     var = rng.uniform(0.5, 3.0, size=N).astype(np.float32)

@@ -12,6 +12,7 @@ from grokjax.core.tasks import split_counts
 from grokjax.core.training import make_optimizer
 from grokjax.core.types import HPARAM_DTYPES, Hparams, Static
 from grokjax.engine.runner import train
+from tests.conftest import init_model
 
 
 def tiny_static(**changes) -> Static:
@@ -124,7 +125,7 @@ def test_mse_is_mean_over_outputs_and_examples():
 
 def test_mlp_init_and_grid_forward():
     static = tiny_static(p=13, width=64)
-    params = models.init(static, jax.random.key(0), 1.0)["params"]
+    params = init_model(static, jax.random.key(0), 1.0)["params"]
     U, V, W = params["U"]["embedding"], params["V"]["embedding"], params["W"]["kernel"]
     assert U.shape == V.shape == (13, 64) and W.shape == (64, 13)
     std = np.std(np.concatenate([np.ravel(U), np.ravel(V), np.ravel(W)]))
