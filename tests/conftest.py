@@ -8,6 +8,7 @@ import pytest
 
 import grokjax
 from grokjax.core import models
+from grokjax.engine import runner
 
 
 def _fresh_cache() -> str:
@@ -34,8 +35,9 @@ os.environ["GROKJAX_CACHE_DIR"] = os.environ.get("GROKJAX_TEST_CACHE") or _fresh
 # that tests make here would not turn it on: that is grokjax.configure's, and the command line's).
 grokjax.configure(cpu_devices=False)
 
-# models.init as one compiled program: run eagerly, each of its operations compiles on its own, several times slower.
-init_model = jax.jit(models.init, static_argnums=0)
+# models.init as one compiled program, as the runner compiles a run's init: run eagerly, each of its operations
+# compiles on its own, several times slower.
+init_model = jax.jit(models.init, static_argnums=0, compiler_options=runner.INIT_OPTIONS)
 
 TINY_SWEEP = """\
 name = "tiny"

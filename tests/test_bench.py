@@ -1,6 +1,7 @@
 """The benchmarks (benchmarks/, outside the package) run end to end on a tiny sweep and write their figures (its speed is not tested)."""
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -54,13 +55,14 @@ def test_model_flops_formula(sweep_file):
     assert bench.model_flops(static, group) == expected
 
 
-def test_gpu_suite_records_every_part_on_this_device(sweep_file, tmp_path, capsys):
+def test_gpu_suite_records_every_part_on_this_device(sweep_file, tmp_path, capsys, monkeypatch):
     """The device suite, on the tiny sweep: one test by pytest, the matmuls, the largest chunk, a sweep per
     precision, the phases."""
     out = tmp_path / "suite"
+    monkeypatch.setenv("GROKJAX_TEST_CACHE", os.environ["GROKJAX_CACHE_DIR"])  # its pytest compiles into this run's cache
     assert device.main([str(sweep_file()), "--out", str(out), "--precisions", "float32,bfloat16",
                  "--tests", "tests/core/test_train.py::test_a_second_run_gives_identical_results",
-                 "--matmul-seconds", "0.3", "--matmul-sizes", "64,128"]) == 0
+                 "--matmul-seconds", "0.1", "--matmul-sizes", "64,128"]) == 0
     report = json.loads((out / "suite.json").read_text())
     assert report["machine"]["platform"] == "cpu" and set(report["part_seconds"]) == set(device.PARTS)
     tests = pd.read_parquet(out / "tests.parquet")

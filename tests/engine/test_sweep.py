@@ -126,8 +126,7 @@ def test_console_entry_point(sweep_file, tmp_path):
     help_text = subprocess.run([sys.executable, "-m", "grokjax", "sweep", "--help"], capture_output=True, text=True, env=env)
     assert help_text.returncode == 0 and "--chunk-size" in help_text.stdout and "[sweep]" in help_text.stdout
     done = subprocess.run(
-        [sys.executable, "-m", "grokjax", "sweep", str(sweep_file()), "--out", str(tmp_path / "o"),
-         "--set", "train.steps=20"],
+        [sys.executable, "-m", "grokjax", "sweep", str(sweep_file()), "--out", str(tmp_path / "o")],
         capture_output=True, text=True, env=env,
     )
     assert done.returncode == 0, done.stderr
