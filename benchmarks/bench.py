@@ -72,6 +72,14 @@ def model_flops(static: Static, runs: pd.DataFrame) -> float:
     return float(sum(6 * int(t) * n * p * static.steps + 2 * p * p * n * p * logs for t in runs.n_train))
 
 
+def matmul_sizes(value: str) -> tuple[int, ...]:
+    """--matmul-sizes: square sizes, comma-separated (empty: matmul_flops's defaults for the device)."""
+    items = [n.strip() for n in value.split(",") if n.strip()]
+    if not all(n.isdigit() and int(n) > 0 for n in items):
+        raise ValueError(f"--matmul-sizes {value!r}: whole numbers above 0, comma-separated")
+    return tuple(int(n) for n in items)
+
+
 def matmul_flops(seconds: float = 3.0, precision: str = "float32", sizes: tuple[int, ...] = ()) -> dict[str, float]:
     """Best FLOP/s of a square matmul on the default device at a train.precision setting, over a few sizes
     (by default 1024 to 4096 on a CPU, 4096 to 16384 on an accelerator)."""
@@ -170,13 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--whole", action="store_true",
                         help="also time whole processes: the sweep, cold and warm cache, and the PyTorch loop")
     parser.add_argument("--charts", action="store_true", help="with --whole: the sweep draws its charts")
+    parser.add_argument("--matmul-seconds", type=float, default=3.0, help="time for the dense matmul (default 3)")
+    parser.add_argument("--matmul-sizes", default="", help="its square sizes, comma-separated (default: by the device)")
     parser.add_argument("--out", metavar="FILE", help="JSON file for the figures (default: results/bench/<name>.json)")
     args = parser.parse_args(argv)
     try:
         args.file = args.file or "sweeps/quickstart.toml"
         config = load(args.file, args.overrides)
         runs = runs_table.expand(config)
-    except ConfigError as err:
+        sizes = matmul_sizes(args.matmul_sizes)
+    except (ConfigError, ValueError) as err:
         print(f"benchmarks.bench: error: {err}", file=sys.stderr)
         return 2
     # Whole processes first, while this process has done no work whose threads could still spin.
@@ -200,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     vmapped = timed(lambda: [runner.train(s, h) for s, h in batches])
     cold_serial = timed(lambda: [runner.train(s, h, vectorized=False) for s, h in firsts])
     serial = timed(lambda: [runner.train(s, h, vectorized=False) for s, h in singles])
-    peak = matmul_flops()
+    peak = matmul_flops(args.matmul_seconds, sizes=sizes)
     flops = model_flops(static, chunk)
     formulations = formulation_figures(max(plan, key=lambda c: len(c.runs))) if args.formulations else None
     torch_result = "skipped (--no-torch)" if args.no_torch else isolated(torch_serial, static, chunk)

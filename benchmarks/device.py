@@ -94,10 +94,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         parts = split(args.parts, PARTS, "--parts")
         precisions = split(args.precisions, tuple(PRECISIONS), "--precisions")
-        items = [n.strip() for n in args.matmul_sizes.split(",") if n.strip()]
-        if not all(n.isdigit() and int(n) > 0 for n in items):
-            raise ValueError(f"--matmul-sizes {args.matmul_sizes!r}: whole numbers above 0, comma-separated")
-        sizes = [int(n) for n in items]
+        sizes = list(bench.matmul_sizes(args.matmul_sizes))
         if not args.out:
             raise ValueError("--out DIR is needed")
         if args.reference and not (Path(args.reference) / "runs.parquet").is_file():

@@ -17,12 +17,12 @@ pytestmark = pytest.mark.slow  # real processes, a browser or notebooks: pytest 
 def test_bench_writes_its_figures(sweep_file, tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main([str(sweep_file()), "--runs", "3", "--no-torch", "--formulations", "--whole", "--profile",
-                 "--out", str(out)]) == 0
+                 "--matmul-seconds", "0.1", "--matmul-sizes", "64,128", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["runs"] == 4 and report["p"] == 11 and report["width"] == 24  # one whole chunk (a rung of 4 runs)
     for key in ("grokjax_vmapped", "grokjax_serial"):
         assert report[key]["run_steps_per_s"] > 0
-    assert report["matmul"]["flops_per_s"] > 0 and 0 < report["fraction_of_matmul"]
+    assert report["matmul"]["flops_per_s"] > 0 and report["matmul"]["size"] in (64, 128) and 0 < report["fraction_of_matmul"]
     assert report["pytorch_serial"] == {"skipped": "skipped (--no-torch)"}
     timed = report["formulations"]["seconds"]
     assert {"gather:0", "onehot:0", "grid:0"} <= set(timed) and all(t > 0 for t in timed.values())
@@ -36,6 +36,12 @@ def test_bench_writes_its_figures(sweep_file, tmp_path, capsys):
     assert Path(profile["trace"]).is_file()
     printed = capsys.readouterr().out
     assert "run-steps/s" in printed and "of a dense" in printed and "in kernels on average" in printed
+
+
+def test_bench_bad_matmul_sizes_get_one_line_and_exit_2(sweep_file, capsys):
+    assert main([str(sweep_file()), "--matmul-sizes", "64,0"]) == 2
+    err = capsys.readouterr().err
+    assert "--matmul-sizes '64,0': whole numbers above 0" in err and len(err.strip().splitlines()) == 1
 
 
 def test_kernels_are_told_apart_by_kind():
