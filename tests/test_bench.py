@@ -10,13 +10,15 @@ import pytest
 from benchmarks import bench, device, kernels
 from benchmarks.bench import main
 from grokjax.store import results
+from tests.conftest import TINY_SWEEP
 
 pytestmark = pytest.mark.slow  # real processes, a browser or notebooks: pytest -m "not slow" skips them
 
 
 def test_bench_writes_its_figures(sweep_file, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main([str(sweep_file()), "--runs", "3", "--no-torch", "--formulations", "--whole", "--profile",
+    gathered = TINY_SWEEP.replace("data_fraction = [0.4, 0.8]", "data_fraction = [0.2, 0.4]")  # a gather rung first
+    assert main([str(sweep_file(gathered)), "--runs", "3", "--no-torch", "--formulations", "--whole", "--profile",
                  "--matmul-seconds", "0.1", "--matmul-sizes", "64,128", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["runs"] == 4 and report["p"] == 11 and report["width"] == 24  # one whole chunk (a rung of 4 runs)
@@ -77,8 +79,8 @@ def test_gpu_suite_records_every_part_on_this_device(sweep_file, tmp_path, capsy
     matmul = pd.read_parquet(out / "matmul.parquet")
     assert matmul.precision.tolist() == ["float32", "tf32", "bfloat16"] and (matmul.flops_per_s > 0).all()
     assert set(matmul["size"]) <= {64, 128}
-    chunk = report["chunk"]  # the tiny sweep's rungs are 4 runs each
-    assert chunk["runs"] == 4 and chunk["warm_s"] > 0 and chunk["model_flops"] == pytest.approx(
+    chunk = report["chunk"]  # the grid computes both of the tiny sweep's rungs: one chunk of its 8 runs
+    assert chunk["runs"] == 8 and chunk["warm_s"] > 0 and chunk["model_flops"] == pytest.approx(
         chunk["model_flops_per_s"] * chunk["warm_s"])
     assert chunk["fraction_of_tf32_matmul"] == pytest.approx(
         chunk["model_flops_per_s"] / matmul.set_index("precision").flops_per_s["tf32"])

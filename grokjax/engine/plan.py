@@ -91,14 +91,36 @@ def plan(runs: pd.DataFrame, source: str, machine: Machine, chunk_size: int | No
     """
     chunks = cut(runs, source, machine, chunk_size, first)
     if step == "auto":
-        return [_with_step(c, *costmodel.choose(c.static, c.size, machine.platform, machine.devices), machine)
-                for c in chunks]
-    if step == "tuned":
+        chunks = [_with_step(c, *costmodel.choose(c.static, c.size, machine.platform, machine.devices), machine)
+                  for c in chunks]
+    elif step == "tuned":
         if timings is None:
             raise ValueError("step = \"tuned\" plans from timings: measure plan.ends(cut(...)) with tuning.time_ends")
-        return [c for group in by_group(chunks) for c in fastest(group, timings, machine)]
-    way = tuning.parse_step(step, source)
-    return [_with_step(c, *way, machine) for c in chunks]
+        chunks = [c for group in by_group(chunks) for c in fastest(group, timings, machine)]
+    else:
+        way = tuning.parse_step(step, source)
+        chunks = [_with_step(c, *way, machine) for c in chunks]
+    return pooled(chunks, source, machine, chunk_size, first)
+
+
+def pooled(chunks: list[Chunk], source: str, machine: Machine, chunk_size: int | None, first: int) -> list[Chunk]:
+    """The chunks, those that one program computes (the rungs the grid computes alike) pooled and cut again into
+    equal chunks: each distinct static config and chunk size is a compile, so fewer of them train sooner."""
+    groups: dict[Static, dict[Static, list[pd.DataFrame]]] = {}
+    for c in chunks:
+        group = dataclasses.replace(c.static, train_slots=0, formulation="gather", run_block=0, devices=0)
+        groups.setdefault(group, {}).setdefault(c.static, []).append(c.runs)
+    out: list[Chunk] = []
+    for group, programs in groups.items():
+        n = sum(len(part) for parts in programs.values() for part in parts)
+        most = min(n, chunk_size or auto_chunk_size(group, n, source, machine))
+        for static, parts in programs.items():
+            part = pd.concat(parts)
+            size = math.ceil(len(part) / math.ceil(len(part) / most))
+            for start in range(0, len(part), size):
+                out.append(Chunk(first + len(out), static, part.iloc[start : start + size],
+                                 padded_size(size, static.devices or machine.devices)))
+    return out
 
 
 def cut(runs: pd.DataFrame, source: str, machine: Machine, chunk_size: int | None = None,
@@ -159,9 +181,16 @@ def fastest(group: list[Chunk], timings: dict[int, dict[str, float]], machine: M
 def _with_step(chunk: Chunk, formulation: str, run_block: int, devices: int, machine: Machine) -> Chunk:
     """The chunk computed this way (a rung that holds every example is computed as the grid), padded to a
     multiple of its devices."""
-    formulation = formulation if chunk.static.train_slots else "grid"
-    static = dataclasses.replace(chunk.static, formulation=formulation, run_block=run_block, devices=devices)
+    static = computed_as(chunk.static, formulation, run_block, devices)
     return dataclasses.replace(chunk, static=static, size=padded_size(chunk.size, devices or machine.devices))
+
+
+def computed_as(static: Static, formulation: str, run_block: int, devices: int) -> Static:
+    """`static` computed this way; the grid computes every example whatever the rung, so its rung is 0 (one
+    program for all the rungs it computes), as is a rung that holds every example."""
+    formulation = formulation if static.train_slots else "grid"
+    slots = static.train_slots if formulation != "grid" else 0
+    return dataclasses.replace(static, train_slots=slots, formulation=formulation, run_block=run_block, devices=devices)
 
 
 def to_json(chunks: list[Chunk]) -> list[dict[str, Any]]:
@@ -178,8 +207,8 @@ def from_json(saved: list[dict[str, Any]], runs: pd.DataFrame, machine: Machine,
         part = runs.loc[entry["run_ids"]]
         static = runs_table.static_of(part.iloc[0])
         devices = entry.get("devices", 0)  # plans of before the device split ran on all devices
-        static = dataclasses.replace(static, train_slots=train_slots(static, int(part.n_train.max())),
-                                     formulation=entry["formulation"], run_block=entry["run_block"], devices=devices)
+        static = computed_as(dataclasses.replace(static, train_slots=train_slots(static, int(part.n_train.max()))),
+                             entry["formulation"], entry["run_block"], devices)
         chunks.append(Chunk(index, static, part, padded_size(entry["size"], devices or machine.devices)))
     return chunks
 

@@ -12,6 +12,7 @@ simply stops iterating).
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import functools
 import os
 import threading
@@ -24,7 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from grokjax.core import analysis
 from grokjax.core.training import RunState, init_run, train_segment
-from grokjax.core.types import Hparams, Static
+from grokjax.core.types import HPARAM_DTYPES, Hparams, Static
 from grokjax.store.checkpoints import Progress
 
 
@@ -76,9 +77,10 @@ def compiled(static: Static, vectorized: bool = True) -> tuple[Callable, Callabl
     the runs (`shard_map` over `local_mesh(static.devices)`): all of them vmapped, or with
     `static.run_block` in blocks of that many, vmapped within a block, one block after
     another. On a CPU, one run at a time per device is often fastest: a run's own 2-D
-    matmuls are faster kernels than the batched ones of a vmapped block. Runs are
+    matmuls are faster kernels than the batched ones of a vmapped block. Here runs are
     initialized one after another, not vmapped: the same values, and XLA compiles a lone
-    run's (partitionable threefry) random draws about twice as fast.
+    run's (partitionable threefry) random draws about twice as fast; a sweep initializes
+    them with one program per static group instead (`programs`).
     """
     init = functools.partial(init_run, static)
     segment = functools.partial(train_segment, static)
@@ -103,38 +105,56 @@ def compiled(static: Static, vectorized: bool = True) -> tuple[Callable, Callabl
 INIT_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
-_PROGRAMS: dict[tuple, concurrent.futures.Future] = {}  # (static, shapes) -> its compiled (init, segment)
+_PROGRAMS: dict[tuple, concurrent.futures.Future] = {}  # (what, static, shapes) -> its compiled program(s)
 _LOCK = threading.Lock()
 
 
 @functools.cache
-def _compile_pool() -> concurrent.futures.ThreadPoolExecutor:
+def _compile_pool(kind: str) -> concurrent.futures.ThreadPoolExecutor:
+    """Worker threads that compile programs ahead, one pool per kind. XLA compiles outside Python's lock, so a static
+    group's init compiles beside its first chunk's segment, on two cores in the time of the slower."""
     return concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(4, (os.cpu_count() or 2) // 4)))
 
 
 def programs(static: Static, hp: Hparams) -> tuple[Callable, Callable]:
-    """(init, segment) compiled for these runs (vectorized): once per static config and shape, in this
-    thread unless `compile_ahead` has started it in a worker."""
-    return _program(static, hp, ahead=False).result()
+    """(init, segment) for these runs (vectorized): the segment compiled once per static config and shape, init
+    once per static group (`_compile_init`), in this thread unless `compile_ahead` has started them in a worker."""
+    init = _future(("init", _init_static(static)), lambda: _compile_init(static), ahead=False).result()
+    segment = _future(("train", static, _shapes(hp)), lambda: _compile(static, hp), ahead=False).result()
+    return functools.partial(init_runs, init, local_mesh(static.devices)), segment
 
 
-def compile_ahead(static: Static, hp: Hparams) -> None:
-    """Start compiling a chunk's programs in a worker thread, so that they are ready when its turn
-    comes (an earlier chunk trains meanwhile)."""
-    _program(static, hp, ahead=True)
+def neuron_program(static: Static, hp: Hparams) -> Callable:
+    """Per-neuron statistics of these runs' parameters (`analysis.neuron_stats`), compiled for their shape and
+    placement: once per static config and shape, in this thread unless `compile_ahead` has started it."""
+    return _future(("neurons", static, _shapes(hp)), lambda: _compile_neurons(static, hp), ahead=False).result()
 
 
-def _program(static: Static, hp: Hparams, ahead: bool) -> concurrent.futures.Future:
-    key = (static, tuple(np.shape(x) for x in hp))
+def compile_ahead(static: Static, hp: Hparams, neurons: bool = False) -> None:
+    """Start compiling a chunk's programs (with neurons, its per-neuron statistics too) in a worker thread, so
+    that they are ready when its turn comes (an earlier chunk trains meanwhile)."""
+    _future(("init", _init_static(static)), lambda: _compile_init(static), ahead=True)
+    _future(("train", static, _shapes(hp)), lambda: _compile(static, hp), ahead=True)
+    if neurons and analysis.has_neurons(static):
+        _future(("neurons", static, _shapes(hp)), lambda: _compile_neurons(static, hp), ahead=True)
+
+
+def _shapes(hp: Hparams) -> tuple:
+    return tuple(np.shape(x) for x in hp)
+
+
+def _future(key: tuple, compile: Callable[[], Any], ahead: bool) -> concurrent.futures.Future:
+    """The future of a program: found, started in the compile pool (ahead), or compiled here."""
     with _LOCK:
         future = _PROGRAMS.get(key)
         if future is not None:
             return future
-        future = _compile_pool().submit(_compile, static, hp) if ahead else concurrent.futures.Future()
+        pool = _compile_pool("init" if key[0] == "init" else "chunks")  # a chunk's neurons after its segment
+        future = pool.submit(compile) if ahead else concurrent.futures.Future()
         _PROGRAMS[key] = future
     if not ahead:
         try:
-            future.set_result(_compile(static, hp))
+            future.set_result(compile())
         except BaseException as err:
             future.set_exception(err)
             _PROGRAMS.pop(key, None)
@@ -142,18 +162,44 @@ def _program(static: Static, hp: Hparams, ahead: bool) -> concurrent.futures.Fut
     return future
 
 
-def _compile(static: Static, hp: Hparams) -> tuple[Callable, Callable]:
-    """init and segment compiled for these runs; the state is laid out across devices as `shard_runs` lays it."""
-    init, segment = compiled(static)
-    mesh = local_mesh(static.devices)
-    hp = shard_runs(hp, mesh)
-    runs = NamedSharding(mesh, PartitionSpec("runs"))
-    state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runs), jax.eval_shape(init, hp))
-    # XLA compiles outside Python's lock: the two programs compile at once, on two cores in the time of the slower.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        first = pool.submit(lambda: init.lower(hp).compile())
-        second = segment.lower(state, hp, 0).compile()
-        return first.result(), second
+def _state_shape(static: Static, hp: Hparams) -> tuple[Any, Hparams]:
+    """(the runs' state as shapes, placed across devices as `shard_runs` places it; hp so placed)."""
+    init, _ = compiled(static)
+    hp = shard_runs(hp, local_mesh(static.devices))
+    runs = NamedSharding(local_mesh(static.devices), PartitionSpec("runs"))
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runs), jax.eval_shape(init, hp)), hp
+
+
+def _init_static(static: Static) -> Static:
+    """The static config as a run's init reads it: not the rung, nor how the step is computed or laid out."""
+    return dataclasses.replace(static, train_slots=0, formulation="gather", run_block=0, devices=0)
+
+
+def _compile_init(static: Static) -> Callable:
+    """A run's init (`init_run`), compiled for one run: one program for every chunk of a static group, whatever
+    its size, rung or layout (a chunk's runs vectorized would compile once per chunk size, as slowly)."""
+    shapes = Hparams(*(jax.ShapeDtypeStruct((), dtype) for dtype in HPARAM_DTYPES))
+    return jax.jit(functools.partial(init_run, _init_static(static)),
+                   compiler_options=INIT_OPTIONS).lower(shapes).compile()
+
+
+def init_runs(init: Callable, mesh: Mesh, hp: Hparams) -> RunState:
+    """The runs' initial states, one run at a time (identical to their init vectorized), stacked on the host and
+    placed across `mesh` as `shard_runs` places them."""
+    hp = jax.device_get(hp)
+    runs = max(np.shape(x)[0] for x in hp if np.ndim(x))
+    states = jax.device_get([init(jax.tree.map(lambda x, i=i: x[i] if np.ndim(x) else x, hp)) for i in range(runs)])
+    return shard_runs(jax.tree.map(lambda *runs: np.stack(runs), *states), mesh)
+
+
+def _compile(static: Static, hp: Hparams) -> Callable:
+    """The segment compiled for these runs; the state is laid out across devices as `shard_runs` lays it."""
+    state, hp = _state_shape(static, hp)
+    return compiled(static)[1].lower(state, hp, 0).compile()
+
+
+def _compile_neurons(static: Static, hp: Hparams) -> Callable:
+    return neuron_stats(static, True).lower(_state_shape(static, hp)[0].params).compile()
 
 
 @functools.cache
@@ -184,7 +230,9 @@ def segments(
     segments of `neuron_steps` (the last, and every `ipr_every` steps).
     """
     init, segment = programs(static, hp) if vectorized else compiled(static, vectorized=False)
-    stats = neuron_stats(static, vectorized) if neurons and analysis.has_neurons(static) else None
+    stats = None
+    if neurons and analysis.has_neurons(static):
+        stats = neuron_program(static, hp) if vectorized else neuron_stats(static, False)
     take = neuron_steps(static, ipr_every)
     place = (lambda tree: shard_runs(tree, local_mesh(static.devices))) if vectorized else jax.device_put
     hp = place(hp)

@@ -175,7 +175,7 @@ def train(chunks: list[Chunk], recorded: dict, config: SweepConfig, folder: Path
     """
     todo = [c for c in chunks if c.index not in recorded]
     for chunk in todo:  # compiled in worker threads, each chunk's while earlier ones train
-        runner.compile_ahead(chunk.static, runs_table.hparams(chunk.runs, pad_to=chunk.size))
+        runner.compile_ahead(chunk.static, runs_table.hparams(chunk.runs, pad_to=chunk.size), neurons=True)
     if warm_charts and todo:
         from grokjax.charts import figures as charts  # Altair loads only when charts are drawn
 

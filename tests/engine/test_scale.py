@@ -200,3 +200,24 @@ def test_the_full_figure_3_sweep_is_planned_in_chunks_that_fit(monkeypatch):
                        step="gather")
     assert sum(len(c.runs) for c in chunks) == 1292
     assert all(c.size * plan.run_bytes(c.static) <= 40 * 2**30 for c in chunks)
+
+
+@pytest.mark.parametrize("path", ["sweeps/quickstart.toml", "sweeps/doshi_fig3_wd.toml", "sweeps/small/doshi_fig9_batchnorm.toml"])
+@pytest.mark.parametrize("platform, devices", [("cpu", 2), ("gpu", 1)])
+def test_one_program_computes_equal_chunks_and_a_saved_plan_reads_back_alike(path, platform, devices):
+    """Each run in one chunk; the chunks of one program (static config) all of one size, so it compiles once;
+    the grid's chunks at rung 0, whatever rungs their runs come from; the plan as saved gives the same chunks."""
+    config = load(ROOT / path)
+    runs = runs_table.split_sizes(runs_table.expand(config))
+    ours = Machine(platform, devices, 64 * 2**30)
+    chunks = plan.plan(runs, config.source, ours)
+    assert sorted(r for c in chunks for r in c.runs.run_id) == sorted(runs.run_id)
+    sizes: dict = {}
+    for c in chunks:
+        sizes.setdefault(c.static, set()).add(c.size)
+        assert len(c.runs) <= c.size and (c.static.train_slots == 0 or c.static.formulation != "grid")
+        assert c.static.train_slots in (0, plan.train_slots(c.static, int(c.runs.n_train.max())))
+    assert all(len(s) == 1 for s in sizes.values())
+    back = plan.from_json(plan.to_json(chunks), runs, ours)
+    assert [(c.static, c.size, c.runs.run_id.tolist()) for c in back] == [
+        (c.static, c.size, c.runs.run_id.tolist()) for c in chunks]

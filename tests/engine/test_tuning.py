@@ -107,8 +107,10 @@ def test_rungs_take_each_ends_winner_even_where_the_ends_chose_differently(sweep
     for cache in (tmp_path / "cache", "off"):  # with the cache off too, no way is timed twice
         monkeypatch.setenv("GROKJAX_CACHE_DIR", str(cache))
         timed.clear()
-        ways = {c.static.train_slots: tuning.step_name(c.static.formulation, c.static.run_block, c.static.devices)
-                for c in plan.plan(runs, "tiny", machine.local(), None, "tuned", timings=tuning.time_ends(plan.ends(chunks)))}
+        ways = {plan.train_slots(c.static, int(n)):  # each run's rung (the grid computes its rungs as one)
+                tuning.step_name(c.static.formulation, c.static.run_block, c.static.devices)
+                for c in plan.plan(runs, "tiny", machine.local(), None, "tuned", timings=tuning.time_ends(plan.ends(chunks)))
+                for n in c.runs.n_train}
         assert ways[slots[0]] == "gather:1" and ways[slots[-1]] == "grid:1" and ways[slots[1]] in ("gather:1", "grid:1")
         assert max(timed.values()) == 1 and {"gather:1", "grid:1"} <= {name for _, name in timed}
     stored = json.loads((tmp_path / "cache" / tuning.CHOICES_FILE).read_text()).values()
