@@ -15,8 +15,8 @@ With --profile: where the largest chunk's time goes on the device, kernel by kin
 of JAX's profiler (`benchmarks.kernels`).
 
 With --whole: the time a user waits, as whole processes, compile included, for the whole
-sweep: `grokjax sweep` with a cold cache (a fresh GROKJAX_CACHE_DIR: the step measured,
-every program compiled), the same again with that cache warm, and the PyTorch loop
+sweep: `grokjax sweep` with a cold cache (a fresh GROKJAX_CACHE_DIR: every program
+compiled), the same again with that cache warm, and the PyTorch loop
 training the same runs in a process of its own. --charts lets the sweep draw its charts.
 Figures are printed and written as JSON (--out).
 

@@ -6,8 +6,8 @@ sweeps/doshi_fig3_wd.toml. Parts (--parts, all by default), in this order:
 - tests: the tests whose outcome can depend on the device (TESTS), run by pytest on it;
 - matmul: a dense square matmul at each of train.precision's settings, the peak the model's FLOP/s
   are measured against;
-- chunk: the sweep's largest chunk at the first precision, as `grokjax sweep` plans it (its step measured):
-  trained once (its program compiled while the step was measured), then warm for the model's FLOP/s,
+- chunk: the sweep's largest chunk at the first precision, as `grokjax sweep` plans it (its step chosen):
+  trained once (its program compiled), then warm for the model's FLOP/s,
   then two segments traced by JAX's profiler
   (`benchmarks.kernels`; the trace is kept as DIR/trace.json.gz, for Perfetto);
 - sweeps: `grokjax sweep SWEEP` as a whole process, compile included, with a fresh compilation

@@ -85,7 +85,8 @@ def compiled(static: Static, vectorized: bool = True) -> tuple[Callable, Callabl
     init = functools.partial(init_run, static)
     segment = functools.partial(train_segment, static)
     if not vectorized:
-        return jax.jit(init, compiler_options=INIT_OPTIONS), jax.jit(segment, donate_argnums=0)
+        return jax.jit(init, compiler_options=INIT_OPTIONS), jax.jit(segment, donate_argnums=0,
+                                                                     compiler_options=step_options())
     one = segment
 
     def local(state: RunState, hp: Hparams, start: Any) -> tuple[RunState, Any]:
@@ -97,12 +98,19 @@ def compiled(static: Static, vectorized: bool = True) -> tuple[Callable, Callabl
     segment = jax.shard_map(local, mesh=mesh, in_specs=(runs, runs, PartitionSpec()), out_specs=(runs, runs))
     init = jax.jit(functools.partial(jax.lax.map, init), out_shardings=NamedSharding(mesh, runs),
                    compiler_options=INIT_OPTIONS)
-    return init, jax.jit(segment, donate_argnums=0)
+    return init, jax.jit(segment, donate_argnums=0, compiler_options=step_options())
 
 
-# Initializing runs once per chunk: at LLVM's first level of optimization it compiles in about half the time, to the
-# same values, and runs no slower (its time goes to the random draws).
+# A run's init at LLVM's first level of optimization compiles in about half the time, to the same values, and runs no
+# slower (its time goes to the random draws).
 INIT_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
+def step_options() -> dict[str, int]:
+    """XLA's options for the training step. On a CPU, LLVM's first optimization level: the step compiles in 55 to 75%
+    of the time and runs as fast (docs/performance.md), rounding in other last bits than at the default level.
+    Elsewhere XLA's defaults: their effect on an accelerator's kernels is unmeasured."""
+    return INIT_OPTIONS if jax.default_backend() == "cpu" else {}
 
 
 _PROGRAMS: dict[tuple, concurrent.futures.Future] = {}  # (what, static, shapes) -> its compiled program(s)
