@@ -119,3 +119,13 @@ def test_the_device_suites_tests_exist():
     for node in device.TESTS:
         path, name = node.split("::")
         assert f"def {name}(" in (root / path).read_text(), node
+
+
+def test_compile_levels_compiles_a_chunk_at_each_level(sweep_file, capsys):
+    from benchmarks import compile_levels
+
+    assert compile_levels.main([f"{sweep_file()}:0"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    levels = [line for line in printed if line.strip().startswith("level")]
+    assert [line.split(":")[0].strip() for line in levels] == ["level default", "level 1", "level 0"]
+    assert levels[0].endswith("metrics moved 0")  # the default level against itself

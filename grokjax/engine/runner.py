@@ -85,8 +85,7 @@ def compiled(static: Static, vectorized: bool = True) -> tuple[Callable, Callabl
     init = functools.partial(init_run, static)
     segment = functools.partial(train_segment, static)
     if not vectorized:
-        return jax.jit(init, compiler_options=INIT_OPTIONS), jax.jit(segment, donate_argnums=0,
-                                                                     compiler_options=step_options())
+        return jax.jit(init, compiler_options=INIT_OPTIONS), jax.jit(segment, donate_argnums=0)
     one = segment
 
     def local(state: RunState, hp: Hparams, start: Any) -> tuple[RunState, Any]:
@@ -98,19 +97,13 @@ def compiled(static: Static, vectorized: bool = True) -> tuple[Callable, Callabl
     segment = jax.shard_map(local, mesh=mesh, in_specs=(runs, runs, PartitionSpec()), out_specs=(runs, runs))
     init = jax.jit(functools.partial(jax.lax.map, init), out_shardings=NamedSharding(mesh, runs),
                    compiler_options=INIT_OPTIONS)
-    return init, jax.jit(segment, donate_argnums=0, compiler_options=step_options())
+    return init, jax.jit(segment, donate_argnums=0)
 
 
 # A run's init at LLVM's first level of optimization compiles in about half the time, to the same values, and runs no
-# slower (its time goes to the random draws).
+# slower (its time goes to the random draws). The training step keeps XLA's default level: at the first it compiles no
+# faster (`benchmarks.compile_levels`) and rounds in other last bits.
 INIT_OPTIONS = {"xla_backend_optimization_level": 1}
-
-
-def step_options() -> dict[str, int]:
-    """XLA's options for the training step. On a CPU, LLVM's first optimization level: the step compiles in 55 to 75%
-    of the time and runs as fast (docs/performance.md), rounding in other last bits than at the default level.
-    Elsewhere XLA's defaults: their effect on an accelerator's kernels is unmeasured."""
-    return INIT_OPTIONS if jax.default_backend() == "cpu" else {}
 
 
 _PROGRAMS: dict[tuple, concurrent.futures.Future] = {}  # (what, static, shapes) -> its compiled program(s)
@@ -238,10 +231,7 @@ def segments(
     segments of `neuron_steps` (the last, and every `ipr_every` steps).
     """
     init, segment = programs(static, hp) if vectorized else compiled(static, vectorized=False)
-    stats = None
-    if neurons and analysis.has_neurons(static):
-        stats = neuron_program(static, hp) if vectorized else neuron_stats(static, False)
-    take = neuron_steps(static, ipr_every)
+    take = neuron_steps(static, ipr_every) if neurons and analysis.has_neurons(static) else set()
     place = (lambda tree: shard_runs(tree, local_mesh(static.devices))) if vectorized else jax.device_put
     hp = place(hp)
     first = 0 if resume is None else resume.next_log
@@ -250,7 +240,10 @@ def segments(
 
     def dispatch(i: int, state: RunState) -> tuple[RunState, Any, Any]:
         state, metrics = segment(state, hp, i * static.log_every)
-        snapshot = stats(state.params) if stats is not None and steps[i] in take else None
+        snapshot = None
+        if steps[i] in take:  # its program is waited for when first needed, not before training starts
+            stats = neuron_program(static, hp) if vectorized else neuron_stats(static, False)
+            snapshot = stats(state.params)
         return state, metrics, snapshot
 
     pending = dispatch(first, init(hp) if resume is None else place(resume.state))

@@ -177,9 +177,7 @@ def train(chunks: list[Chunk], recorded: dict, config: SweepConfig, folder: Path
     for chunk in todo:  # compiled in worker threads, each chunk's while earlier ones train
         runner.compile_ahead(chunk.static, runs_table.hparams(chunk.runs, pad_to=chunk.size), neurons=True)
     if warm_charts and todo:
-        from grokjax.charts import figures as charts  # Altair loads only when charts are drawn
-
-        threading.Thread(target=charts.warm_up, daemon=True).start()  # while the runs train
+        threading.Thread(target=warm_up_charts, args=(todo[0],), daemon=True).start()
     bar, moved = progress_bar(name, chunks, recorded, progress)
     with bar, stop_on_ctrl_c() as stop:
         for k, chunk in enumerate(todo):
@@ -196,6 +194,18 @@ def train(chunks: list[Chunk], recorded: dict, config: SweepConfig, folder: Path
             if stop.is_set() and k + 1 < len(todo):
                 raise Interrupted(f"stopped after chunk {chunk.index}")
     return todo
+
+
+def warm_up_charts(first: Chunk) -> None:
+    """Start the chart engine while the runs train: once the first chunk's programs are compiled, as starting it
+    beside their compiles would delay the training."""
+    try:
+        runner.programs(first.static, runs_table.hparams(first.runs, pad_to=first.size))
+    except Exception:  # noqa: BLE001 (the training meets the same error and reports it)
+        return
+    from grokjax.charts import figures as charts  # Altair loads only when charts are drawn
+
+    charts.warm_up()
 
 
 def with_rounds(folder: Path, runs: pd.DataFrame, machine: Machine) -> tuple[pd.DataFrame, list[Chunk], list[dict[str, Any]]]:
