@@ -13,9 +13,16 @@ trains the same initial state for one segment (warm-up), then five segments, tim
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
-from grokjax.engine import tuning
+import jax
+import numpy as np
+
+from grokjax.config.sweep_file import ConfigError, load
+from grokjax.engine import machine, plan, runner, runs_table, tuning
+from grokjax.engine.plan import Chunk
+from grokjax.engine.runs_table import hparams
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,18 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("chunks", nargs="+", metavar="FILE:INDEX", help="a sweep file and a chunk of its plan")
     args = parser.parse_args(argv)
     tuning.split_cpu()
-    import jax
-    import numpy as np
-
-    from grokjax.config.sweep_file import load
-    from grokjax.engine import machine, plan, runner, runs_table
-
+    try:
+        chunks = [planned_chunk(item) for item in args.chunks]
+    except (ConfigError, ValueError) as err:
+        print(f"benchmarks.compile_levels: error: {err}", file=sys.stderr)
+        return 2
     jax.config.update("jax_enable_compilation_cache", False)
-    for item in args.chunks:
-        file, index = item.rsplit(":", 1)
-        runs = runs_table.split_sizes(runs_table.expand(load(file)))
-        chunk = plan.plan(runs, file, machine.local())[int(index)]
-        hp = runs_table.hparams(chunk.runs, pad_to=chunk.size)
+    for file, index, chunk in chunks:
+        hp = hparams(chunk.runs, pad_to=chunk.size)
         shapes, placed = runner._state_shape(chunk.static, hp)
         start = runner.init_runs(runner._compile_init(chunk.static), runner.local_mesh(chunk.static.devices), hp)
         lowered = runner.compiled(chunk.static)[1].lower(shapes, placed, 0)
@@ -64,6 +67,17 @@ def main(argv: list[str] | None = None) -> int:
                   f"(of {', '.join(f'{t:.2f}' for t in compile_s[level])}), "
                   f"{(time.perf_counter() - began) / 5 * 1000:.1f} ms a segment, metrics moved {moved:.2g}")
     return 0
+
+
+def planned_chunk(item: str) -> tuple[str, int, Chunk]:
+    """(file, index, the chunk) that FILE:INDEX names, as `grokjax sweep` plans the file on this machine."""
+    file, _, index = item.rpartition(":")
+    if not file or not index.isdigit():
+        raise ValueError(f"{item!r}: give FILE:INDEX, a sweep file and a chunk's index in its plan (0, 1, ...)")
+    chunks = plan.plan(runs_table.split_sizes(runs_table.expand(load(file))), file, machine.local())
+    if int(index) >= len(chunks):
+        raise ValueError(f"{item!r}: {file} plans {len(chunks)} chunk(s) here, 0 to {len(chunks) - 1}")
+    return file, int(index), chunks[int(index)]
 
 
 if __name__ == "__main__":

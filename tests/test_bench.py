@@ -129,3 +129,13 @@ def test_compile_levels_compiles_a_chunk_at_each_level(sweep_file, capsys):
     levels = [line for line in printed if line.strip().startswith("level")]
     assert [line.split(":")[0].strip() for line in levels] == ["level default", "level 1", "level 0"]
     assert levels[0].endswith("metrics moved 0")  # the default level against itself
+
+
+@pytest.mark.parametrize("item, says", [("nofile.toml", "give FILE:INDEX"), ("{tiny}:x", "give FILE:INDEX"),
+                                        ("{tiny}:99", "chunk(s) here, 0 to"), ("missing.toml:0", "missing.toml")])
+def test_compile_levels_bad_chunks_get_one_line_and_exit_2(sweep_file, capsys, item, says):
+    from benchmarks import compile_levels
+
+    assert compile_levels.main([item.format(tiny=sweep_file())]) == 2
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1

@@ -48,6 +48,12 @@ class Static:
     devices: int = 0  # derived: local devices a chunk's runs are split over (0 all)
 
     @property
+    def group(self) -> Static:
+        """The static group of this config: the same but for its rung and how its step is computed and laid out.
+        A group's runs share one init program, and its chunks are sized and pooled together."""
+        return dataclasses.replace(self, train_slots=0, formulation="gather", run_block=0, devices=0)
+
+    @property
     def logged_steps(self) -> list[int]:
         """Steps after which metrics are taken: every log_every, and the last."""
         n = math.ceil(self.steps / self.log_every)

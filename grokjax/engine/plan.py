@@ -106,14 +106,13 @@ def plan(runs: pd.DataFrame, source: str, machine: Machine, chunk_size: int | No
 def pooled(chunks: list[Chunk], source: str, machine: Machine, chunk_size: int | None, first: int) -> list[Chunk]:
     """The chunks, those that one program computes (the rungs the grid computes alike) pooled and cut again into
     equal chunks: each distinct static config and chunk size is a compile, so fewer of them train sooner."""
-    groups: dict[Static, dict[Static, list[pd.DataFrame]]] = {}
-    for c in chunks:
-        group = dataclasses.replace(c.static, train_slots=0, formulation="gather", run_block=0, devices=0)
-        groups.setdefault(group, {}).setdefault(c.static, []).append(c.runs)
     out: list[Chunk] = []
-    for group, programs in groups.items():
-        n = sum(len(part) for parts in programs.values() for part in parts)
-        most = min(n, chunk_size or auto_chunk_size(group, n, source, machine))
+    for group in by_group(chunks):
+        n = sum(len(c.runs) for c in group)
+        most = min(n, chunk_size or auto_chunk_size(group[0].static.group, n, source, machine))
+        programs: dict[Static, list[pd.DataFrame]] = {}
+        for c in group:
+            programs.setdefault(c.static, []).append(c.runs)
         for static, parts in programs.items():
             part = pd.concat(parts)
             size = math.ceil(len(part) / math.ceil(len(part) / most))
@@ -144,7 +143,7 @@ def by_group(chunks: list[Chunk]) -> list[list[Chunk]]:
     """The chunks of each static group (the same static config but for the rung and the step), in order."""
     found: dict[Static, list[Chunk]] = {}
     for c in chunks:
-        found.setdefault(dataclasses.replace(c.static, train_slots=0, formulation="gather"), []).append(c)
+        found.setdefault(c.static.group, []).append(c)
     return list(found.values())
 
 

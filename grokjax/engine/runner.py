@@ -12,7 +12,6 @@ simply stops iterating).
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import functools
 import os
 import threading
@@ -120,7 +119,7 @@ def _compile_pool(kind: str) -> concurrent.futures.ThreadPoolExecutor:
 def programs(static: Static, hp: Hparams) -> tuple[Callable, Callable]:
     """(init, segment) for these runs (vectorized): the segment compiled once per static config and shape, init
     once per static group (`_compile_init`), in this thread unless `compile_ahead` has started them in a worker."""
-    init = _future(("init", _init_static(static)), lambda: _compile_init(static), ahead=False).result()
+    init = _future(("init", static.group), lambda: _compile_init(static), ahead=False).result()
     segment = _future(("train", static, _shapes(hp)), lambda: _compile(static, hp), ahead=False).result()
     return functools.partial(init_runs, init, local_mesh(static.devices)), segment
 
@@ -134,7 +133,7 @@ def neuron_program(static: Static, hp: Hparams) -> Callable:
 def compile_ahead(static: Static, hp: Hparams, neurons: bool = False) -> None:
     """Start compiling a chunk's programs (with neurons, its per-neuron statistics too) in a worker thread, so
     that they are ready when its turn comes (an earlier chunk trains meanwhile)."""
-    _future(("init", _init_static(static)), lambda: _compile_init(static), ahead=True)
+    _future(("init", static.group), lambda: _compile_init(static), ahead=True)
     _future(("train", static, _shapes(hp)), lambda: _compile(static, hp), ahead=True)
     if neurons and analysis.has_neurons(static):
         _future(("neurons", static, _shapes(hp)), lambda: _compile_neurons(static, hp), ahead=True)
@@ -171,16 +170,11 @@ def _state_shape(static: Static, hp: Hparams) -> tuple[Any, Hparams]:
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runs), jax.eval_shape(init, hp)), hp
 
 
-def _init_static(static: Static) -> Static:
-    """The static config as a run's init reads it: not the rung, nor how the step is computed or laid out."""
-    return dataclasses.replace(static, train_slots=0, formulation="gather", run_block=0, devices=0)
-
-
 def _compile_init(static: Static) -> Callable:
     """A run's init (`init_run`), compiled for one run: one program for every chunk of a static group, whatever
     its size, rung or layout (a chunk's runs vectorized would compile once per chunk size, as slowly)."""
     shapes = Hparams(*(jax.ShapeDtypeStruct((), dtype) for dtype in HPARAM_DTYPES))
-    return jax.jit(functools.partial(init_run, _init_static(static)),
+    return jax.jit(functools.partial(init_run, static.group),
                    compiler_options=INIT_OPTIONS).lower(shapes).compile()
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from grokjax.config.sweep_file import ConfigError, SweepConfig, load
+from grokjax.core.types import Hparams, Static
 from grokjax.engine import plan, pruning, runner, runs_table, tuning
 from grokjax.engine.machine import Machine
 from grokjax.engine.machine import local as local_machine
@@ -174,10 +175,11 @@ def train(chunks: list[Chunk], recorded: dict, config: SweepConfig, folder: Path
     up, with warm_charts). Ctrl-C stops after the current segment, with `Interrupted`.
     """
     todo = [c for c in chunks if c.index not in recorded]
-    for chunk in todo:  # compiled in worker threads, each chunk's while earlier ones train
-        runner.compile_ahead(chunk.static, runs_table.hparams(chunk.runs, pad_to=chunk.size), neurons=True)
+    hps = [runs_table.hparams(chunk.runs, pad_to=chunk.size) for chunk in todo]
+    for chunk, hp in zip(todo, hps):  # compiled in worker threads, each chunk's while earlier ones train
+        runner.compile_ahead(chunk.static, hp, neurons=True)
     if warm_charts and todo:
-        threading.Thread(target=warm_up_charts, args=(todo[0],), daemon=True).start()
+        threading.Thread(target=warm_up_charts, args=(todo[0].static, hps[0]), daemon=True).start()
     bar, moved = progress_bar(name, chunks, recorded, progress)
     with bar, stop_on_ctrl_c() as stop:
         for k, chunk in enumerate(todo):
@@ -196,11 +198,11 @@ def train(chunks: list[Chunk], recorded: dict, config: SweepConfig, folder: Path
     return todo
 
 
-def warm_up_charts(first: Chunk) -> None:
-    """Start the chart engine while the runs train: once the first chunk's programs are compiled, as starting it
-    beside their compiles would delay the training."""
+def warm_up_charts(static: Static, hp: Hparams) -> None:
+    """Start the chart engine while the runs train: once the first chunk's programs (for `static`, `hp`) are
+    compiled, as starting it beside their compiles would delay the training."""
     try:
-        runner.programs(first.static, runs_table.hparams(first.runs, pad_to=first.size))
+        runner.programs(static, hp)
     except Exception:  # noqa: BLE001 (the training meets the same error and reports it)
         return
     from grokjax.charts import figures as charts  # Altair loads only when charts are drawn
