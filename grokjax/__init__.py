@@ -4,6 +4,9 @@
     grokjax.configure()                  # optional: JAX set up as the grokjax command sets it up
     outcome = grokjax.run_sweep("sweeps/quickstart.toml")  # outcome.folder; outcome.results as below
     res = grokjax.load_results("results/quickstart")    # res.runs, res.curves: DataFrames; res.meta: provenance
+
+A task or model of one's own: a function returning a `grokjax.Task`, a `flax.linen.Module` class,
+named in a sweep file by import path (docs/extending.md).
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from typing import Any
 
 from grokjax.config.sweep_file import ConfigError, SweepConfig
 from grokjax.config.sweep_file import load as load_config
+from grokjax.core.types import Task
 from grokjax.store.results import Results
 from grokjax.store.results import load as load_results
 from grokjax.version import __version__
 
-__all__ = ["ConfigError", "Results", "SweepConfig", "configure", "load_config", "load_results", "run_sweep",
+__all__ = ["ConfigError", "Results", "SweepConfig", "Task", "configure", "load_config", "load_results", "run_sweep",
            "__version__"]
 
 

@@ -122,6 +122,11 @@ def evaluate(text: str, names: Mapping[str, Any]) -> Any:
             raise ExpressionError(f"cannot evaluate it: {_first_line(err)}") from None
 
 
+def parse(text: str) -> ast.Expression:
+    """Python's parse tree of `text`, within the length and nesting limits (nothing is checked or evaluated)."""
+    return _parse(text)
+
+
 def check(text: str, names: Collection[str]) -> None:
     """Raise ExpressionError unless `text` is an expression of the grammar on `names` (no data needed).
 

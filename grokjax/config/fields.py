@@ -12,7 +12,9 @@ Roles:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +22,12 @@ import numpy as np
 
 MAX_SEED = 2**31 - 1
 MODULAR_TASKS = ("modular_addition", "modular_subtraction", "modular_multiplication", "modular_division")
-TASKS = (*MODULAR_TASKS, "sparse_parity")
+S5_TASKS = ("s5_composition", "s5_conjugation", "s5_aba")
+TASKS = (*MODULAR_TASKS, "modular_expression", *S5_TASKS, "sparse_parity")  # built in; or an import path
+OPEN_TASKS = ("modular_expression",)  # built-in tasks whose [task] table takes keys grokjax does not define
 PHASES = ("coexistence", "partial_inversion", "full_inversion", "memorization", "forgetting", "confusion")
-MODELS = ("mlp", "pair_mlp", "parity_mlp", "transformer")
+MODELS = ("mlp", "pair_mlp", "parity_mlp", "transformer")  # built in; or an import path
+IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")  # module:attribute
 ACTIVATIONS = ("quadratic", "relu")
 NORMS = ("none", "batchnorm", "layernorm")
 LOSSES = ("mse", "cross_entropy")
@@ -57,6 +62,16 @@ def choice(options: tuple[str, ...]) -> Rule:
     return str, lambda v: v in options, "one of " + ", ".join(f'"{o}"' for o in options)
 
 
+def is_import_path(name: str) -> bool:
+    """Whether a task or model name is the user's own, "package.module:attribute"."""
+    return bool(IMPORT_PATH.match(name))
+
+
+def choice_or_import(options: tuple[str, ...], what: str) -> Rule:
+    return (str, lambda v: v in options or is_import_path(v),
+            "one of " + ", ".join(f'"{o}"' for o in options) + f', or "package.module:{what}" (your own)')
+
+
 def betas_ok(v: Any) -> bool:
     return isinstance(v, tuple) and len(v) == 2 and all(isinstance(b, float) and 0.0 <= b < 1.0 for b in v)
 
@@ -67,7 +82,7 @@ POSITIVE_INT: Rule = (int, lambda v: v >= 1, "an integer >= 1")
 F, I32 = np.float32, np.int32
 
 FIELDS: tuple[Field, ...] = (
-    Field("task", "name", "modular_addition", choice(TASKS), "static", column="task"),
+    Field("task", "name", "modular_addition", choice_or_import(TASKS, "function"), "static", column="task"),
     Field("task", "p", 97, (int, lambda v: 2 <= v <= 4096, "an integer from 2 to 4096 (the task holds p^2 examples)"),
           "static"),
     Field("task", "data_fraction", 0.5, (float, lambda v: 0.0 < v <= 1.0, "a number with 0 < data_fraction <= 1")),
@@ -83,7 +98,7 @@ FIELDS: tuple[Field, ...] = (
     Field("task", "train_size", 1200, POSITIVE_INT),
     Field("task", "test_size", 1000, POSITIVE_INT, "static"),
     Field("task", "pool_size", 3000, (int, lambda v: 2 <= v <= 10_000_000, "an integer from 2 to 10000000"), "static"),
-    Field("model", "name", "mlp", choice(MODELS), "static", column="model"),
+    Field("model", "name", "mlp", choice_or_import(MODELS, "Module"), "static", column="model"),
     Field("model", "width", 500, POSITIVE_INT, "static"),  # neurons of the hidden layer(s); the transformer's d_mlp
     # mlp: layers of weights (2 as in the paper, 3 as in its Appendix G)
     Field("model", "depth", 2, (int, lambda v: 2 <= v <= 8, "an integer from 2 to 8"), "static"),
@@ -138,17 +153,32 @@ DERIVED_STATIC = {  # name: default; set per chunk by the plan, or from the run'
     "formulation": "gather",  # how the step is computed: train.FORMULATIONS (chosen by grokjax.engine.tuning)
     "run_block": 0,  # runs vectorized together within a chunk: 0 all (vmapped), b blocks of b, one after another
     "devices": 0,  # local devices a chunk's runs are split over: 0 all, d the first d (chosen by grokjax.engine.tuning)
+    "task_args": (),  # ((key, value), ...): the [task] keys grokjax does not define, for an open task (column task_args)
+    "model_args": (),  # the same for a model of the user's own (column model_args)
 }
 DERIVED_TRACED = {"n_train": I32, "n_corrupt": I32}  # the run's split sizes, from its fractions or sizes
 
 
+OPEN_COLUMNS = ("task_args", "model_args")  # JSON objects: an open task's or model's own keys ("{}": none)
 STATIC_COLUMNS = tuple(f.column_name for f in FIELDS if f.role == "static" and f.column_name)  # all but betas
 
 
 def column_of(key: str) -> str:
-    """A field's runs.parquet column from its key ("train.weight_decay"); betas is split into beta1 and beta2 later."""
+    """A field's runs.parquet column from its key ("train.weight_decay"); betas is split into beta1 and beta2 later.
+    A key of an open task's or model's own ("task.expression") has a column of its name too."""
+    if key not in BY_KEY:
+        return key.split(".", 1)[1]
     field = BY_KEY[key]
     return field.column_name or field.name
+
+
+def open_keys(task_args: Iterable[str], model_args: Iterable[str]) -> list[str]:
+    """The keys of open tasks and models in a runs table's task_args and model_args (JSON objects), in order:
+    each has a column of its own beside them."""
+    keys: dict[str, None] = {}
+    for text in [*task_args, *model_args]:
+        keys.update(dict.fromkeys(json.loads(text)))
+    return list(keys)
 
 
 def static_fields() -> list[tuple[str, Any]]:
@@ -163,11 +193,12 @@ def traced_fields() -> list[tuple[str, Any]]:
 
 
 def config_columns() -> tuple[str, ...]:
-    """runs.parquet's config columns, in declaration order, betas as beta1 and beta2, then the split sizes."""
+    """runs.parquet's config columns, in declaration order, betas as beta1 and beta2, then the keys of an open task
+    or model, then the split sizes."""
     out: list[str] = []
     for f in FIELDS:
         if f.key == "train.betas":
             out += ["beta1", "beta2"]
         elif f.column_name is not None:
             out.append(f.column_name)
-    return ("run_id", *out, "n_train", "n_corrupt", "n_test")
+    return ("run_id", *out, *OPEN_COLUMNS, "n_train", "n_corrupt", "n_test")

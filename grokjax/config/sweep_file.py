@@ -13,10 +13,19 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass, field
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from grokjax.config.fields import FIELDS, MODULAR_TASKS, PHASES, RULES, SWEEPABLE_TABLES  # noqa: F401 (MODULAR_TASKS: re-exported)
+from grokjax.config.fields import (  # noqa: F401 (MODULAR_TASKS: re-exported)
+    FIELDS,
+    MODULAR_TASKS,
+    OPEN_TASKS,
+    PHASES,
+    RULES,
+    SWEEPABLE_TABLES,
+    is_import_path,
+)
 
 
 class ConfigError(ValueError):
@@ -35,11 +44,15 @@ class ConfigError(ValueError):
 
 def _table(cls_name: str, table: str, doc: str) -> type:
     fields = [(f.name, type(f.default), dataclasses.field(default=f.default)) for f in FIELDS if f.table == table]
+    if table in OPEN_TABLES:  # ((key, value), ...): the keys grokjax does not define, for an open task or model
+        fields.append(("args", tuple, dataclasses.field(default=())))
     cls = dataclasses.make_dataclass(cls_name, fields, frozen=True)
     cls.__module__, cls.__doc__ = __name__, doc
     return cls
 
 
+OPEN_TABLES = ("task", "model")
+ARG_TYPES = (str, int, float, bool)  # what a key of an open task or model may hold (or a list of these)
 TaskConfig = _table("TaskConfig", "task", "[task]: what is learned, and the run's split")
 ModelConfig = _table("ModelConfig", "model", "[model]: the network")
 TrainConfig = _table("TrainConfig", "train", "[train]: loss, optimizer, steps, precision, seed")
@@ -141,7 +154,9 @@ class SweepConfig:
         """The resolved config as plain TOML-able data (what `sweep.toml` holds)."""
         out: dict[str, Any] = {"name": self.name}
         for table in TABLES:
-            out[table] = {k: _plain(v) for k, v in dataclasses.asdict(getattr(self, table)).items()}
+            values = {f.name: getattr(getattr(self, table), f.name) for f in dataclasses.fields(TABLES[table])}
+            args = values.pop("args", ())  # written as the table's own keys, as in the sweep file
+            out[table] = {k: _plain(v) for k, v in [*values.items(), *args]}
         out["sweep"] = {key: [_plain(v) for v in values] for key, values in self.axes}
         if self.expect:  # absent when there are none, so that older configs keep their hash
             out["expect"] = [e.to_dict() for e in self.expect]
@@ -150,6 +165,22 @@ class SweepConfig:
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
+
+
+def takes_args(table: str, name: str) -> bool:
+    """Whether a [task] or [model] of this name takes keys grokjax does not define: the user's own (an import path)
+    and the open built-in tasks (modular_expression)."""
+    return table in OPEN_TABLES and (is_import_path(name) or (table == "task" and name in OPEN_TASKS))
+
+
+def _arg(source: str, key: str, value: Any) -> Any:
+    """A value of a key grokjax does not define: a string, number or true/false, or a list of them (as a tuple)."""
+    if isinstance(value, list) and all(isinstance(v, ARG_TYPES) for v in value):
+        return tuple(value)
+    if not isinstance(value, ARG_TYPES) or (isinstance(value, float) and not math.isfinite(value)):
+        raise ConfigError(f"{source}: {key} = {_show(value)}; allowed: a string, a finite number, true or false, "
+                          "or a list of them")
+    return value
 
 
 TABLES: dict[str, type] = {
@@ -163,6 +194,8 @@ TABLES: dict[str, type] = {
 
 def _coerce(source: str, key: str, value: Any) -> Any:
     """Check one field's value against its rule; return it in its canonical Python type."""
+    if key not in RULES:
+        raise ConfigError(f"{source}: unknown key '{key}'")
     kind, ok, allowed = RULES[key]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -182,6 +215,14 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _swept_names(sweep: Any, table: str) -> list[Any]:
+    """The names a sweep file's [sweep] gives its task or model (`task = [...]`), unchecked."""
+    if not isinstance(sweep, dict):
+        return []
+    values = [v for k, v in sweep.items() if k in (table, f"{table}.name")]
+    return [n for v in values if isinstance(v, list) for n in v]
+
+
 # --- sweep axes ----------------------------------------------------------------------------
 
 _FIELD_OWNER = {
@@ -192,28 +233,35 @@ _FIELD_OWNER = {
 }
 
 
-def _axis_key(source: str, key: str) -> str:
-    """Resolve `weight_decay` or `train.weight_decay` to the qualified key."""
+def _axis_key(source: str, key: str, args: Collection[str] = ()) -> str:
+    """Resolve `weight_decay` or `train.weight_decay` to the qualified key; `args`: the qualified keys of an open
+    task's or model's own ("task.expression"), sweepable too."""
     if "." in key:
         table, _, name = key.partition(".")
-        if table in SWEEPABLE_TABLES and f"{table}.{name}" in RULES:
+        if table in SWEEPABLE_TABLES and (f"{table}.{name}" in RULES or key in args):
             return key
     elif key in _FIELD_OWNER:
         return f"{_FIELD_OWNER[key]}.{key}"
     elif key in SWEEPABLE_TABLES[:2]:
         return f"{key}.name"  # `task` and `model` name the kind, as the runs.parquet columns do
-    known = ", ".join(sorted([*_FIELD_OWNER, "task", "model"]))
+    elif [a for a in args if a.split(".", 1)[1] == key]:
+        return next(a for a in args if a.split(".", 1)[1] == key)
+    known = ", ".join(sorted([*_FIELD_OWNER, "task", "model", *(a.split(".", 1)[1] for a in args)]))
     raise ConfigError(f"{source}: unknown sweep axis 'sweep.{key}'; axes can be: {known}")
+
+
+RANGE_KEYS = {"start", "stop", "num", "log"}
 
 
 def _axis_values(source: str, key: str, spec: Any) -> tuple[Any, ...]:
     where = f"sweep.{key.split('.')[-1]}"
+    kind = RULES[key][0] if key in RULES else None  # None: a key of an open task or model
     if isinstance(spec, dict):
-        extra = set(spec) - {"start", "stop", "num"}
-        missing = {"start", "stop", "num"} - set(spec)
+        extra = set(spec) - RANGE_KEYS
+        missing = RANGE_KEYS - {"log"} - set(spec)
         if extra or missing:
             raise ConfigError(
-                f"{source}: {where} must be a list or {{start = .., stop = .., num = ..}}; "
+                f"{source}: {where} must be a list or {{start = .., stop = .., num = .., log = false}}; "
                 f"got keys {sorted(spec)}"
             )
         num = spec["num"]
@@ -223,13 +271,26 @@ def _axis_values(source: str, key: str, spec: Any) -> tuple[Any, ...]:
             v = spec[end]
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
                 raise ConfigError(f"{source}: {where}.{end} = {_show(v)}; allowed: a finite number")
-        kind = RULES[key][0]
-        if kind not in (int, float):
+        log = spec.get("log", False)
+        if not isinstance(log, bool):
+            raise ConfigError(f"{source}: {where}.log = {_show(log)}; allowed: true (evenly spaced logarithms) or "
+                              "false (evenly spaced values)")
+        if log and not (spec["start"] > 0 and spec["stop"] > 0):
+            raise ConfigError(f"{source}: {where} with log = true needs start > 0 and stop > 0")
+        if kind not in (int, float, None):
             raise ConfigError(f"{source}: {where} takes a list of values, not {{start, stop, num}}")
-        step = (spec["stop"] - spec["start"]) / (num - 1) if num > 1 else 0.0
-        values = [spec["start"] + i * step for i in range(num)]
-        # Round away float noise so 0.1 + 3 * 0.05 reads back as 0.25, not 0.25000000000000006.
-        values = [round(v, 12) for v in values]
+        if log:
+            first, last = math.log(spec["start"]), math.log(spec["stop"])
+            step = (last - first) / (num - 1) if num > 1 else 0.0
+            values = [math.exp(first + i * step) for i in range(num)]
+            values[0], values[-1] = spec["start"], spec["stop"] if num > 1 else spec["start"]
+            # Keep 12 significant digits, so 1e-3 .. 1 reads back as 0.01, not 0.009999999999999998.
+            values = [float(f"{v:.12g}") for v in values]
+        else:
+            step = (spec["stop"] - spec["start"]) / (num - 1) if num > 1 else 0.0
+            values = [spec["start"] + i * step for i in range(num)]
+            # Round away float noise so 0.1 + 3 * 0.05 reads back as 0.25, not 0.25000000000000006.
+            values = [round(v, 12) for v in values]
         if kind is int:
             if any(v != int(v) for v in values):
                 raise ConfigError(f"{source}: {where} = {spec} does not give whole numbers")
@@ -242,7 +303,7 @@ def _axis_values(source: str, key: str, spec: Any) -> tuple[Any, ...]:
         )
     if not values:
         raise ConfigError(f"{source}: {where} is empty; give at least one value")
-    coerced = tuple(_coerce(source, key, v) for v in values)
+    coerced = tuple(_coerce(source, key, v) if kind else _arg(source, key, v) for v in values)
     if len(set(coerced)) != len(coerced):
         raise ConfigError(f"{source}: {where} repeats a value: {list(coerced)}")
     return coerced
@@ -271,21 +332,28 @@ def from_dict(data: dict[str, Any], source: str = "<config>", default_name: str 
         given = data.get(table, {})
         if not isinstance(given, dict):
             raise ConfigError(f"{source}: '{table}' must be a table ([{table}]), got {_show(given)}")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        values = {}
+        fields = {f.name for f in dataclasses.fields(cls)} - {"args"}
+        names = {given.get("name", getattr(cls(), "name", "")), *_swept_names(data.get("sweep"), table)}
+        values, args = {}, {}
         for key, value in given.items():
-            if key not in fields:
+            if key in fields:
+                values[key] = _coerce(source, f"{table}.{key}", value)
+            elif any(isinstance(n, str) and takes_args(table, n) for n in names):
+                args[key] = _arg(source, f"{table}.{key}", value)
+            else:
+                hint = (" (a task or model of your own, \"package.module:attribute\", takes keys of its own)"
+                        if table in OPEN_TABLES else "")
                 raise ConfigError(
-                    f"{source}: unknown key '{table}.{key}'; [{table}] has: " + ", ".join(sorted(fields))
+                    f"{source}: unknown key '{table}.{key}'; [{table}] has: " + ", ".join(sorted(fields)) + hint
                 )
-            values[key] = _coerce(source, f"{table}.{key}", value)
-        tables[table] = cls(**values)
+        tables[table] = cls(**values, **({"args": tuple(args.items())} if args else {}))
     sweep = data.get("sweep", {})
     if not isinstance(sweep, dict):
         raise ConfigError(f"{source}: 'sweep' must be a table ([sweep]), got {_show(sweep)}")
     axes: list[tuple[str, tuple[Any, ...]]] = []
+    args = {f"{t}.{k}" for t in OPEN_TABLES for k, _ in getattr(tables[t], "args", ())}
     for key, spec in sweep.items():
-        qualified = _axis_key(source, key)
+        qualified = _axis_key(source, key, args)
         if any(qualified == k for k, _ in axes):
             raise ConfigError(f"{source}: sweep axis '{qualified}' is given twice")
         axes.append((qualified, _axis_values(source, qualified, spec)))
@@ -314,6 +382,19 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Sweep
     return from_dict(data, source=source, default_name=path.stem)
 
 
+_TABLE_FIELDS = {t: {f.name for f in dataclasses.fields(cls)} - {"args"} for t, cls in TABLES.items()}
+
+
+def _written_args(data: dict[str, Any]) -> set[str]:
+    """The qualified keys of an open task's or model's own that plain data (a parsed file) writes."""
+    out = set()
+    for table in OPEN_TABLES:
+        given = data.get(table, {})
+        if isinstance(given, dict):
+            out |= {f"{table}.{k}" for k in given if k not in _TABLE_FIELDS[table]}
+    return out
+
+
 def apply_override(data: dict[str, Any], item: str, source: str) -> None:
     """Apply one `KEY=VALUE` (dotted key, TOML value; bare words are strings) in place."""
     key, sep, raw = item.partition("=")
@@ -335,16 +416,22 @@ def apply_override(data: dict[str, Any], item: str, source: str) -> None:
         return
     table, name = parts
     if table == "sweep":
-        qualified = _axis_key(where, name)
+        args = _written_args(data)
+        qualified = _axis_key(where, name, args)
         _axis_values(where, qualified, value)
         sweep = data.get("sweep", {})
-        for existing in [k for k in sweep if isinstance(sweep, dict) and _axis_key(where, k) == qualified]:
+        for existing in [k for k in sweep if isinstance(sweep, dict) and _axis_key(where, k, args) == qualified]:
             del sweep[existing]  # `weight_decay` replaces `train.weight_decay` and vice versa
     elif table in TABLES:
-        if name not in {f.name for f in dataclasses.fields(TABLES[table])}:
-            known = ", ".join(sorted(f.name for f in dataclasses.fields(TABLES[table])))
+        given = data.get(table, {})
+        named = given.get("name", getattr(TABLES[table](), "name", "")) if isinstance(given, dict) else None
+        if isinstance(named, str) and takes_args(table, named) and name not in _TABLE_FIELDS[table]:
+            _arg(where, key, value)
+        elif name not in _TABLE_FIELDS[table]:
+            known = ", ".join(sorted(_TABLE_FIELDS[table]))
             raise ConfigError(f"{where}: unknown key '{key}'; [{table}] has: {known}")
-        _coerce(where, key, value)
+        else:
+            _coerce(where, key, value)
     else:
         raise ConfigError(f"{where}: unknown table '{table}'; tables are: " + ", ".join([*TABLES, "sweep"]))
     target = data.setdefault(table, {})
@@ -369,14 +456,14 @@ def check_run(source: str, run: dict[str, Any]) -> None:
 
     if run["ipr_every"] and run["ipr_every"] % run["log_every"]:
         fail(f"train.ipr_every = {run['ipr_every']} is not a multiple of train.log_every = {run['log_every']}")
-    if (task == "sparse_parity") != (model == "parity_mlp"):
+    if (task == "sparse_parity" and not is_import_path(model)) != (model == "parity_mlp"):
         fail(f'task = "{task}" with model = "{model}"; allowed: task "sparse_parity" goes with model '
-             '"parity_mlp", the modular tasks with "mlp", "pair_mlp" or "transformer"')
+             '"parity_mlp" (or a model of your own), the other tasks with "mlp", "pair_mlp", "transformer" or yours')
     if model == "parity_mlp" and run["loss"] != "cross_entropy":
         fail(f'model = "parity_mlp" with loss = "{run["loss"]}"; allowed: loss = "cross_entropy" (one output logit)')
     if task == "modular_division" and not _is_prime(run["p"]):
         fail(f"task.p = {run['p']} with modular_division; allowed: a prime p (every n != 0 needs an inverse)")
-    if model != "mlp" and run["depth"] != 2:
+    if model != "mlp" and not is_import_path(model) and run["depth"] != 2:
         fail(f'model.depth = {run["depth"]} with model = "{model}"; allowed: depth applies to "mlp" only (keep 2)')
     if model == "transformer":
         if run["embed_size"] % run["heads"]:

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from grokjax.core import models, registry
 from grokjax.core.types import Static
 
 # A neuron counts as periodic ("generalizing") when its IPR is at least this. White noise at
@@ -26,24 +27,28 @@ PERIODIC_IPR = 0.5
 
 
 def has_neurons(static: Static) -> bool:
-    """Whether per-neuron analysis applies: the MLPs and the transformer on a modular task (Figures 4 and 7)."""
-    return static.model in ("mlp", "transformer") and static.task != "sparse_parity"
+    """Whether per-neuron analysis applies: a model that shows its units (a `neuron_weights` method: the MLPs and
+    the transformer, Figures 4 and 7) on a task whose tokens are residues in order (`Task.cyclic`)."""
+    return left_out(static) is None
+
+
+def left_out(static: Static) -> str | None:
+    """Why per-neuron analysis does not apply to these runs, in words; None where it does."""
+    task = registry.task_of(static)
+    if task is None:
+        return "the inputs of task sparse_parity are bits, not residues"
+    if not hasattr(registry.resolve("model", static.model), "neuron_weights"):
+        return f"the model {static.model} has no neuron_weights method (docs/extending.md)"
+    if not task.cyclic:
+        return f"the tokens of task {static.task} are not residues in order (its Task is not cyclic)"
+    return None
 
 
 def neuron_weights(static: Static, params: Any) -> dict[str, jax.Array]:
-    """Each unit's weight vectors over the residues, as (units, p) arrays, by name (u, v, w).
-
-    The 2-layer MLP: neuron k's input weights from m (row k of U) and from n (of V) and its
-    output weights (column k of W). A deeper MLP: its first layer's neurons, U and V only
-    (their outputs feed hidden layers, not the residues). The transformer: its embedding
-    directions, u only: direction j's entries over the residues (column j of the embedding).
-    """
-    if static.model == "transformer":
-        return {"u": params["embed"]["embedding"].T}
-    weights = {"u": params["U"]["embedding"].T, "v": params["V"]["embedding"].T}
-    if static.depth == 2:
-        weights["w"] = params["W"]["kernel"]
-    return weights
+    """Each unit's weight vectors over the tokens, as (units, tokens) arrays, by name (u, v, w): the model's
+    `neuron_weights(params)`. The 2-layer MLP: neuron k's input weights from m (row k of U) and from n (of V)
+    and its output weights (column k of W); the transformer: its embedding directions (u only)."""
+    return models.build(static).neuron_weights(params)
 
 
 def power_spectrum(vectors: jax.Array) -> jax.Array:

@@ -1,10 +1,17 @@
 """The models, as Flax modules: pure `init`/`apply`, vmapped over runs by the trainer.
 
-Every module is called as `model.apply(variables, inputs, train=..., rate=..., mask=...)`:
-`inputs` comes from `tasks.model_inputs`, `rate` is the run's dropout probability
-(a traced number), and `mask` marks the examples whose statistics BatchNorm may
-use (the training set, or a minibatch's filled slots). Logits have shape
-(examples, classes).
+A model is a `flax.linen.Module` class, built in or the user's own (`registry.resolve`), built by
+`build` and called by `call` the same way (docs/extending.md): constructed with the [model] keys
+it takes and num_tokens, num_classes and arity; called as `module(inputs, train=...)` on integer
+inputs of shape (batch, arity), returning logits (batch, num_classes). What a module declares
+decides the rest:
+- `rate` in its `__call__`: it gets the run's dropout probability (a traced number, `model.dropout`);
+- `mask` in its `__call__`: it gets the examples whose statistics BatchNorm may use (the training set,
+  or a minibatch's filled slots);
+- `takes_pairs = True`: over a task of all token pairs (`Task.grid`) it gets the pairs as two arrays,
+  for all examples a (tokens, 1) and a (1, tokens) array to broadcast (`tasks.model_inputs`);
+- `decayed(self, params)`: which parameters weight decay acts on (default: those of 2 or more dimensions);
+- `neuron_weights(self, params)`: each unit's weight vectors over the tokens, for the per-neuron analyses.
 
 Dropout is our own three lines, not `flax.linen.Dropout`: Flax's branches on the
 rate in Python (`if self.rate == 0.0`), which needs a concrete number, so every
@@ -14,13 +21,16 @@ dropout probability would compile its own program. Here the rate is an array.
 from __future__ import annotations
 
 import functools
+import inspect
+import math
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from grokjax.core.tasks import is_modular
+from grokjax.core import registry
+from grokjax.core.tasks import shape_of
 from grokjax.core.types import Static
 
 ACTIVATIONS = {
@@ -28,6 +38,25 @@ ACTIVATIONS = {
     "relu": jax.nn.relu,
 }
 NORM_PREFIX = "norm"  # modules named so keep their init under init_scale and hold no "neurons"
+
+
+def pairs(inputs: Any, arity: int) -> tuple[jax.Array, jax.Array]:
+    """The two tokens of each example, from rows (batch, 2) or from two arrays (`takes_pairs`)."""
+    if arity != 2:
+        raise ValueError(f"this model reads pairs of tokens; the task's examples have {arity}")
+    return inputs if isinstance(inputs, tuple) else (inputs[:, 0], inputs[:, 1])
+
+
+def rows(inputs: Any) -> jax.Array:
+    """Inputs as rows (batch, arity): two broadcast arrays of pairs stacked, row-major."""
+    if not isinstance(inputs, tuple):
+        return inputs
+    return jnp.stack([a.reshape(-1) for a in jnp.broadcast_arrays(*inputs)], axis=1)
+
+
+def decay_all(params: Any) -> Any:
+    """Every parameter decays: the authors' MLPs (torch.optim.AdamW(model.parameters()))."""
+    return jax.tree.map(lambda w: True, params)
 
 
 def dropout(x: jax.Array, rate: jax.Array, key: jax.Array) -> jax.Array:
@@ -72,33 +101,46 @@ class MLP(nn.Module):
     (Kaiming), the first layer's fan-in being the 2p one-hot inputs.
     """
 
-    p: int
+    num_tokens: int
+    num_classes: int
+    arity: int
     width: int
     depth: int
     activation: str
     norm: str
     has_dropout: bool
     onehot: bool = False
+    takes_pairs = True
+    decayed = staticmethod(decay_all)
 
     @nn.compact
     def __call__(self, inputs: Any, *, train: bool, rate: jax.Array, mask: jax.Array | None) -> jax.Array:
-        m, n = inputs
+        m, n = pairs(inputs, self.arity)
         if self.depth == 2:
             first = init = nn.initializers.normal((16.0 * self.width) ** (-1.0 / 3.0))
         else:
-            first, init = nn.initializers.normal((1.0 / self.p) ** 0.5), nn.initializers.variance_scaling(2.0, "fan_in", "normal")
-        U = nn.Embed(self.p, self.width, embedding_init=first, name="U")
-        V = nn.Embed(self.p, self.width, embedding_init=first, name="V")
+            first = nn.initializers.normal((1.0 / self.num_tokens) ** 0.5)
+            init = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+        U = nn.Embed(self.num_tokens, self.width, embedding_init=first, name="U")
+        V = nn.Embed(self.num_tokens, self.width, embedding_init=first, name="V")
         if self.onehot and m.ndim == 1:
-            h = jax.nn.one_hot(m, self.p, dtype=U.embedding.dtype) @ U.embedding
-            h = h + jax.nn.one_hot(n, self.p, dtype=V.embedding.dtype) @ V.embedding
+            h = jax.nn.one_hot(m, self.num_tokens, dtype=U.embedding.dtype) @ U.embedding
+            h = h + jax.nn.one_hot(n, self.num_tokens, dtype=V.embedding.dtype) @ V.embedding
         else:
             h = (U(m) + V(n)).reshape(-1, self.width)  # pairs-major (p^2, N): faster on CPU than (N, p^2)
         for layer in range(self.depth - 1):
             if layer:
                 h = nn.Dense(self.width, use_bias=False, kernel_init=init, name=f"hidden_{layer}")(h)
             h = Block(self.activation, self.norm, self.has_dropout, name=f"block_{layer}")(h, train=train, rate=rate, mask=mask)
-        return nn.Dense(self.p, use_bias=False, kernel_init=init, name="W")(h)
+        return nn.Dense(self.num_classes, use_bias=False, kernel_init=init, name="W")(h)
+
+    def neuron_weights(self, params: Any) -> dict[str, jax.Array]:
+        """Neuron k's input weights from m (row k of U) and from n (of V), and with depth 2 its output weights
+        (column k of W); a deeper MLP's outputs feed hidden layers, not the residues, so U and V only."""
+        weights = {"u": params["U"]["embedding"].T, "v": params["V"]["embedding"].T}
+        if self.depth == 2:
+            weights["w"] = params["W"]["kernel"]
+        return weights
 
 
 class PairMLP(nn.Module):
@@ -110,19 +152,23 @@ class PairMLP(nn.Module):
     costs p^2 x width x p, not p^2 x embed_size x (width + p).
     """
 
-    p: int
+    num_tokens: int
+    num_classes: int
+    arity: int
     width: int
     embed_size: int
     tied_embedding: bool
     activation: str
     norm: str
     has_dropout: bool
+    takes_pairs = True
+    decayed = staticmethod(decay_all)
 
     @nn.compact
     def __call__(self, inputs: Any, *, train: bool, rate: jax.Array, mask: jax.Array | None) -> jax.Array:
-        m, n = inputs
+        m, n = pairs(inputs, self.arity)
         embed_init = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
-        embed = nn.Embed(self.p, self.embed_size, embedding_init=embed_init, name="embed")
+        embed = nn.Embed(self.num_tokens, self.embed_size, embedding_init=embed_init, name="embed")
         per_token = nn.Dense(self.width, use_bias=False, name="hidden")(embed.embedding)  # (p, width)
         h = (per_token[m] + per_token[n]).reshape(-1, self.width)
         h = Block(self.activation, self.norm, self.has_dropout, name="block")(h, train=train, rate=rate, mask=mask)
@@ -130,7 +176,7 @@ class PairMLP(nn.Module):
         if self.tied_embedding:
             readout = embed.attend(out)  # out @ E^T: (width, p)
         else:
-            readout = nn.Dense(self.p, use_bias=False, kernel_init=embed_init, name="unembed")(out)
+            readout = nn.Dense(self.num_classes, use_bias=False, kernel_init=embed_init, name="unembed")(out)
         return h @ readout
 
 
@@ -145,6 +191,7 @@ class ParityMLP(nn.Module):
     activation: str
     norm: str
     has_dropout: bool
+    decayed = staticmethod(decay_all)
 
     @nn.compact
     def __call__(self, bits: jax.Array, *, train: bool, rate: jax.Array, mask: jax.Array | None) -> jax.Array:
@@ -166,11 +213,15 @@ class Transformer(nn.Module):
     embeddings ~ N(0, 1); linear layers ~ N(0, 1 / fan_in); no biases; an untied unembedding
     unless tied_embedding. norm = "layernorm" adds their pre-LayerNorms and the final one
     (if_ln); dropout applies where theirs does (embeddings, attention weights, both residual
-    branches). With one layer, the logits depend on the first position only through the last
+    branches). With one layer, the logits depend on the other positions only through the last
     position's attention, so only the last position's query, MLP and readout are computed: exact.
+    Weight decay leaves its 1-D parameters alone (the default `decayed`, as timm's
+    param_groups_weight_decay that the authors' optimizer uses).
     """
 
-    p: int
+    num_tokens: int
+    num_classes: int
+    arity: int
     width: int
     embed_size: int
     heads: int
@@ -178,15 +229,15 @@ class Transformer(nn.Module):
     activation: str
     norm: str
     has_dropout: bool
+    takes_pairs = True
 
     @nn.compact
     def __call__(self, inputs: Any, *, train: bool, rate: jax.Array, mask: jax.Array | None) -> jax.Array:
-        m, n = jnp.broadcast_arrays(*inputs)
-        tokens = jnp.stack([m.reshape(-1), n.reshape(-1)], axis=1)
+        tokens = rows(inputs)
         d, head = self.embed_size, self.embed_size // self.heads
         linear = functools.partial(nn.Dense, use_bias=False, kernel_init=nn.initializers.variance_scaling(1.0, "fan_in", "normal"))
-        embed = nn.Embed(self.p, d, embedding_init=nn.initializers.normal(1.0), name="embed")
-        position = self.param("position", nn.initializers.normal(1.0), (2, d))
+        embed = nn.Embed(self.num_tokens, d, embedding_init=nn.initializers.normal(1.0), name="embed")
+        position = self.param("position", nn.initializers.normal(1.0), (self.arity, d))
 
         def drop(x: jax.Array) -> jax.Array:
             return dropout(x, rate, self.make_rng("dropout")) if train and self.has_dropout else x
@@ -202,35 +253,70 @@ class Transformer(nn.Module):
         r = x[:, -1] + drop(linear(d, name="attn_out")(attended))
         h = ACTIVATIONS[self.activation](linear(self.width, name="mlp_in")(norm(r, "mlp")))
         r = norm(r + drop(linear(d, name="mlp_out")(h)), "final")
-        logits = embed.attend(r) if self.tied_embedding else linear(self.p, name="unembed")(r)
+        if self.tied_embedding and self.num_classes != self.num_tokens:
+            raise ValueError(f"tied_embedding needs as many classes as tokens ({self.num_classes} != {self.num_tokens})")
+        logits = embed.attend(r) if self.tied_embedding else linear(self.num_classes, name="unembed")(r)
         return logits / d
+
+    def neuron_weights(self, params: Any) -> dict[str, jax.Array]:
+        """The embedding's directions, u only: direction j's entries over the tokens (column j of the embedding)."""
+        return {"u": params["embed"]["embedding"].T}
+
+
+BUILTIN = tuple(registry.BUILTIN_MODELS)
+DERIVED = {  # what a module is built with besides the [model] table and the task's shape
+    "has_dropout": lambda static: static.has_dropout,
+    "onehot": lambda static: static.formulation == "onehot",
+}
 
 
 def build(static: Static) -> nn.Module:
-    """The Flax module of a static configuration."""
-    common = dict(activation=static.activation, norm=static.norm, has_dropout=static.has_dropout)
-    if static.model == "mlp":
-        return MLP(p=static.p, width=static.width, depth=static.depth, onehot=static.formulation == "onehot", **common)
-    if static.model == "pair_mlp":
-        return PairMLP(p=static.p, width=static.width, embed_size=static.embed_size,
-                       tied_embedding=static.tied_embedding, **common)
-    if static.model == "parity_mlp":
-        return ParityMLP(width=static.width, **common)
-    return Transformer(p=static.p, width=static.width, embed_size=static.embed_size, heads=static.heads,
-                       tied_embedding=static.tied_embedding, **common)
+    """The Flax module of a static configuration, built in or the user's own, built alike: with the fields it
+    declares among grokjax's [model] fields (width, depth, ...: their sweep-file values), the derived ones
+    (has_dropout, onehot), num_tokens, num_classes and arity, and the [model] keys grokjax does not define."""
+    cls = registry.resolve("model", static.model)
+    num_tokens, num_classes, arity = shape_of(static)
+    known = {"num_tokens": num_tokens, "num_classes": num_classes, "arity": arity,
+             **{k: getattr(static, k) for k in MODEL_FIELDS}, **{k: f(static) for k, f in DERIVED.items()}}
+    fields = registry.model_fields(cls)
+    return cls(**{k: v for k, v in known.items() if k in fields}, **dict(static.model_args))
+
+
+MODEL_FIELDS = ("width", "depth", "activation", "norm", "embed_size", "heads", "tied_embedding")
+
+
+@functools.cache
+def keywords(cls: type) -> frozenset[str]:
+    return frozenset(inspect.signature(cls.__call__).parameters)
+
+
+def _arguments(model: nn.Module, inputs: Any, rate: jax.Array, mask: jax.Array | None) -> tuple[Any, dict[str, Any]]:
+    """The inputs and keywords a module takes: pairs as rows unless it `takes_pairs`; `rate` and `mask` if its
+    `__call__` names them."""
+    if not getattr(model, "takes_pairs", False):
+        inputs = rows(inputs)
+    return inputs, {k: v for k, v in (("rate", rate), ("mask", mask)) if k in keywords(type(model))}
+
+
+def call(model: nn.Module, variables: dict[str, Any], inputs: Any, *, train: bool, rate: jax.Array,
+         mask: jax.Array | None, **kwargs: Any) -> Any:
+    """`model.apply(variables, inputs, train=...)`, as the module takes its inputs (`_arguments`)."""
+    inputs, extra = _arguments(model, inputs, rate, mask)
+    return model.apply(variables, inputs, train=train, **extra, **kwargs)
 
 
 def example_inputs(static: Static) -> Any:
     """A one-example input of the right kind, for `init`."""
-    if is_modular(static.task):
-        zero = jnp.zeros((1,), jnp.int32)
-        return zero, zero
-    return jnp.zeros((1, static.n_bits), jnp.int8)
+    if static.task == "sparse_parity":
+        return jnp.zeros((1, static.n_bits), jnp.int8)
+    return jnp.zeros((1, shape_of(static)[2]), jnp.int32)
 
 
 def init(static: Static, key: jax.Array, init_scale: jax.Array) -> dict[str, Any]:
     """Variables {"params": ..., ["batch_stats": ...]}; weights (not norm layers) scaled by init_scale."""
-    variables = build(static).init(key, example_inputs(static), train=False, rate=jnp.float32(0.0), mask=None)
+    model = build(static)
+    inputs, extra = _arguments(model, example_inputs(static), jnp.float32(0.0), None)
+    variables = model.init(key, inputs, train=False, **extra)
     params = jax.tree_util.tree_map_with_path(
         lambda path, w: w if any(str(getattr(k, "key", "")).startswith(NORM_PREFIX) for k in path) else w * init_scale,
         variables["params"],
@@ -238,14 +324,36 @@ def init(static: Static, key: jax.Array, init_scale: jax.Array) -> dict[str, Any
     return {**variables, "params": params}
 
 
-def decayed(params: Any) -> Any:
-    """Which of the transformer's parameters weight decay acts on, as the authors' optimizer chooses them
-    (timm's param_groups_weight_decay): the weights of two or more dimensions, not LayerNorm's scales and
-    biases. (Their MLPs decay every parameter: torch.optim.AdamW(model.parameters()).)"""
+def decayed(static: Static, params: Any) -> Any:
+    """Which parameters weight decay acts on (True leaves): the module's `decayed(params)` where it has one,
+    else those of two or more dimensions (not biases, nor LayerNorm's scales and offsets)."""
+    model = build(static)
+    if hasattr(model, "decayed"):
+        return model.decayed(params)
     return jax.tree.map(lambda w: w.ndim >= 2, params)
+
+
+@functools.cache
+def decays_all(static: Static) -> bool:
+    """Whether weight decay acts on every parameter (then the optimizer needs no mask, nor its state a layer)."""
+    shapes = jax.eval_shape(lambda: init(static, jax.random.key(0), jnp.float32(1.0))["params"])
+    return all(jax.tree.leaves(decayed(static, shapes)))
 
 
 def param_count(static: Static) -> int:
     """Trainable parameters of the model (from shapes only; nothing is computed)."""
     shapes = jax.eval_shape(lambda: init(static, jax.random.key(0), jnp.float32(1.0))["params"])
     return int(sum(x.size for x in jax.tree_util.tree_leaves(shapes)))
+
+
+def example_floats(static: Static) -> int:
+    """Floats one example's forward pass makes, counted on the traced program: every intermediate value of a
+    batch of one (what the memory plan of a model without a formula of its own assumes)."""
+    inputs = example_inputs(static)
+
+    def forward(variables: Any) -> Any:
+        return call(build(static), variables, inputs, train=False, rate=jnp.float32(0.0), mask=None)
+
+    shapes = jax.eval_shape(lambda: init(static, jax.random.key(0), jnp.float32(1.0)))
+    jaxpr = jax.make_jaxpr(forward)(shapes)
+    return int(sum(math.prod(v.aval.shape) for eqn in jaxpr.eqns for v in eqn.outvars if hasattr(v.aval, "shape")))

@@ -1,8 +1,8 @@
 """Datasets as fixed-shape arrays: every run sees the same examples, with its own masks and labels.
 
-Modular tasks: example i is the pair (m, n) = (i // p, i % p); pairs that are not
-examples (n = 0 for division, m > n when symmetric) are in neither set.
-sparse_parity: a fixed pool of distinct n-bit strings drawn from the data seed.
+A task's examples are the rows of its `Task` (`registry.task_of`: built in, or the user's own);
+rows that are not examples (`Task.valid`) are in neither set. sparse_parity: a pool of distinct
+n-bit strings drawn from the data seed.
 A run's split and corruption are masks over the examples, so runs with different
 data fractions, train sizes and corruption share one shape and one compiled program.
 """
@@ -14,18 +14,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from grokjax.config.fields import MODULAR_TASKS
+from grokjax.core.registry import task_of
 from grokjax.core.types import Static
-
-_OPS = {
-    "modular_addition": lambda m, n, p: (m + n) % p,
-    "modular_subtraction": lambda m, n, p: (m - n) % p,
-    "modular_multiplication": lambda m, n, p: (m * n) % p,
-    # m / n = m * n^(p-2) mod p (Fermat; p prime); n = 0 is not an example.
-    "modular_division": lambda m, n, p: (m * np.array([pow(int(k), p - 2, p) for k in range(p)])[n]) % p,
-}
 
 
 class RunData(NamedTuple):
@@ -36,36 +27,23 @@ class RunData(NamedTuple):
     test: jax.Array  # bool: in the test set
     corrupted: jax.Array  # bool: a training example whose label was redrawn
     labels: jax.Array  # int32: the label trained on (true label unless corrupted)
-    bits: Any  # sparse_parity: int8 (examples, n_bits); None for modular tasks
-
-
-def is_modular(task: str) -> bool:
-    return task in MODULAR_TASKS
+    bits: Any  # sparse_parity: int8 (examples, n_bits); None for other tasks
 
 
 def num_examples(static: Static) -> int:
-    return static.p**2 if is_modular(static.task) else static.pool_size
+    task = task_of(static)
+    return static.pool_size if task is None else task.examples
 
 
 def num_classes(static: Static) -> int:
-    return static.p if is_modular(static.task) else 2
+    task = task_of(static)
+    return 2 if task is None else task.num_classes
 
 
-def modular_table(task: str, p: int, symmetric: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, valid) of all p^2 pairs, example i = (i // p, i % p); labels are 0 where not valid."""
-    m, n = np.divmod(np.arange(p * p, dtype=np.int64), p)
-    valid = np.ones(p * p, bool)
-    if task == "modular_division":
-        valid &= n != 0
-    if symmetric:
-        valid &= m <= n
-    labels = np.where(valid, _OPS[task](m, n, p), 0)
-    return labels.astype(np.int32), valid
-
-
-def true_labels(task: str, p: int) -> np.ndarray:
-    """Labels of all p^2 pairs (see modular_table)."""
-    return modular_table(task, p)[0]
+def shape_of(static: Static) -> tuple[int, int, int]:
+    """(num_tokens, num_classes, arity) of the task: what a model is built for."""
+    task = task_of(static)
+    return (2, 2, static.n_bits) if task is None else (task.num_tokens, task.num_classes, task.arity)
 
 
 def split_counts(data_fraction: float, corruption_fraction: float, examples: int) -> tuple[int, int]:
@@ -110,17 +88,16 @@ def permuted_position(q: jax.Array, key: jax.Array, n: jax.Array) -> jax.Array:
 def make_run_data(static: Static, key: jax.Array, n_train: jax.Array, n_corrupt: jax.Array) -> RunData:
     """Draw one run's examples, split and corruption from its data key (traceable, vmappable).
 
-    The run orders its examples (modular: a random permutation; parity: the pool is
+    The run orders its examples (a task's rows: a random permutation, examples first; parity: the pool is
     already random): the first n_train are the training set and the first n_corrupt of
     those get a label drawn uniformly from all classes (it may equal the true one).
     So for one data_seed the training sets of growing data fractions are nested, as in
     the paper's code.
     """
     order_key, label_key = jax.random.split(key)
-    num = num_examples(static)
-    if is_modular(static.task):
-        labels_np, valid_np = modular_table(static.task, static.p, static.symmetric)
-        labels, valid = jnp.asarray(labels_np), jnp.asarray(valid_np)
+    num, task = num_examples(static), task_of(static)
+    if task is not None:
+        labels, valid = jnp.asarray(task.labels), jnp.asarray(task.mask)
         order = jax.random.permutation(order_key, num).astype(jnp.int32)
         order = order[jnp.argsort(~valid[order], stable=True)]  # examples first, non-examples last
         bits = None
@@ -133,7 +110,7 @@ def make_run_data(static: Static, key: jax.Array, n_train: jax.Array, n_corrupt:
         order = jnp.arange(num, dtype=jnp.int32)
     position = jnp.zeros(num, jnp.int32).at[order].set(jnp.arange(num, dtype=jnp.int32))
     train = position < n_train
-    if is_modular(static.task):
+    if task is not None:
         test = valid & ~train
     else:
         test = position >= num - static.test_size
@@ -145,16 +122,22 @@ def make_run_data(static: Static, key: jax.Array, n_train: jax.Array, n_corrupt:
 def model_inputs(static: Static, data: RunData, index: jax.Array | None = None) -> Any:
     """What the model reads for the examples `index` (all examples when None).
 
-    Modular tasks: (m, n); for all examples as a (p, 1) and a (1, p) array, which
-    models broadcast, so the hidden layer over the p^2 grid is a sum, not a gather.
+    A task whose rows are all pairs of its tokens (`Task.grid`, as every modular task): the pairs as
+    two arrays, for all examples a (tokens, 1) and a (1, tokens) array that models broadcast, so the
+    hidden layer over the grid is a sum, not a gather (`models.call` stacks them into rows for a
+    model that takes rows only). Other tasks: the rows of `Task.inputs`, (examples, arity).
     sparse_parity: the bit strings.
     """
-    if is_modular(static.task):
+    task = task_of(static)
+    if task is None:
+        return data.bits if index is None else data.bits[index]
+    if task.grid:
         if index is None:
-            pairs = jnp.arange(static.p, dtype=jnp.int32)
-            return pairs[:, None], pairs[None, :]
-        return index // static.p, index % static.p
-    return data.bits if index is None else data.bits[index]
+            tokens = jnp.arange(task.num_tokens, dtype=jnp.int32)
+            return tokens[:, None], tokens[None, :]
+        return index // task.num_tokens, index % task.num_tokens
+    inputs = jnp.asarray(task.inputs)
+    return inputs if index is None else inputs[index]
 
 
 def minibatch(static: Static, data: RunData, key: jax.Array, step: jax.Array, n_train: jax.Array) -> tuple[jax.Array, jax.Array]:

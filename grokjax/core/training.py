@@ -9,6 +9,7 @@ every example. `grokjax.engine.runner` compiles and drives it.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -40,13 +41,13 @@ def make_optimizer(static: Static, hp: Hparams) -> optax.GradientTransformation:
     as torch.optim.AdamW), or + wd * sign(theta) for L1.
     adam, sgd: coupled, wd * theta (L2) or wd * sign(theta) (L1) added to the gradient
     before the optimizer (as torch.optim.Adam / SGD; L1 as the PAIR explorable's code).
-    The transformer's weight decay leaves its 1-D parameters alone (`models.decayed`).
+    Weight decay acts on the parameters the model chooses (`models.decayed`).
     """
     b1, b2 = static.betas
     lr, wd = hp.learning_rate, hp.weight_decay
     decay = l1_decay(wd) if static.regularization == "l1" else optax.add_decayed_weights(wd)
-    if static.model == "transformer":
-        decay = optax.masked(decay, models.decayed)
+    if not models.decays_all(static):
+        decay = optax.masked(decay, functools.partial(models.decayed, static))
     if static.optimizer == "adamw":
         return optax.chain(optax.scale_by_adam(b1=b1, b2=b2, eps=1e-8), decay, optax.scale_by_learning_rate(lr))
     if static.optimizer == "adam":
@@ -88,7 +89,7 @@ def apply_model(static: Static, model: Any, variables: dict[str, Any], inputs: A
     if dtype != jnp.float32:
         variables = {**variables, "params": jax.tree.map(lambda w: w.astype(dtype), variables["params"])}
     with jax.default_matmul_precision(matmul):
-        out = model.apply(variables, inputs, **kwargs)
+        out = models.call(model, variables, inputs, **kwargs)
     if isinstance(out, tuple):
         return out[0].astype(jnp.float32), out[1]
     return out.astype(jnp.float32)

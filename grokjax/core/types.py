@@ -7,10 +7,52 @@ are typed by them without importing the training step.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from grokjax.config.fields import traced_fields
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Task:
+    """What is learned: every example of a task, built once on the host (docs/extending.md).
+
+    A task function (built in, or the user's own, named in [task] by an import path) returns one.
+    Runs differ only in which examples they train on and which labels they corrupt: masks over
+    these rows, drawn from the run's data seed (`tasks.make_run_data`).
+    """
+
+    inputs: np.ndarray  # integer token ids in [0, num_tokens), shape (examples, arity)
+    labels: np.ndarray  # integer classes in [0, num_classes), shape (examples,)
+    num_tokens: int
+    num_classes: int
+    valid: np.ndarray | None = None  # bool (examples,): the rows that are examples (None: all); the rest are in no set
+    cyclic: bool = False  # tokens are the residues 0 .. num_tokens - 1 in order: per-neuron Fourier analyses apply
+
+    @property
+    def examples(self) -> int:
+        return int(self.inputs.shape[0])
+
+    @property
+    def arity(self) -> int:
+        return int(self.inputs.shape[1])
+
+    @property
+    def mask(self) -> np.ndarray:
+        return np.ones(self.examples, bool) if self.valid is None else self.valid
+
+    @functools.cached_property
+    def grid(self) -> bool:
+        """Whether the rows are all num_tokens^2 pairs, row i = (i // num_tokens, i % num_tokens): models may then
+        compute all examples as a broadcast over two (num_tokens,) axes instead of gathering rows."""
+        t = self.num_tokens
+        if self.arity != 2 or self.examples != t * t:
+            return False
+        first, second = np.divmod(np.arange(t * t), t)
+        return bool(np.array_equal(self.inputs[:, 0], first) and np.array_equal(self.inputs[:, 1], second))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +88,8 @@ class Static:
     formulation: str = "gather"  # derived: how the step is computed (`training.FORMULATIONS`)
     run_block: int = 0  # derived: runs vectorized together (0 all, 1 one at a time)
     devices: int = 0  # derived: local devices a chunk's runs are split over (0 all)
+    task_args: tuple[tuple[str, Any], ...] = ()  # the [task] keys a task function takes that grokjax does not define
+    model_args: tuple[tuple[str, Any], ...] = ()  # the same for [model]
 
     @property
     def group(self) -> Static:

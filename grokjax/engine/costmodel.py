@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 
 from grokjax.core import models
-from grokjax.core.tasks import num_classes, num_examples
+from grokjax.core.tasks import num_classes, num_examples, shape_of
 from grokjax.core.types import Static
 
 # FLOP-equivalents of a gathered example's input: (per float gathered forward and scatter-added backward,
@@ -68,14 +68,16 @@ def _input_floats(static: Static) -> int:
         return 2 * static.embed_size
     if static.model == "parity_mlp":
         return static.n_bits
-    return 2 * static.width
+    if static.model in ("mlp", "pair_mlp"):
+        return 2 * static.width
+    return shape_of(static)[2]  # a model of the user's own: the example's tokens
 
 
 def cost(static: Static, formulation: str, platform: str) -> float:
     """FLOP-equivalents per run of one training step computed as `formulation` (see the module docstring)."""
     if formulation == "grid":
         examples = static.batch_size or num_examples(static)
-        first = 2 * static.width
+        first = 2 * static.width if static.model in models.BUILTIN else 0
     else:
         examples = static.batch_size or static.train_slots or num_examples(static)
         per_float, fixed = SCATTER.get(platform, SCATTER["gpu"])

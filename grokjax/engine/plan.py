@@ -26,7 +26,7 @@ import pandas as pd
 from grokjax.config.fields import STATIC_COLUMNS
 from grokjax.config.sweep_file import ConfigError
 from grokjax.core import models
-from grokjax.core.tasks import is_modular, num_classes, num_examples
+from grokjax.core.tasks import num_classes, num_examples
 from grokjax.core.training import step_examples
 from grokjax.core.types import Static
 from grokjax.engine import costmodel, runs_table, tuning
@@ -54,7 +54,7 @@ def groups(runs: pd.DataFrame) -> Iterator[tuple[Static, pd.DataFrame]]:
 
     The static config has train_slots = 0; each chunk sets its runs' rung (`train_slots`).
     """
-    keys = [*STATIC_COLUMNS, "beta1", "beta2", "ipr_every"]  # ipr_every: the chunk's neuron snapshots
+    keys = [*STATIC_COLUMNS, "task_args", "model_args", "beta1", "beta2", "ipr_every"]  # ipr_every: neuron snapshots
     for _, group in runs.groupby([*(runs[k] for k in keys), runs.dropout > 0], sort=False):
         yield runs_table.static_of(group.iloc[0]), group
 
@@ -235,8 +235,9 @@ def example_floats(static: Static) -> int:
         return static.width + classes
     if static.model == "parity_mlp":
         return static.n_bits + 1 + static.width + classes
-    e = static.embed_size  # transformer: two positions in (and their keys and values), the last through the MLP
-    return 11 * e + 2 * static.heads + static.width + classes
+    if static.model == "transformer":  # two positions in (and their keys and values), the last through the MLP
+        return 11 * static.embed_size + 2 * static.heads + static.width + classes
+    return models.example_floats(static)
 
 
 def run_bytes(static: Static) -> int:
@@ -249,7 +250,7 @@ def run_bytes(static: Static) -> int:
     """
     examples = num_examples(static)
     floats = 8 * models.param_count(static) + example_floats(static) * (4 * step_examples(static) + 2 * examples)
-    data = examples * (11 + (0 if is_modular(static.task) else static.n_bits))
+    data = examples * (11 + (static.n_bits if static.task == "sparse_parity" else 0))
     return 4 * floats + data + 65536
 
 

@@ -10,15 +10,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import json
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from grokjax.config.fields import STATIC_COLUMNS, SWEEPABLE_TABLES, column_of
-from grokjax.config.sweep_file import ConfigError, SweepConfig, check_run
-from grokjax.core.tasks import corrupt_count, modular_table, split_counts
+from grokjax.config.fields import BY_KEY, STATIC_COLUMNS, SWEEPABLE_TABLES, column_of
+from grokjax.config.sweep_file import OPEN_TABLES, ConfigError, SweepConfig, check_run
+from grokjax.core import checks
+from grokjax.core.registry import TASK_FIELDS, task_of
+from grokjax.core.tasks import corrupt_count, split_counts
+from grokjax.store.results import RUN_COLUMNS
 from grokjax.core.types import HPARAM_DTYPES, Hparams, Static
 
 
@@ -28,22 +32,40 @@ def expand(config: SweepConfig) -> pd.DataFrame:
     With train.batch_scaling = "appendix_a" and a batch size, the run's steps and
     log_every are multiplied by 256 / batch_size (same epochs, same logged epochs)
     and its learning rate by sqrt(batch_size / 256); the columns hold the values used.
+    The keys of an open task or model (`[task] expression = ...`) are the columns task_args and
+    model_args, as JSON objects. Every task and model is built once here (`checks.task_and_model`),
+    so that one that cannot be is refused before anything is written.
     """
     base: dict[str, Any] = {}
+    args: dict[str, dict[str, Any]] = {}
     for table in SWEEPABLE_TABLES:
-        for key, value in dataclasses.asdict(getattr(config, table)).items():
+        values = dataclasses.asdict(getattr(config, table))
+        args[table] = dict(values.pop("args", ()))
+        for key in args[table]:
+            if key in RUN_COLUMNS:
+                raise ConfigError(f"{config.source}: {table}.{key}: '{key}' is a runs.parquet column of grokjax's "
+                                  "own; allowed: another name for your key")
+        for key, value in values.items():
             base[column_of(f"{table}.{key}")] = value
-    keys = [column_of(k) for k, _ in config.axes]
     rows = []
     for combo in itertools.product(*(values for _, values in config.axes)):
-        row = dict(base)
-        row.update(zip(keys, combo))
+        row, own = dict(base), {t: dict(a) for t, a in args.items()}
+        for key, value in zip((k for k, _ in config.axes), combo):
+            table, _, name = key.partition(".")
+            if f"{table}.{name}" in BY_KEY:
+                row[column_of(key)] = value
+            else:
+                own[table][name] = value
+        row["task_args"], row["model_args"] = (json.dumps(own[t], sort_keys=True) for t in OPEN_TABLES)
+        row.update({k: v for t in OPEN_TABLES for k, v in own[t].items()})  # each key a column of its own too
         check_run(config.source, row)
         rows.append(_scaled(row))
     runs = pd.DataFrame(rows)
     runs.insert(0, "run_id", np.arange(len(runs), dtype=np.int64))
     runs["beta1"] = runs["betas"].map(lambda b: b[0])
     runs["beta2"] = runs["betas"].map(lambda b: b[1])
+    for _, group in runs.groupby([*STATIC_COLUMNS, "task_args", "model_args"], sort=False):
+        checks.task_and_model(config.source, static_of(group.iloc[0]))
     runs = split_sizes(runs.drop(columns="betas"))
     empty = runs[runs.n_train == 0]
     if len(empty):
@@ -79,14 +101,15 @@ def _counts(row: Any) -> tuple[int, int, int]:
     """(n_train, n_corrupt, n_test) of a run."""
     if row.task == "sparse_parity":
         return row.train_size, corrupt_count(row.corruption_fraction, row.train_size), row.test_size
-    examples = _modular_examples(row.task, row.p, row.symmetric)
+    examples = _examples(row.task, row.task_args, *(getattr(row, f) for f in TASK_FIELDS))
     n_train, n_corrupt = split_counts(row.data_fraction, row.corruption_fraction, examples)
     return n_train, n_corrupt, examples - n_train
 
 
 @functools.cache
-def _modular_examples(task: str, p: int, symmetric: bool) -> int:
-    return int(modular_table(task, p, symmetric)[1].sum())
+def _examples(task: str, task_args: str, *fields: Any) -> int:
+    static = Static(task=task, task_args=_args(task_args), **{f: _py(v) for f, v in zip(TASK_FIELDS, fields)})
+    return int(task_of(static).mask.sum())
 
 
 def static_of(row: pd.Series) -> Static:
@@ -94,8 +117,16 @@ def static_of(row: pd.Series) -> Static:
     return Static(
         betas=(float(row.beta1), float(row.beta2)),
         has_dropout=bool(row.dropout > 0),
+        task_args=_args(row.task_args),
+        model_args=_args(row.model_args),
         **{f: _py(row[f]) for f in STATIC_COLUMNS},
     )
+
+
+@functools.cache
+def _args(text: str) -> tuple[tuple[str, Any], ...]:
+    """A task_args or model_args column's JSON as the static config holds it (lists as tuples)."""
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in json.loads(text).items())
 
 
 def _py(value: Any) -> Any:

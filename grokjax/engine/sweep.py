@@ -25,6 +25,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from grokjax.config.sweep_file import ConfigError, SweepConfig, load
+from grokjax.core import analysis
 from grokjax.core.types import Hparams, Static
 from grokjax.engine import plan, pruning, runner, runs_table, tuning
 from grokjax.engine.machine import Machine
@@ -272,6 +273,7 @@ def run(
     folder = output_folder(config, out)
     runs = runs_table.expand(config)
     config = judged_claims(config, runs, overrides)
+    say_what_is_left_out(config.source, runs)
     with holding(folder, f"grokjax sweep {config.source}", wait):
         machine = local_machine()
         chunks, recorded = plan_or_resume(folder, config, runs, machine, overrides, chunk_size, step, overwrite, restart)
@@ -334,6 +336,13 @@ def judged_claims(config: SweepConfig, runs: pd.DataFrame, overrides: list[str] 
         config = replace(config, expect=kept)
     expect.validate(config.source, config.expect, runs)
     return config
+
+
+def say_what_is_left_out(source: str, runs: pd.DataFrame) -> None:
+    """One line per reason that the per-neuron analyses do not apply to some of the runs (`analysis.left_out`)."""
+    reasons = {analysis.left_out(static) for static, _ in plan.groups(runs)} - {None}
+    for reason in sorted(reasons):
+        print(f"grokjax: {source}: per-neuron analyses (IPR, frequencies, pruning) left out: {reason}", file=sys.stderr)
 
 
 def planned(runs: pd.DataFrame, source: str, machine: Machine, chunk_size: int | None, step: str,

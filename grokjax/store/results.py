@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from grokjax.config.fields import config_columns
+from grokjax.config.fields import OPEN_COLUMNS, config_columns, open_keys
 from grokjax.store import files
 
 RUN_COLUMNS = (
@@ -88,7 +88,20 @@ def write(
         if neurons is None:
             neurons = pd.DataFrame({c: pd.Series(dtype="float64") for c in NEURON_COLUMNS})
         write_parquet(target("neurons.parquet"), neurons[list(NEURON_COLUMNS)], meta)
-    write_parquet(target("runs.parquet"), runs[list(RUN_COLUMNS)], meta)
+    write_parquet(target("runs.parquet"), runs[run_columns(runs)], meta)
+
+
+def run_columns(runs: pd.DataFrame) -> list[str]:
+    """runs.parquet's columns: `RUN_COLUMNS`, with the keys of open tasks and models after the config columns."""
+    own = open_keys(runs.task_args.unique(), runs.model_args.unique())
+    at = RUN_COLUMNS.index("n_train")
+    return [*RUN_COLUMNS[:at], *own, *RUN_COLUMNS[at:]]
+
+
+def config_of(runs: pd.DataFrame) -> pd.DataFrame:
+    """The config columns of a runs table (`config_columns`, and the keys of open tasks and models)."""
+    return runs[[c for c in config_columns() if c in runs] + open_keys(runs.task_args.unique(),
+                                                                      runs.model_args.unique())]
 
 
 def write_params(folder: Path, index: int, run_ids: np.ndarray, params: Any) -> None:
@@ -161,8 +174,12 @@ def load(folder: str | Path) -> Results:
     if not runs_path.exists():
         raise FileNotFoundError(f"{folder}: no runs.parquet here; is it a grokjax results folder?")
     neurons_path = folder / "neurons.parquet"
+    runs = read_table(runs_path, ["run_id"])
+    for column in OPEN_COLUMNS:  # folders written before tasks and models were open have none
+        if column not in runs:
+            runs.insert(len(runs.columns), column, "{}")
     return Results(
-        runs=read_table(runs_path, ["run_id"]),
+        runs=runs,
         curves=read_table(folder / "curves.parquet", ["run_id", "step"]),
         meta=read_meta(runs_path),
         **({"neurons": read_table(neurons_path, ["run_id", "step", "neuron"])} if neurons_path.exists() else {}),

@@ -19,7 +19,7 @@ from grokjax.config import expressions
 from grokjax.config.expressions import ExpressionError, shown
 from grokjax.config.fields import config_columns
 from grokjax.config.sweep_file import ConfigError, Expectation
-from grokjax.store.results import RUN_COLUMNS
+from grokjax.store.results import RUN_COLUMNS, config_of
 
 METRICS = tuple(c for c in RUN_COLUMNS if c not in (*config_columns(), "phase", "dynamics", "status"))
 
@@ -35,7 +35,7 @@ def validate(source: str, expectations: tuple[Expectation, ...], runs: pd.DataFr
 
     Nothing of a query is executed (`grokjax.config.expressions`), so this is safe on any file, before any training.
     """
-    config = runs[[c for c in config_columns() if c in runs]]
+    config = config_of(runs)
     results = config.assign(**{m: np.nan for m in METRICS})
     for i, e in enumerate(expectations):
         reason = _not_a_metric(e.metric, results) if e.metric else None
@@ -73,7 +73,7 @@ def selecting(expectations: tuple[Expectation, ...], runs: pd.DataFrame) -> tupl
     A grid narrowed by `--set` may leave a claim none; a query that is not valid stays, for
     `validate` to refuse.
     """
-    config = runs[[c for c in config_columns() if c in runs]]
+    config = config_of(runs)
 
     def empty(query: str) -> bool:
         try:

@@ -8,7 +8,7 @@ import pytest
 
 from grokjax.config.sweep_file import ConfigError
 from grokjax.core import analysis, models
-from grokjax.core.tasks import true_labels
+from grokjax.core import builtin_tasks
 from grokjax.core.types import Static
 from grokjax.engine.sweep import run
 from grokjax.store import results as results_module
@@ -32,7 +32,7 @@ def test_analytic_solution_is_exact_and_periodic(p, width, seed):
     static = mlp(p, width)
     assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, init_model(static, jax.random.key(0), 1.0)["params"])
     predicted = grid_logits(static, params).argmax(axis=1)
-    np.testing.assert_array_equal(predicted, true_labels("modular_addition", p))  # 100% on all p^2 pairs
+    np.testing.assert_array_equal(predicted, builtin_tasks.modular_addition(p).labels)  # 100% on all p^2 pairs
     stats = analysis.neuron_stats(static, params)
     assert float(stats["ipr"].min()) > 0.999  # one Fourier component per weight vector
 

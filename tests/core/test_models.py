@@ -17,7 +17,8 @@ import pytest
 from grokjax.cli import main
 from grokjax.config.sweep_file import ConfigError, from_dict
 from grokjax.core import models
-from grokjax.core.tasks import corrupt_count, make_run_data, minibatch, modular_table, permuted_position, split_counts
+from grokjax.core.registry import task_of
+from grokjax.core.tasks import corrupt_count, make_run_data, minibatch, permuted_position, split_counts
 from grokjax.core.training import init_run, make_optimizer
 from grokjax.core.types import Hparams, Static
 from grokjax.engine import plan, runs_table
@@ -47,7 +48,7 @@ def hparams(static: Static, rows: list[dict]) -> Hparams:
     if static.task == "sparse_parity":
         counts = [(r["train_size"], corrupt_count(r["corruption_fraction"], r["train_size"])) for r in full]
     else:
-        examples = int(modular_table(static.task, static.p, static.symmetric)[1].sum())
+        examples = int(task_of(static).mask.sum())
         counts = [split_counts(r["data_fraction"], r["corruption_fraction"], examples) for r in full]
     column = lambda name, dtype: np.array([r[name] for r in full], dtype)  # noqa: E731
     return Hparams(

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from grokjax.core.tasks import make_run_data, split_counts, true_labels
+from grokjax.core import builtin_tasks
+from grokjax.core.tasks import make_run_data, split_counts
 from grokjax.core.types import Static
 
 
@@ -24,7 +25,7 @@ def static(p: int, **changes) -> Static:
 )
 def test_true_labels_cover_all_pairs(task, expected):
     p = 7
-    labels = true_labels(task, p)
+    labels = getattr(builtin_tasks, task)(p).labels
     assert labels.shape == (p * p,)
     for m in range(p):
         for n in range(p):
@@ -42,7 +43,7 @@ def test_split_counts_are_floors_robust_to_float_noise():
 def test_split_and_corruption_counts_are_exact(alpha, xi):
     p = 13
     n_train, n_corrupt = split_counts(alpha, xi, p * p)
-    labels = jnp.asarray(true_labels("modular_addition", p))
+    labels = jnp.asarray(builtin_tasks.modular_addition(p).labels)
     data = make_run_data(static(p), jax.random.key(3), n_train, n_corrupt)
     train, corrupted, run_labels = (np.asarray(x) for x in (data.train, data.corrupted, data.labels))
     np.testing.assert_array_equal(np.asarray(data.test), ~train)
@@ -56,7 +57,7 @@ def test_split_and_corruption_counts_are_exact(alpha, xi):
 
 def test_corrupted_labels_are_uniform_draws():
     p = 11
-    labels = jnp.asarray(true_labels("modular_addition", p))
+    labels = jnp.asarray(builtin_tasks.modular_addition(p).labels)
     data = make_run_data(static(p), jax.random.key(0), p * p, p * p - 1)
     drawn = np.asarray(data.labels)[np.asarray(data.corrupted)]
     counts = np.bincount(drawn, minlength=p)

@@ -1,0 +1,100 @@
+"""The built-in tasks, as task functions: each returns a `Task`, as a task of the user's own does.
+
+`[task] name = "modular_addition"` names `modular_addition` here by the same door as
+`name = "mypkg.tasks:cubic"` names the user's function (`grokjax.core.registry`): it is called with
+the [task] keys it takes, and its `Task` is checked the same way.
+
+Modular tasks: example i is the pair (m, n) = (i // p, i % p) of all p^2 pairs; pairs that are
+not examples (n = 0 for division, m > n when symmetric) are in the rows but in neither set, so
+every run of one p orders the same rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from grokjax.config import modular_expressions
+from grokjax.core.types import Task
+
+
+def _pairs(p: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.divmod(np.arange(p * p, dtype=np.int64), p)
+
+
+def _modular(labels: np.ndarray, valid: np.ndarray, p: int, symmetric: bool) -> Task:
+    m, n = _pairs(p)
+    if symmetric:
+        valid = valid & (m <= n)
+    return Task(inputs=np.stack([m, n], axis=1).astype(np.int32), labels=np.where(valid, labels, 0).astype(np.int32),
+                num_tokens=p, num_classes=p, valid=valid, cyclic=True)
+
+
+def modular_addition(p: int, symmetric: bool = False) -> Task:
+    """(m + n) mod p."""
+    m, n = _pairs(p)
+    return _modular((m + n) % p, np.ones(p * p, bool), p, symmetric)
+
+
+def modular_subtraction(p: int, symmetric: bool = False) -> Task:
+    """(m - n) mod p."""
+    m, n = _pairs(p)
+    return _modular((m - n) % p, np.ones(p * p, bool), p, symmetric)
+
+
+def modular_multiplication(p: int, symmetric: bool = False) -> Task:
+    """(m n) mod p."""
+    m, n = _pairs(p)
+    return _modular((m * n) % p, np.ones(p * p, bool), p, symmetric)
+
+
+def modular_division(p: int, symmetric: bool = False) -> Task:
+    """m / n = m n^(p-2) mod p (Fermat; p prime); n = 0 is not an example."""
+    m, n = _pairs(p)
+    inverse = np.array([pow(int(k), p - 2, p) for k in range(p)])
+    return _modular((m * inverse[n]) % p, n != 0, p, symmetric)
+
+
+def modular_expression(p: int, expression: str, valid: str = "", symmetric: bool = False) -> Task:
+    """Any binary operation mod p, written in the sweep file: `expression` on x, y and p, over the pairs
+    where `valid` holds (all when ""), evaluated exactly (`grokjax.config.modular_expressions`).
+
+    Rows and their order are those of the built-in modular tasks, so "x + y" is modular_addition,
+    split and corrupted alike for every seed."""
+    m, n = _pairs(p)
+    keep = modular_expressions.condition(valid, m, n, p) if valid.strip() else np.ones(p * p, bool)
+    labels = np.zeros(p * p, np.int64)
+    labels[keep] = modular_expressions.labels(expression, m[keep], n[keep], p)
+    return _modular(labels, keep, p, symmetric)
+
+
+PERMUTATIONS = np.array(list(itertools.permutations(range(5))), dtype=np.int64)  # S5's 120 elements, in order
+
+
+def _s5(compose: str) -> Task:
+    """The 120^2 pairs (x, y) of S5 with the index of their product; x(i) is row x of `PERMUTATIONS` at i."""
+    index = {tuple(q): k for k, q in enumerate(PERMUTATIONS)}
+    x, y = (PERMUTATIONS[k] for k in _pairs(len(PERMUTATIONS)))
+    inverse_x = np.argsort(x, axis=1)
+    take = lambda f, g: np.take_along_axis(f, g, axis=1)  # noqa: E731 (i -> f(g(i)), row by row)
+    product = {"composition": take(y, x), "conjugation": take(inverse_x, take(y, x)), "aba": take(x, take(y, x))}
+    labels = np.array([index[tuple(q)] for q in product[compose]])
+    first, second = _pairs(len(PERMUTATIONS))
+    return Task(inputs=np.stack([first, second], axis=1).astype(np.int32), labels=labels.astype(np.int32),
+                num_tokens=len(PERMUTATIONS), num_classes=len(PERMUTATIONS))
+
+
+def s5_composition() -> Task:
+    """x∘y in S5: apply x, then y (openai/grok's "s5", `y[x]`)."""
+    return _s5("composition")
+
+
+def s5_conjugation() -> Task:
+    """x∘y∘x⁻¹ in S5, applied left to right as sympy multiplies (openai/grok's "s5conj", `x * y * ~x`)."""
+    return _s5("conjugation")
+
+
+def s5_aba() -> Task:
+    """x∘y∘x in S5, applied left to right (openai/grok's "s5aba", `x * y * x`)."""
+    return _s5("aba")
