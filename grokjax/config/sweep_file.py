@@ -146,9 +146,14 @@ class SweepConfig:
     source: str = "<config>"
 
     def hash(self) -> str:
-        """A short fingerprint of the resolved config: a results folder remembers the one that made it."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """A short fingerprint of the resolved config, all of it (the provenance of a results folder)."""
+        return _fingerprint(self.to_dict())
+
+    def training_hash(self) -> str:
+        """A short fingerprint of what training depends on: a results folder belongs to the config that trained it,
+        and one that differs only in what is read off the trained runs (`AFTER_TRAINING`: name, [phases],
+        [[expect]], [plot]) resumes it, training nothing, and recomputes phases, claims and charts."""
+        return _fingerprint({k: v for k, v in self.to_dict().items() if k not in AFTER_TRAINING})
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain TOML-able data (what `sweep.toml` holds)."""
@@ -161,6 +166,14 @@ class SweepConfig:
         if self.expect:  # absent when there are none, so that older configs keep their hash
             out["expect"] = [e.to_dict() for e in self.expect]
         return out
+
+
+AFTER_TRAINING = ("name", "phases", "expect", "plot")  # the parts of a config that leave the training hash
+
+
+def _fingerprint(data: dict[str, Any]) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _plain(value: Any) -> Any:

@@ -84,7 +84,7 @@ def train_chunk(chunk: Chunk, config: SweepConfig, folder: Path, checkpoint_ever
             if stop.is_set():
                 return None
     params = seg.state.params
-    final, curves = summarize.chunk_metrics(runs, static, runner.stacked(logs), config.phases.threshold)
+    final, curves = summarize.chunk_metrics(runs, static, runner.stacked(logs))
     final["frac_periodic"] = np.full(len(runs), np.nan)
     final["min_prune"] = pd.array([pd.NA] * len(runs), dtype="Int64")
     if snapshots:
@@ -357,9 +357,11 @@ def plan_or_resume(folder: Path, config: SweepConfig, runs: pd.DataFrame, machin
                    restart: bool) -> tuple[list[Chunk], dict]:
     """Every process's chunks and the finished ones' records: the folder's saved plan when it holds this config's
     (a resume), else a new plan that process 0 makes (and times), writes, and the others read back."""
-    same_config = checkpoints.check_owner(folder, config, overwrite)
+    held = checkpoints.check_owner(folder, config, overwrite)
+    same_config = held is not None
     saved = None if restart else checkpoints.read_plan(folder)
-    resuming = saved is not None and saved["config_hash"] == config.hash()
+    # A plan names the training hash (written before training hashes existed: the whole config's).
+    resuming = saved is not None and same_config and saved["config_hash"] in (config.training_hash(), held.hash())
     process, processes = jax.process_index(), jax.process_count()
     chunks = None
     if resuming:
@@ -370,8 +372,10 @@ def plan_or_resume(folder: Path, config: SweepConfig, runs: pd.DataFrame, machin
     if process == 0 and not resuming:
         checkpoints.clear(folder, tables=not same_config or processes > 1)
         checkpoints.write_config(folder, config.to_dict(), config.source, list(overrides))
-        checkpoints.write_plan(folder, config.hash(), plan.to_json(chunks))
-    elif process == 0 and processes > 1:
+        checkpoints.write_plan(folder, config.training_hash(), plan.to_json(chunks))
+    elif process == 0 and held.hash() != config.hash():  # new phases, claims, plot or name: read off the same runs
+        checkpoints.write_config(folder, config.to_dict(), config.source, list(overrides))
+    if process == 0 and resuming and processes > 1:
         checkpoints.clear_tables(folder)  # parts of another process count would mix with this run's
     barrier("grokjax-sweep-start")
     if chunks is None:
@@ -385,6 +389,7 @@ def provenance(config: SweepConfig, overrides: list[str] | tuple[str, ...], step
     return {
         "config": config.to_dict(),
         "config_hash": config.hash(),
+        "training_hash": config.training_hash(),
         "source": config.source,
         "overrides": list(overrides),
         "versions": versions(),

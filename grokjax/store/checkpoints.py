@@ -31,30 +31,35 @@ STATE_DIR = ".grokjax"  # while a sweep runs: its plan, and a record per finishe
 ROUNDS_DIR = "rounds"  # in STATE_DIR: a folder per refinement round
 
 
-def owner(folder: Path) -> str | None:
-    """Hash of the config whose results `folder` holds (from its sweep.toml), "unreadable", or None if none."""
+def owner(folder: Path) -> Any:
+    """The config whose results `folder` holds (from its sweep.toml), "unreadable", or None if none."""
     from grokjax.config.sweep_file import ConfigError, load
 
     path = folder / "sweep.toml"
     if not path.is_file():
         return None
     try:
-        return load(path).hash()
+        return load(path)
     except ConfigError:
         return "unreadable"
 
 
-def check_owner(folder: Path, config: Any, overwrite: bool) -> bool:
-    """Whether `folder` already holds this config's results; another config's are refused unless overwrite."""
+def check_owner(folder: Path, config: Any, overwrite: bool) -> Any:
+    """The config `folder` holds results of when it trained as this one does (`SweepConfig.training_hash`; it may
+    differ in what is read off the runs), else None; another config's results are refused unless overwrite."""
     from grokjax.config.sweep_file import ConfigError
 
     old = owner(folder)
-    if old is not None and old != config.hash() and not overwrite:
+    if old is None:
+        return None
+    trained_alike = old != "unreadable" and old.training_hash() == config.training_hash()
+    if not trained_alike and not overwrite:
+        shown = "unreadable" if old == "unreadable" else old.training_hash()
         raise ConfigError(
-            f"{config.source}: {folder} holds the results of another config (hash {old}; this one is "
-            f"{config.hash()}); give another --out, or --overwrite to replace them"
+            f"{config.source}: {folder} holds the results of another config (training hash {shown}; this one's is "
+            f"{config.training_hash()}); give another --out, or --overwrite to replace them"
         )
-    return old == config.hash()
+    return old if trained_alike else None
 
 
 def write_config(folder: Path, config: dict[str, Any], source: str, overrides: list[str]) -> None:

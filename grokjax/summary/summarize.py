@@ -28,8 +28,8 @@ def accuracies(logs: dict[str, np.ndarray], n_train: np.ndarray, n_corrupt: np.n
         }
 
 
-def chunk_metrics(chunk: pd.DataFrame, static: Static, logs: dict[str, np.ndarray], threshold: float) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
-    """Accuracies from counts; per-run final values, status and first steps at threshold; curve rows."""
+def chunk_metrics(chunk: pd.DataFrame, static: Static, logs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Accuracies from counts; per-run final values and status; curve rows."""
     n = len(chunk)
     logs = {key: value[:, :n] for key, value in logs.items()}  # drop padding runs
     n_train, n_corrupt, n_test = (chunk[c].to_numpy() for c in ("n_train", "n_corrupt", "n_test"))
@@ -49,11 +49,6 @@ def chunk_metrics(chunk: pd.DataFrame, static: Static, logs: dict[str, np.ndarra
     final = {key: value[last, np.arange(n)] for key, value in curves.items()}
     final["status"] = pd.array(np.where(finite[-1], "ok", "diverged"), dtype="string")
     final["max_test_acc"] = np.fmax.reduce(curves["test_acc"], axis=0)  # NaN only without a test set
-    for name in ("train_acc", "test_acc"):
-        reached = curves[name] >= threshold - TOLERANCE
-        first = pd.array(steps[np.argmax(reached, axis=0)], dtype="Int64")
-        first[~reached.any(axis=0)] = pd.NA
-        final[f"step_{name}_90"] = first
     frame = pd.DataFrame({key: value.T.ravel() for key, value in curves.items()})
     frame.insert(0, "step", np.tile(steps, n))
     frame.insert(0, "run_id", np.repeat(chunk.run_id.to_numpy(), len(steps)))
@@ -76,6 +71,16 @@ def periodic_fraction(final: dict, ipr: np.ndarray, n: int) -> np.ndarray:
     return np.where(ok, (ipr[:n] >= analysis.PERIODIC_IPR).mean(axis=1), np.nan)
 
 
+def with_first_steps(runs: pd.DataFrame, curves: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Add step_train_acc_90 and step_test_acc_90: each run's first logged step with that accuracy at least
+    `threshold` (NA if none), from its curves; so a new threshold needs no training."""
+    for name in ("train_acc", "test_acc"):
+        reached = curves[curves[name] >= threshold - TOLERANCE]
+        first = reached.groupby("run_id").step.min()
+        runs[f"step_{name}_90"] = pd.array(runs.run_id.map(first), dtype="Int64")
+    return runs
+
+
 def with_phases(runs: pd.DataFrame, config: SweepConfig) -> pd.DataFrame:
     """Add phase, dynamics and grok_delay to runs that have their final metrics."""
     runs["phase"] = pd.array(
@@ -94,10 +99,12 @@ def tables(runs: pd.DataFrame, records: list[tuple], config: SweepConfig) -> tup
     """(runs, curves, neurons) of the whole sweep from its chunks' records (final, curves, neuron frames), sorted."""
     finals = [final for final, _, _ in records]
     final = pd.concat(finals).sort_index() if finals else pd.DataFrame(index=runs.index[:0])
-    table = with_phases(runs.loc[final.index].join(final), config)
     curve_frames = [c for _, c, _ in records]
     curves = pd.concat(curve_frames, ignore_index=True) if curve_frames else pd.DataFrame(columns=["run_id", "step"])
     curves = curves.sort_values(["run_id", "step"], ignore_index=True)
+    final = final.drop(columns=[c for c in final if c.startswith("step_")])  # records of older versions have them
+    table = runs.loc[final.index].join(final)
+    table = with_phases(with_first_steps(table, curves, config.phases.threshold), config)
     neuron_frames = [frame for _, _, frames in records for frame in frames]
     neurons = (
         pd.concat(neuron_frames, ignore_index=True).sort_values(["run_id", "step", "neuron"], ignore_index=True)
