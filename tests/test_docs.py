@@ -32,3 +32,21 @@ def test_the_readme_fits_on_a_few_screens():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(readme.encode()) <= 12 * 1024
     assert not re.search(r"\b(issue|session|seed 00\d)\b", readme, flags=re.I)
+
+
+def test_the_extending_guide_shows_its_package_and_a_sweep_file_that_loads(monkeypatch):
+    """docs/extending.md quotes docs/extending/mypkg verbatim, and its sweep file is one grokjax accepts."""
+    from grokjax.config.sweep_file import from_dict
+    from grokjax.engine import runs_table
+
+    guide = (ROOT / "docs" / "extending.md").read_text(encoding="utf-8")
+    blocks = dict(re.findall(r"`mypkg/(\w+\.py)`:\n\n```python\n(.*?)```", guide, flags=re.S))
+    assert set(blocks) == {"tasks.py", "models.py"}
+    for name, code in blocks.items():
+        assert code == (ROOT / "docs" / "extending" / "mypkg" / name).read_text(encoding="utf-8")
+    import tomllib
+
+    toml = re.search(r"```toml\n(.*?)```", guide, flags=re.S).group(1)
+    monkeypatch.syspath_prepend(str(ROOT / "docs" / "extending"))
+    runs = runs_table.expand(from_dict(tomllib.loads(toml), "extending.md"))
+    assert len(runs) == 2 * 7 * 2 and set(runs.embed) == {8, 16} and set(runs.model) == {"mypkg.models:EmbedMLP"}
