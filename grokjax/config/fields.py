@@ -31,7 +31,9 @@ IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")  # mod
 ACTIVATIONS = ("quadratic", "relu")
 NORMS = ("none", "batchnorm", "layernorm")
 LOSSES = ("mse", "cross_entropy")
-OPTIMIZERS = ("adamw", "adam", "sgd")
+OPTIMIZERS = ("adamw", "adam", "sgd")  # built in; or any Optax optimizer by name
+OPTAX_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+SCHEDULES = ("constant", "cosine")  # cosine: from learning_rate down to 0 at the last step
 REGULARIZATIONS = ("l2", "l1")
 BATCH_SCALINGS = ("none", "appendix_a")
 PRECISIONS = ("float32", "tf32", "bfloat16")
@@ -112,7 +114,13 @@ FIELDS: tuple[Field, ...] = (
     Field("model", "tied_embedding", False, BOOL, "static"),  # pair_mlp, transformer: unembedding = embedding^T
     Field("model", "init_scale", 1.0, (float, lambda v: v > 0.0, "a number > 0"), "traced", F),
     Field("train", "loss", "mse", choice(LOSSES), "static"),
-    Field("train", "optimizer", "adamw", choice(OPTIMIZERS), "static"),
+    # adamw | adam | sgd with PyTorch's conventions, or any Optax optimizer by its function's name ("lion"), whose
+    # own keys are written in [train] (floats: per-run numbers, through optax.inject_hyperparams)
+    Field("train", "optimizer", "adamw", (str, lambda v: v in OPTIMIZERS or bool(OPTAX_NAME.match(v)),
+          'one of "adamw", "adam", "sgd", or the name of an Optax optimizer (e.g. "lion", "rmsprop")'), "static"),
+    Field("train", "schedule", "constant", choice(SCHEDULES), "static"),  # the learning rate over the steps
+    # linear warmup from 0 over the first warmup_steps updates (Power et al.: 10), then the schedule
+    Field("train", "warmup_steps", 0, (int, lambda v: v >= 0, "an integer >= 0 (0: no warmup)"), "static"),
     Field("train", "learning_rate", 0.01, (float, lambda v: v > 0.0, "a number > 0"), "traced", F),
     Field("train", "betas", (0.9, 0.98), (tuple, betas_ok, "two numbers in [0, 1), e.g. [0.9, 0.98]"), "static",
           column=None),  # columns beta1, beta2
@@ -155,11 +163,14 @@ DERIVED_STATIC = {  # name: default; set per chunk by the plan, or from the run'
     "devices": 0,  # local devices a chunk's runs are split over: 0 all, d the first d (chosen by grokjax.engine.tuning)
     "task_args": (),  # ((key, value), ...): the [task] keys grokjax does not define, for an open task (column task_args)
     "model_args": (),  # the same for a model of the user's own (column model_args)
+    "optimizer_args": (),  # the same for an Optax optimizer; a float's value is None: a per-run number (Hparams)
 }
 DERIVED_TRACED = {"n_train": I32, "n_corrupt": I32}  # the run's split sizes, from its fractions or sizes
 
 
-OPEN_COLUMNS = ("task_args", "model_args")  # JSON objects: an open task's or model's own keys ("{}": none)
+# JSON objects: the own keys of an open task, model or optimizer ("{}": none; an optimizer's float keys are
+# per-run numbers, null here and in their own columns)
+OPEN_COLUMNS = ("task_args", "model_args", "optimizer_args")
 STATIC_COLUMNS = tuple(f.column_name for f in FIELDS if f.role == "static" and f.column_name)  # all but betas
 
 
@@ -172,11 +183,11 @@ def column_of(key: str) -> str:
     return field.column_name or field.name
 
 
-def open_keys(task_args: Iterable[str], model_args: Iterable[str]) -> list[str]:
-    """The keys of open tasks and models in a runs table's task_args and model_args (JSON objects), in order:
-    each has a column of its own beside them."""
+def open_keys(*columns: Iterable[str]) -> list[str]:
+    """The keys of open tasks, models and optimizers in a runs table's task_args, model_args and optimizer_args
+    (JSON objects), in order: each has a column of its own beside them."""
     keys: dict[str, None] = {}
-    for text in [*task_args, *model_args]:
+    for text in [t for column in columns for t in column]:
         keys.update(dict.fromkeys(json.loads(text)))
     return list(keys)
 

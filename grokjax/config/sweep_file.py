@@ -21,6 +21,7 @@ from grokjax.config.fields import (  # noqa: F401 (MODULAR_TASKS: re-exported)
     FIELDS,
     MODULAR_TASKS,
     OPEN_TASKS,
+    OPTIMIZERS,
     PHASES,
     RULES,
     SWEEPABLE_TABLES,
@@ -51,7 +52,7 @@ def _table(cls_name: str, table: str, doc: str) -> type:
     return cls
 
 
-OPEN_TABLES = ("task", "model")
+OPEN_TABLES = {"task": "name", "model": "name", "train": "optimizer"}  # table: the field naming what takes keys
 ARG_TYPES = (str, int, float, bool)  # what a key of an open task or model may hold (or a list of these)
 TaskConfig = _table("TaskConfig", "task", "[task]: what is learned, and the run's split")
 ModelConfig = _table("ModelConfig", "model", "[model]: the network")
@@ -181,8 +182,11 @@ def _plain(value: Any) -> Any:
 
 
 def takes_args(table: str, name: str) -> bool:
-    """Whether a [task] or [model] of this name takes keys grokjax does not define: the user's own (an import path)
-    and the open built-in tasks (modular_expression)."""
+    """Whether a [task], [model] or [train] naming this (its name, or its optimizer) takes keys grokjax does not
+    define: the user's own task or model (an import path), the open built-in tasks (modular_expression), and
+    an Optax optimizer (not adamw, adam or sgd)."""
+    if table == "train":
+        return name not in OPTIMIZERS
     return table in OPEN_TABLES and (is_import_path(name) or (table == "task" and name in OPEN_TASKS))
 
 
@@ -228,11 +232,12 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _swept_names(sweep: Any, table: str) -> list[Any]:
-    """The names a sweep file's [sweep] gives its task or model (`task = [...]`), unchecked."""
+def _swept_names(sweep: Any, table: str, naming: str) -> list[Any]:
+    """The names a sweep file's [sweep] gives its task, model or optimizer (`task = [...]`), unchecked."""
     if not isinstance(sweep, dict):
         return []
-    values = [v for k, v in sweep.items() if k in (table, f"{table}.name")]
+    keys = (table, f"{table}.name") if naming == "name" else (naming, f"{table}.{naming}")
+    values = [v for k, v in sweep.items() if k in keys]
     return [n for v in values if isinstance(v, list) for n in v]
 
 
@@ -242,16 +247,17 @@ _FIELD_OWNER = {
     f.name: table
     for table in SWEEPABLE_TABLES
     for f in dataclasses.fields(TABLES[table])
-    if f.name != "name"
+    if f.name not in ("name", "args")
 }
 
 
-def _axis_key(source: str, key: str, args: Collection[str] = ()) -> str:
-    """Resolve `weight_decay` or `train.weight_decay` to the qualified key; `args`: the qualified keys of an open
-    task's or model's own ("task.expression"), sweepable too."""
+def _axis_key(source: str, key: str, args: Collection[str] = (), open_tables: Collection[str] = ()) -> str:
+    """Resolve `weight_decay` or `train.weight_decay` to the qualified key. `args`: the qualified keys of an open
+    task's, model's or optimizer's own that the file writes ("task.expression"), sweepable by name too;
+    `open_tables`: the tables that take keys of their own, where "train.b2" names one the file does not write."""
     if "." in key:
         table, _, name = key.partition(".")
-        if table in SWEEPABLE_TABLES and (f"{table}.{name}" in RULES or key in args):
+        if table in SWEEPABLE_TABLES and (f"{table}.{name}" in RULES or key in args or table in open_tables):
             return key
     elif key in _FIELD_OWNER:
         return f"{_FIELD_OWNER[key]}.{key}"
@@ -346,7 +352,8 @@ def from_dict(data: dict[str, Any], source: str = "<config>", default_name: str 
         if not isinstance(given, dict):
             raise ConfigError(f"{source}: '{table}' must be a table ([{table}]), got {_show(given)}")
         fields = {f.name for f in dataclasses.fields(cls)} - {"args"}
-        names = {given.get("name", getattr(cls(), "name", "")), *_swept_names(data.get("sweep"), table)}
+        naming = OPEN_TABLES.get(table, "name")
+        names = [given.get(naming, getattr(cls(), naming, "")), *_swept_names(data.get("sweep"), table, naming)]
         values, args = {}, {}
         for key, value in given.items():
             if key in fields:
@@ -354,8 +361,8 @@ def from_dict(data: dict[str, Any], source: str = "<config>", default_name: str 
             elif any(isinstance(n, str) and takes_args(table, n) for n in names):
                 args[key] = _arg(source, f"{table}.{key}", value)
             else:
-                hint = (" (a task or model of your own, \"package.module:attribute\", takes keys of its own)"
-                        if table in OPEN_TABLES else "")
+                hint = (" (a task or model of your own, \"package.module:attribute\", and an Optax optimizer take "
+                        "keys of their own)" if table in OPEN_TABLES else "")
                 raise ConfigError(
                     f"{source}: unknown key '{table}.{key}'; [{table}] has: " + ", ".join(sorted(fields)) + hint
                 )
@@ -365,8 +372,11 @@ def from_dict(data: dict[str, Any], source: str = "<config>", default_name: str 
         raise ConfigError(f"{source}: 'sweep' must be a table ([sweep]), got {_show(sweep)}")
     axes: list[tuple[str, tuple[Any, ...]]] = []
     args = {f"{t}.{k}" for t in OPEN_TABLES for k, _ in getattr(tables[t], "args", ())}
+    open_tables = [t for t, naming in OPEN_TABLES.items()
+                   if any(isinstance(n, str) and takes_args(t, n)
+                          for n in [getattr(tables[t], naming), *_swept_names(sweep, t, naming)])]
     for key, spec in sweep.items():
-        qualified = _axis_key(source, key, args)
+        qualified = _axis_key(source, key, args, open_tables)
         if any(qualified == k for k, _ in axes):
             raise ConfigError(f"{source}: sweep axis '{qualified}' is given twice")
         axes.append((qualified, _axis_values(source, qualified, spec)))
@@ -430,14 +440,17 @@ def apply_override(data: dict[str, Any], item: str, source: str) -> None:
     table, name = parts
     if table == "sweep":
         args = _written_args(data)
-        qualified = _axis_key(where, name, args)
+        opened = [t for t, naming in OPEN_TABLES.items() if isinstance(data.get(t, {}), dict)
+                  and takes_args(t, str(data.get(t, {}).get(naming, getattr(TABLES[t](), naming))))]
+        qualified = _axis_key(where, name, args, opened)
         _axis_values(where, qualified, value)
         sweep = data.get("sweep", {})
-        for existing in [k for k in sweep if isinstance(sweep, dict) and _axis_key(where, k, args) == qualified]:
+        for existing in [k for k in sweep if isinstance(sweep, dict) and _axis_key(where, k, args, opened) == qualified]:
             del sweep[existing]  # `weight_decay` replaces `train.weight_decay` and vice versa
     elif table in TABLES:
         given = data.get(table, {})
-        named = given.get("name", getattr(TABLES[table](), "name", "")) if isinstance(given, dict) else None
+        naming = OPEN_TABLES.get(table, "name")
+        named = given.get(naming, getattr(TABLES[table](), naming, "")) if isinstance(given, dict) else None
         if isinstance(named, str) and takes_args(table, named) and name not in _TABLE_FIELDS[table]:
             _arg(where, key, value)
         elif name not in _TABLE_FIELDS[table]:

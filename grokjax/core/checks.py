@@ -1,19 +1,23 @@
-"""A task and model checked before a sweep writes anything: built once and traced on two examples, so that a
-user's function or Module that cannot run is refused in one line naming the file and the key."""
+"""A task, model and optimizer checked before a sweep writes anything: built once and traced on two examples, so
+that a user's function, Module or Optax optimizer that cannot run is refused in one line naming the file and the
+key."""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
+from grokjax.config.fields import OPTIMIZERS
 from grokjax.config.sweep_file import ConfigError
-from grokjax.core import models, registry
+from grokjax.core import models, registry, training
 from grokjax.core.tasks import shape_of
-from grokjax.core.types import Static
+from grokjax.core.types import HPARAM_DTYPES, Hparams, Static
 
 
 def task_and_model(source: str, static: Static) -> None:
@@ -37,11 +41,47 @@ def task_and_model(source: str, static: Static) -> None:
     if static.has_dropout and "rate" not in models.keywords(cls):
         raise ConfigError(f"{where}: model.dropout > 0, but its __call__ takes no 'rate'; allowed: dropout = 0 (a "
                           "module of your own draws its own dropout from the \"dropout\" rng)")
+    if static.optimizer not in OPTIMIZERS:
+        optimizer(source, static)
     logits = _traced(static, where)
     classes = shape_of(static)[1]
     if getattr(logits, "shape", None) != (2, classes) or not jnp.issubdtype(logits.dtype, jnp.floating):
         raise ConfigError(f"{where}: on 2 examples it returned {_described(logits)}; allowed: float logits of shape "
                           f"(2, {classes}) (batch, num_classes)")
+
+
+def optimizer(source: str, static: Static) -> None:
+    """Raise ConfigError unless `train.optimizer` names an Optax optimizer that takes a learning rate and the keys
+    the sweep file gives it, and whose update traces on the model's parameters."""
+    name = static.optimizer
+    where = f'{source}: train.optimizer = "{name}"'
+    function = getattr(optax, name, None)
+    if not callable(function) or isinstance(function, type) or "learning_rate" not in _parameters(function):
+        raise ConfigError(f"{where}: not an Optax optimizer; allowed: adamw, adam, sgd, or the name of an Optax "
+                          "function that takes a learning_rate (lion, rmsprop, adafactor, lamb, ...)")
+    for key, _ in static.optimizer_args:
+        if key not in _parameters(function) or key in ("learning_rate", "weight_decay", "mask"):
+            taken = [k for k in _parameters(function) if k not in ("learning_rate", "weight_decay", "mask")]
+            raise ConfigError(f"{source}: train.{key}: optax.{name} takes no '{key}' of yours (learning_rate and "
+                              f"weight_decay are grokjax's fields); it takes: {', '.join(taken)}")
+    hp = Hparams(*(jax.ShapeDtypeStruct((), d) for d in HPARAM_DTYPES if d is not None),
+                 optimizer={k: jax.ShapeDtypeStruct((), jnp.float32) for k, v in static.optimizer_args if v is None}
+                 or None)
+
+    def step(hp: Hparams) -> Any:
+        params = models.init(static, jax.random.key(0), jnp.float32(1.0))["params"]
+        tx = training.make_optimizer(static, hp)
+        return tx.update(params, tx.init(params), params)
+
+    try:
+        jax.eval_shape(step, hp)
+    except Exception as err:  # noqa: BLE001 (Optax raises what it raises on a bad hyperparameter)
+        text = str(err).strip()
+        raise ConfigError(f"{where}: it raised {type(err).__name__}: {(text.splitlines() or [''])[0][:200]}") from None
+
+
+def _parameters(function: Any) -> list[str]:
+    return list(inspect.signature(function).parameters)
 
 
 def _traced(static: Static, where: str) -> Any:

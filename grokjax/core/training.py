@@ -10,6 +10,7 @@ every example. `grokjax.engine.runner` compiles and drives it.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, NamedTuple
 
 import jax
@@ -34,6 +35,21 @@ def l1_decay(weight_decay: jax.Array) -> optax.GradientTransformation:
     return optax.stateless(lambda updates, params: jax.tree.map(lambda u, w: u + weight_decay * jnp.sign(w), updates, params))
 
 
+def learning_rate(static: Static, lr: jax.Array) -> Any:
+    """The run's learning rate, or its schedule over the optimizer's steps: a linear warmup from 0 over
+    `warmup_steps`, then constant, or cosine down to 0 at the last step. Optax's schedule of a peak 1 times
+    the run's rate: its constructors test their values in Python, which a traced rate cannot be."""
+    if static.schedule == "constant" and not static.warmup_steps:
+        return lr
+    warmup = static.warmup_steps
+    if static.schedule == "cosine":
+        shape = (optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup, max(static.steps, warmup + 1), 0.0) if warmup
+                 else optax.cosine_decay_schedule(1.0, static.steps))
+    else:
+        shape = optax.join_schedules([optax.linear_schedule(0.0, 1.0, warmup), optax.constant_schedule(1.0)], [warmup])
+    return lambda count: lr * shape(count)
+
+
 def make_optimizer(static: Static, hp: Hparams) -> optax.GradientTransformation:
     """Optax optimizer with PyTorch's weight-decay conventions, for L2 and L1 alike.
 
@@ -41,10 +57,11 @@ def make_optimizer(static: Static, hp: Hparams) -> optax.GradientTransformation:
     as torch.optim.AdamW), or + wd * sign(theta) for L1.
     adam, sgd: coupled, wd * theta (L2) or wd * sign(theta) (L1) added to the gradient
     before the optimizer (as torch.optim.Adam / SGD; L1 as the PAIR explorable's code).
+    Any other name: that Optax optimizer (`optax_optimizer`).
     Weight decay acts on the parameters the model chooses (`models.decayed`).
     """
     b1, b2 = static.betas
-    lr, wd = hp.learning_rate, hp.weight_decay
+    lr, wd = learning_rate(static, hp.learning_rate), hp.weight_decay
     decay = l1_decay(wd) if static.regularization == "l1" else optax.add_decayed_weights(wd)
     if not models.decays_all(static):
         decay = optax.masked(decay, functools.partial(models.decayed, static))
@@ -52,7 +69,27 @@ def make_optimizer(static: Static, hp: Hparams) -> optax.GradientTransformation:
         return optax.chain(optax.scale_by_adam(b1=b1, b2=b2, eps=1e-8), decay, optax.scale_by_learning_rate(lr))
     if static.optimizer == "adam":
         return optax.chain(decay, optax.adam(lr, b1=b1, b2=b2, eps=1e-8))
-    return optax.chain(decay, optax.sgd(lr, momentum=hp.momentum))
+    if static.optimizer == "sgd":
+        return optax.chain(decay, optax.sgd(lr, momentum=hp.momentum))
+    return optax_optimizer(static, hp, lr, decay)
+
+
+def optax_optimizer(static: Static, hp: Hparams, lr: Any, decay: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`optax.<optimizer>` with the sweep file's own keys, through `optax.inject_hyperparams`: its float keys are
+    per-run numbers (`hp.optimizer`), held in the optimizer's state, so new values never recompile; the rest are
+    static. Weight decay: the optimizer's own `weight_decay` where it has one (with L2; masked as the model
+    chooses), else added to the gradient before it (coupled, as adam and sgd)."""
+    function = getattr(optax, static.optimizer)
+    numbers = dict(hp.optimizer or {})
+    statics = {k: v for k, v in static.optimizer_args if v is not None}
+    takes = inspect.signature(function).parameters
+    own_decay = "weight_decay" in takes and static.regularization == "l2"
+    if own_decay:
+        numbers["weight_decay"] = hp.weight_decay
+        if "mask" in takes and not models.decays_all(static):
+            statics["mask"] = functools.partial(models.decayed, static)
+    optimizer = optax.inject_hyperparams(function, static_args=tuple(statics))(learning_rate=lr, **numbers, **statics)
+    return optimizer if own_decay else optax.chain(decay, optimizer)
 
 
 def run_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -77,6 +77,8 @@ class Static:
     tied_embedding: bool = False
     loss: str = "mse"
     optimizer: str = "adamw"
+    schedule: str = "constant"
+    warmup_steps: int = 0
     betas: tuple[float, float] = (0.9, 0.98)
     regularization: str = "l2"
     batch_size: int = 0
@@ -90,6 +92,7 @@ class Static:
     devices: int = 0  # derived: local devices a chunk's runs are split over (0 all)
     task_args: tuple[tuple[str, Any], ...] = ()  # the [task] keys a task function takes that grokjax does not define
     model_args: tuple[tuple[str, Any], ...] = ()  # the same for [model]
+    optimizer_args: tuple[tuple[str, Any], ...] = ()  # an Optax optimizer's own keys; None for a per-run float
 
     @property
     def group(self) -> Static:
@@ -117,6 +120,7 @@ class Hparams(NamedTuple):
     seed: Any
     n_train: Any
     n_corrupt: Any
+    optimizer: Any = None  # {key: per-run number} of an Optax optimizer's own float keys (None: none)
 
 
 HPARAM_DTYPES = Hparams(*(dtype for _, dtype in traced_fields()))

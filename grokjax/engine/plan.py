@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from grokjax.config.fields import STATIC_COLUMNS
+from grokjax.config.fields import OPEN_COLUMNS, STATIC_COLUMNS
 from grokjax.config.sweep_file import ConfigError
 from grokjax.core import models
 from grokjax.core.tasks import num_classes, num_examples
@@ -54,7 +54,7 @@ def groups(runs: pd.DataFrame) -> Iterator[tuple[Static, pd.DataFrame]]:
 
     The static config has train_slots = 0; each chunk sets its runs' rung (`train_slots`).
     """
-    keys = [*STATIC_COLUMNS, "task_args", "model_args", "beta1", "beta2", "ipr_every"]  # ipr_every: neuron snapshots
+    keys = [*STATIC_COLUMNS, *OPEN_COLUMNS, "beta1", "beta2", "ipr_every"]  # ipr_every: the neuron snapshots
     for _, group in runs.groupby([*(runs[k] for k in keys), runs.dropout > 0], sort=False):
         yield runs_table.static_of(group.iloc[0]), group
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -173,7 +174,9 @@ def _state_shape(static: Static, hp: Hparams) -> tuple[Any, Hparams]:
 def _compile_init(static: Static) -> Callable:
     """A run's init (`init_run`), compiled for one run: one program for every chunk of a static group, whatever
     its size, rung or layout (a chunk's runs vectorized would compile once per chunk size, as slowly)."""
-    shapes = Hparams(*(jax.ShapeDtypeStruct((), dtype) for dtype in HPARAM_DTYPES))
+    own = {k: jax.ShapeDtypeStruct((), jnp.float32) for k, v in static.optimizer_args if v is None}
+    shapes = Hparams(*(jax.ShapeDtypeStruct((), dtype) for dtype in HPARAM_DTYPES if dtype is not None),
+                     optimizer=own or None)
     return jax.jit(functools.partial(init_run, static.group),
                    compiler_options=INIT_OPTIONS).lower(shapes).compile()
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from grokjax.config.fields import BY_KEY, STATIC_COLUMNS, SWEEPABLE_TABLES, column_of
+from grokjax.config.fields import BY_KEY, OPEN_COLUMNS, STATIC_COLUMNS, SWEEPABLE_TABLES, column_of
 from grokjax.config.sweep_file import OPEN_TABLES, ConfigError, SweepConfig, check_run
 from grokjax.core import checks
 from grokjax.core.registry import TASK_FIELDS, task_of
@@ -56,7 +56,9 @@ def expand(config: SweepConfig) -> pd.DataFrame:
                 row[column_of(key)] = value
             else:
                 own[table][name] = value
-        row["task_args"], row["model_args"] = (json.dumps(own[t], sort_keys=True) for t in OPEN_TABLES)
+        for table, column in zip(OPEN_TABLES, OPEN_COLUMNS):
+            static = {k: (None if table == "train" and isinstance(v, float) else v) for k, v in own[table].items()}
+            row[column] = json.dumps(static, sort_keys=True)  # an optimizer's floats: per-run numbers (null)
         row.update({k: v for t in OPEN_TABLES for k, v in own[t].items()})  # each key a column of its own too
         check_run(config.source, row)
         rows.append(_scaled(row))
@@ -64,7 +66,7 @@ def expand(config: SweepConfig) -> pd.DataFrame:
     runs.insert(0, "run_id", np.arange(len(runs), dtype=np.int64))
     runs["beta1"] = runs["betas"].map(lambda b: b[0])
     runs["beta2"] = runs["betas"].map(lambda b: b[1])
-    for _, group in runs.groupby([*STATIC_COLUMNS, "task_args", "model_args"], sort=False):
+    for _, group in runs.groupby([*STATIC_COLUMNS, *OPEN_COLUMNS], sort=False):
         checks.task_and_model(config.source, static_of(group.iloc[0]))
     runs = split_sizes(runs.drop(columns="betas"))
     empty = runs[runs.n_train == 0]
@@ -119,6 +121,7 @@ def static_of(row: pd.Series) -> Static:
         has_dropout=bool(row.dropout > 0),
         task_args=_args(row.task_args),
         model_args=_args(row.model_args),
+        optimizer_args=_args(row.optimizer_args),
         **{f: _py(row[f]) for f in STATIC_COLUMNS},
     )
 
@@ -137,4 +140,7 @@ def hparams(runs: pd.DataFrame, pad_to: int | None = None) -> Hparams:
     """Per-run arrays for a chunk; padded by repeating the last run up to `pad_to` rows."""
     if pad_to is not None and pad_to > len(runs):
         runs = pd.concat([runs, runs.iloc[[-1] * (pad_to - len(runs))]])
-    return Hparams(*(np.asarray(runs[name].to_numpy(), dtype=dtype) for name, dtype in zip(Hparams._fields, HPARAM_DTYPES)))
+    own = [k for k, v in _args(runs.optimizer_args.iloc[0]) if v is None]  # an Optax optimizer's per-run floats
+    return Hparams(*(np.asarray(runs[name].to_numpy(), dtype=dtype) for name, dtype in zip(Hparams._fields, HPARAM_DTYPES)
+                     if dtype is not None),
+                   optimizer={k: runs[k].to_numpy(dtype=np.float32) for k in own} or None)

@@ -93,15 +93,14 @@ def write(
 
 def run_columns(runs: pd.DataFrame) -> list[str]:
     """runs.parquet's columns: `RUN_COLUMNS`, with the keys of open tasks and models after the config columns."""
-    own = open_keys(runs.task_args.unique(), runs.model_args.unique())
+    own = open_keys(*(runs[c].unique() for c in OPEN_COLUMNS))
     at = RUN_COLUMNS.index("n_train")
     return [*RUN_COLUMNS[:at], *own, *RUN_COLUMNS[at:]]
 
 
 def config_of(runs: pd.DataFrame) -> pd.DataFrame:
     """The config columns of a runs table (`config_columns`, and the keys of open tasks and models)."""
-    return runs[[c for c in config_columns() if c in runs] + open_keys(runs.task_args.unique(),
-                                                                      runs.model_args.unique())]
+    return runs[[c for c in config_columns() if c in runs] + open_keys(*(runs[c].unique() for c in OPEN_COLUMNS))]
 
 
 def write_params(folder: Path, index: int, run_ids: np.ndarray, params: Any) -> None:

@@ -51,7 +51,7 @@ BAD_FILES = [
     ("[train]\nsteps = 0\n", "train.steps", ">= 1"),
     ("[train]\nsteps = true\n", "train.steps", "integer"),
     ("[train]\nlearning_rate = nan\n", "train.learning_rate", "> 0"),
-    ("[train]\noptimizer = 'lion'\n", "train.optimizer", '"adamw"'),
+    ("[train]\noptimizer = 'Lion!'\n", "train.optimizer", '"adamw"'),
     ("[train]\nprecision = 'float16'\n", "train.precision", '"float32", "tf32", "bfloat16"'),
     ("[train]\nbetas = [0.9]\n", "train.betas", "two numbers"),
     ("[task]\np = 1\n", "task.p", "from 2 to 4096"),

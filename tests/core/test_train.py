@@ -195,5 +195,6 @@ def test_precision_settings():
 def test_static_and_hparams_are_the_fields_declared_in_fields():
     """The written classes hold exactly the static and traced fields of fields.FIELDS, in order, with their defaults."""
     assert [(f.name, f.default) for f in dataclasses.fields(Static)] == static_fields()
-    assert Hparams._fields == tuple(name for name, _ in traced_fields())
+    # and last, an Optax optimizer's own per-run numbers (a dict whose keys the sweep file names)
+    assert Hparams._fields == (*(name for name, _ in traced_fields()), "optimizer")
     assert HPARAM_DTYPES == Hparams(*(dtype for _, dtype in traced_fields()))
