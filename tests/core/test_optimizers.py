@@ -75,3 +75,10 @@ def test_a_bad_optimizer_is_refused_in_one_line(tmp_path, capsys, train, said):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and said in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_log_axis_spaces_logarithms_evenly_with_exact_ends():
+    config = from_dict({"sweep": {"learning_rate": {"start": 1e-4, "stop": 1e-1, "num": 4, "log": True}}})
+    assert config.axes == (("train.learning_rate", (1e-4, 1e-3, 1e-2, 1e-1)),)
+    with pytest.raises(Exception, match="log = true needs start > 0"):
+        from_dict({"sweep": {"weight_decay": {"start": 0.0, "stop": 1.0, "num": 3, "log": True}}})
