@@ -1,7 +1,8 @@
-"""What a run is: its static config (one compiled program per value) and its per-run numbers (traced).
+"""What a run is: its task's examples (`Task`), its static config (one compiled program per value) and its
+per-run numbers (traced).
 
 Kept apart from the functions that use them, so that tasks, models, metrics and the analysis
-are typed by them without importing the training step.
+are typed by them without importing the training step, and `grokjax.Task` imports no JAX.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from grokjax.config.fields import OPEN_COLUMNS, config_columns, open_keys
+from grokjax.config.fields import FIELDS, OPEN_COLUMNS, config_columns, open_keys
 from grokjax.store import files
 
 RUN_COLUMNS = (
@@ -89,6 +89,13 @@ def write(
             neurons = pd.DataFrame({c: pd.Series(dtype="float64") for c in NEURON_COLUMNS})
         write_parquet(target("neurons.parquet"), neurons[list(NEURON_COLUMNS)], meta)
     write_parquet(target("runs.parquet"), runs[run_columns(runs)], meta)
+
+
+def missing_defaults(runs: pd.DataFrame) -> list[tuple[str, Any]]:
+    """(column, value) of the config columns a runs table lacks: its fields' defaults ("{}" for the keys of open
+    tasks, models and optimizers)."""
+    defaults = {**{f.column_name: f.default for f in FIELDS if f.column_name}, **dict.fromkeys(OPEN_COLUMNS, "{}")}
+    return [(c, defaults[c]) for c in config_columns() if c not in runs and c in defaults]
 
 
 def run_columns(runs: pd.DataFrame) -> list[str]:
@@ -174,9 +181,8 @@ def load(folder: str | Path) -> Results:
         raise FileNotFoundError(f"{folder}: no runs.parquet here; is it a grokjax results folder?")
     neurons_path = folder / "neurons.parquet"
     runs = read_table(runs_path, ["run_id"])
-    for column in OPEN_COLUMNS:  # folders written before tasks and models were open have none
-        if column not in runs:
-            runs.insert(len(runs.columns), column, "{}")
+    for column, default in missing_defaults(runs):  # a folder written before the field existed ran at its default
+        runs.insert(len(runs.columns), column, [default] * len(runs))
     return Results(
         runs=runs,
         curves=read_table(folder / "curves.parquet", ["run_id", "step"]),

@@ -11,6 +11,7 @@ import bisect
 import numpy as np
 import pandas as pd
 
+from grokjax.config.fields import OPEN_COLUMNS, open_keys
 from grokjax.summary.phases import PHASES
 
 # The heatmap's x and y: the paper's α and ξ; where a sweep does not vary them (the PAIR
@@ -45,8 +46,10 @@ def grid_axes(runs: pd.DataFrame) -> tuple[str, str]:
 
 
 def facet_axes(runs: pd.DataFrame) -> list[str]:
-    """Swept axes other than the heatmap's and seeds: the columns that take more than one value."""
-    return [c for c in FACET_CANDIDATES if c not in grid_axes(runs) and swept(runs, c)]
+    """Swept axes other than the heatmap's and seeds: the columns that take more than one value, the keys of open
+    tasks, models and optimizers (`expression`) among them."""
+    own = open_keys(*(runs[c].unique() for c in OPEN_COLUMNS if c in runs))
+    return [c for c in [*FACET_CANDIDATES, *own] if c not in grid_axes(runs) and swept(runs, c)]
 
 
 def label(value: object) -> str:
