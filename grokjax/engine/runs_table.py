@@ -59,7 +59,9 @@ def expand(config: SweepConfig) -> pd.DataFrame:
         for table, column in zip(OPEN_TABLES, OPEN_COLUMNS):
             static = {k: (None if table == "train" and isinstance(v, float) else v) for k, v in own[table].items()}
             row[column] = json.dumps(static, sort_keys=True)  # an optimizer's floats: per-run numbers (null)
-        row.update({k: v for t in OPEN_TABLES for k, v in own[t].items()})  # each key a column of its own too
+        # each key a column of its own too; a list as its JSON text, so that it groups, facets and compares as one value
+        row.update({k: json.dumps(list(v)) if isinstance(v, (list, tuple)) else v
+                    for t in OPEN_TABLES for k, v in own[t].items()})
         check_run(config.source, row)
         rows.append(_scaled(row))
     runs = pd.DataFrame(rows)
