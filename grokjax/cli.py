@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from grokjax.config.sweep_file import ConfigError
 
@@ -66,6 +67,12 @@ def add_training_options(command: argparse.ArgumentParser) -> None:
                          help="checkpoint a chunk's state every K logged steps, so a kill loses at most K "
                          "segments (default 10; 0: only on Ctrl-C)")
     add_wait_option(command)
+
+
+def add_axis_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--x", metavar="COLUMN", help="the phase diagram's x: a numeric column the sweep varies "
+                         "(default: the sweep file's [plot] x, else data_fraction)")
+    command.add_argument("--y", metavar="COLUMN", help="its y (default: [plot] y, else corruption_fraction)")
 
 
 def add_wait_option(command: argparse.ArgumentParser) -> None:
@@ -137,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and .png, and explore.html, into RESULTS_DIR, from its Parquet files alone.",
     )
     plot.add_argument("folder", metavar="RESULTS_DIR", help="a results folder, e.g. results/quickstart")
+    add_axis_options(plot)
     add_wait_option(plot)
     explore = commands.add_parser(
         "explore",
@@ -148,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explore.add_argument("folder", metavar="RESULTS_DIR", help="a results folder, e.g. results/quickstart")
     explore.add_argument("--out", metavar="FILE", help="write the page here instead (default: RESULTS_DIR/explore.html)")
+    add_axis_options(explore)
     add_wait_option(explore)
     prune = commands.add_parser(
         "prune",
@@ -335,22 +344,35 @@ def check(args: argparse.Namespace) -> int:
 
 
 def plot(args: argparse.Namespace) -> int:
-    """`grokjax plot RESULTS_DIR`: charts from the Parquet files alone."""
+    """`grokjax plot RESULTS_DIR [--x COLUMN] [--y COLUMN]`: charts from the Parquet files alone."""
     from grokjax.charts import drawing
     from grokjax.store import lock, results
 
     folder = args.folder
     with lock.hold(folder, f"grokjax plot {folder}", args.wait, create=False):
         res = results.load(folder)
-        for path in drawing.write_all(folder, res.runs, res.curves, res.neurons):
+        axes = heatmap_axes(folder, args, res.runs, res.meta)
+        for path in drawing.write_all(folder, res.runs, res.curves, res.neurons, axes):
             print(path)
     return 0
+
+
+def heatmap_axes(folder: str, args: argparse.Namespace, runs: Any, meta: dict) -> tuple[str, str] | None:
+    """The heatmap's axes: --x and --y where given, else the folder's [plot]; one line if the runs cannot have them."""
+    from grokjax.summary import cells
+
+    chosen = cells.chosen_axes(meta) or ("", "")
+    axes = (args.x or chosen[0], args.y or chosen[1])
+    problem = cells.axes_problem(runs, axes)
+    if problem:
+        raise ConfigError(f"{folder}: {problem.replace('plot.', '--')}")
+    return axes if any(axes) else None
 
 
 def explore(args: argparse.Namespace) -> int:
     """`grokjax explore RESULTS_DIR`: the page of linked views, from the Parquet files alone."""
     from grokjax.charts import explore as page
-    from grokjax.store import lock
+    from grokjax.store import lock, results
 
     folder, out = args.folder, args.out
     if not Path(folder).is_dir():
@@ -358,7 +380,8 @@ def explore(args: argparse.Namespace) -> int:
     if out is not None and not Path(out).resolve().parent.is_dir():
         raise ConfigError(f"{folder}: --out {out}: its folder does not exist")
     with lock.hold(folder, f"grokjax explore {folder}", args.wait, create=False):
-        print(page.write(folder, out))
+        res = results.load(folder)
+        print(page.write(folder, out, heatmap_axes(folder, args, res.runs, res.meta)))
     return 0
 
 

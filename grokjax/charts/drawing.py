@@ -12,17 +12,19 @@ from pathlib import Path
 import pandas as pd
 
 from grokjax.charts import explore, figures
+from grokjax.summary.cells import Axes
 
 CHARTS = {
-    "phase_diagram": lambda runs, curves: figures.phase_diagram(runs),
-    "accuracy": lambda runs, curves: figures.accuracy_heatmaps(runs),
-    "curves": lambda runs, curves: figures.training_curves(curves, runs, log_steps=False),
+    "phase_diagram": lambda runs, curves, axes: figures.phase_diagram(runs, axes=axes),
+    "accuracy": lambda runs, curves, axes: figures.accuracy_heatmaps(runs, axes=axes),
+    "curves": lambda runs, curves, axes: figures.training_curves(curves, runs, log_steps=False),
 }
 
 
-def write_all(folder: str | Path, runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None = None) -> list[Path]:
+def write_all(folder: str | Path, runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None = None,
+              axes: Axes = None) -> list[Path]:
     """phase_diagram, accuracy, curves (and ipr, frequencies, where there are neurons), each as .html and .png,
-    and explore.html (`grokjax.charts.explore`).
+    and explore.html (`grokjax.charts.explore`); the heatmaps over `axes` (default: α and ξ).
 
     The files are rendered concurrently: vl-convert works outside Python's lock, so the
     eleven files take about the time of the slowest few.
@@ -30,10 +32,11 @@ def write_all(folder: str | Path, runs: pd.DataFrame, curves: pd.DataFrame, neur
     folder = Path(folder)
     charts = dict(CHARTS)
     if neurons is not None and len(neurons):
-        charts["ipr"] = lambda runs, curves: figures.ipr_histograms(neurons, runs)
-        charts["frequencies"] = lambda runs, curves: figures.frequency_counts(neurons, runs)
-    jobs = [(make(runs, curves), folder / f"{name}.{kind}") for name, make in charts.items() for kind in ("html", "png")]
-    jobs.append((explore.chart(runs, curves, neurons), folder / "explore.html"))
+        charts["ipr"] = lambda runs, curves, axes: figures.ipr_histograms(neurons, runs)
+        charts["frequencies"] = lambda runs, curves, axes: figures.frequency_counts(neurons, runs)
+    jobs = [(make(runs, curves, axes), folder / f"{name}.{kind}") for name, make in charts.items()
+            for kind in ("html", "png")]
+    jobs.append((explore.chart(runs, curves, neurons, axes), folder / "explore.html"))
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda job: figures.save(*job), jobs))
     return [path for _, path in jobs]

@@ -30,7 +30,7 @@ import pandas as pd
 from grokjax.charts import figures
 from grokjax.core.analysis import PERIODIC_IPR
 from grokjax.store.results import final_neurons, load
-from grokjax.summary.cells import TITLES, facet_axes, facet_column, grid_axes, label, phase_cells
+from grokjax.summary.cells import TITLES, Axes, chosen_axes, facet_axes, facet_column, grid_axes, label, phase_cells
 from grokjax.summary.phases import PHASES
 
 MAX_POINTS = 50  # logged steps kept per curve
@@ -51,10 +51,10 @@ CELLS, RUNS = alt.NamedData(name="cells"), alt.NamedData(name="runs")
 DECADES = "abs(log(datum.value) / LN10 - round(log(datum.value) / LN10)) < 1e-6 ? datum.label : ''"  # log axis labels
 
 
-def cell_keys(runs: pd.DataFrame) -> pd.DataFrame:
+def cell_keys(runs: pd.DataFrame, axes: Axes = None) -> pd.DataFrame:
     """run_id and the keys (x, y, facet) of the run's cell, as phase_cells writes them."""
-    x, y = grid_axes(runs)
-    keyed = facet_column(runs, facet_axes(runs))
+    x, y = grid_axes(runs, axes)
+    keyed = facet_column(runs, facet_axes(runs, axes))
     return keyed.assign(x=keyed[x].map(label), y=keyed[y].map(label))[["run_id", *KEYS]]
 
 
@@ -140,10 +140,10 @@ def run_table(keys: pd.DataFrame, cells: pd.DataFrame, curves: pd.DataFrame, met
     return shown.merge(_arrays(data, ["run_id"], ["step", *metrics]), on="run_id")
 
 
-def cell_table(runs: pd.DataFrame, keys: pd.DataFrame, neurons: pd.DataFrame | None) -> pd.DataFrame:
+def cell_table(runs: pd.DataFrame, keys: pd.DataFrame, neurons: pd.DataFrame | None, axes: Axes = None) -> pd.DataFrame:
     """phase_cells, with the phases of each cell's runs in words, and its neurons (last snapshot) as arrays:
     neurons per IPR bin, periodic ones per frequency. `keys`: the runs' `cell_keys`."""
-    cells = phase_cells(runs).merge(phase_shares(runs, keys), on=KEYS, how="left")
+    cells = phase_cells(runs, axes).merge(phase_shares(runs, keys), on=KEYS, how="left")
     if neurons is None or neurons.empty:
         return cells
     data = final_neurons(neurons).merge(keys, on="run_id")
@@ -178,9 +178,9 @@ def _phase_scale(cells: pd.DataFrame) -> alt.Scale:
     return alt.Scale(domain=present, range=[figures.PHASE_COLORS[p] for p in present])
 
 
-def phase_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter) -> alt.Chart:
+def phase_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter, axes: Axes = None) -> alt.Chart:
     """The phase diagram, one panel per facet; a cell's opacity is its seeds' agreement when cells hold several runs."""
-    grid = grid_axes(runs)
+    grid = grid_axes(runs, axes)
     cell_size = int(np.clip(240 / max(cells.x.nunique(), cells.y.nunique()), 16, 70))  # small grids drawn larger
     encoding = dict(
         **figures.grid_encodings(cells, grid),
@@ -200,14 +200,15 @@ def phase_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter) -> 
         .add_params(cell)
         .properties(name="phase")
     )
-    return figures.faceted(chart, cells, facet_axes(runs)).properties(
+    return figures.faceted(chart, cells, facet_axes(runs, axes)).properties(
         title=alt.Title("Phase diagram", subtitle="click a cell for its runs below; shift-click adds cells"))
 
 
-def selected_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter, lines: int = 11) -> alt.Chart:
+def selected_view(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter, lines: int = 11,
+                  axes: Axes = None) -> alt.Chart:
     """The selected cells in words, one line each: where they are (as the axes label them), their runs' phases,
     mean test accuracy, and how many runs' curves the page holds where not all."""
-    grid = grid_axes(runs)
+    grid = grid_axes(runs, axes)
     x, y = (SYMBOLS.get(a, TITLES.get(a, a)) for a in grid)
     where = [f"format(datum['{a}'], '{figures.tick_format(cells[a])}')" if pd.api.types.is_numeric_dtype(cells[a])
              else f"datum['{a}']" for a in grid]
@@ -322,10 +323,11 @@ def neuron_views(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter) -
     return [ipr, frequencies]
 
 
-def chart(runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None = None) -> alt.Chart:
-    """The page's views from the tables, as `plots` takes them; the first example run's cell is selected at first."""
-    metrics, keys = [*_columns(curves, ACCURACIES | LOSSES | SINGLES)], cell_keys(runs)
-    cells = cell_table(runs, keys, neurons)
+def chart(runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None = None, axes: Axes = None) -> alt.Chart:
+    """The page's views from the tables, as `plots` takes them, over the heatmap `axes` (default: α and ξ); the first
+    example run's cell is selected at first."""
+    metrics, keys = [*_columns(curves, ACCURACIES | LOSSES | SINGLES)], cell_keys(runs, axes)
+    cells = cell_table(runs, keys, neurons, axes)
     points, per_cell, run_points = layout(cells, len(metrics), curves.step.nunique())
     table = run_table(keys, cells, curves, metrics, per_cell, run_points)
     shown = table.groupby(KEYS, dropna=False).size().rename("shown").reset_index()
@@ -335,8 +337,8 @@ def chart(runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None
     chosen = figures.example_runs(runs)
     first = keys.set_index("run_id").loc[chosen[0]] if chosen else cells.iloc[0]
     cell = alt.selection_point(name="cell", fields=KEYS, value=[{k: first[k] for k in KEYS}], empty=False)
-    rows = [[phase_view(runs, cells, cell)], curve_views(cells, table, curves, cell),
-            [*neuron_views(runs, cells, cell), selected_view(runs, cells, cell)]]
+    rows = [[phase_view(runs, cells, cell, axes)], curve_views(cells, table, curves, cell),
+            [*neuron_views(runs, cells, cell), selected_view(runs, cells, cell, axes=axes)]]
     independent = {"color": "independent", "opacity": "independent", "strokeDash": "independent"}
     views = alt.vconcat(*[alt.hconcat(*row).resolve_scale(**independent) for row in rows if row]).resolve_scale(**independent)
     views = views.copy(deep=False)  # datasets set, not .properties(datasets=...), which checks each number of them
@@ -358,18 +360,19 @@ class Page:
         return f'<iframe srcdoc="{page}" style="width: 100%; height: {self.height}px; border: none"></iframe>'
 
 
-def page(folder: str | Path) -> Page:
-    """The explore view of a results folder, to draw in a notebook."""
+def page(folder: str | Path, axes: Axes = None) -> Page:
+    """The explore view of a results folder, to draw in a notebook, over `axes` (default: its [plot], else α and ξ)."""
     res = load(folder)
-    return Page(chart(res.runs, res.curves, res.neurons))
+    return Page(chart(res.runs, res.curves, res.neurons, axes or chosen_axes(res.meta)))
 
 
-def write(folder: str | Path, out: str | Path | None = None) -> Path:
-    """Write the explore page of a results folder (default: RESULTS_DIR/explore.html) and return its path."""
+def write(folder: str | Path, out: str | Path | None = None, axes: Axes = None) -> Path:
+    """Write the explore page of a results folder (default: RESULTS_DIR/explore.html) over `axes` (default: its
+    [plot], else α and ξ) and return its path."""
     res = load(folder)
     missing = [c for c in ("run_id", "phase", "train_acc", "test_acc", "train_acc_corrupted") if c not in res.runs]
     if missing or res.runs.empty:
         raise ValueError(f"{folder}: runs.parquet " + (f"lacks the columns {', '.join(missing)}" if missing else "holds no runs"))
     path = Path(out) if out is not None else Path(folder) / "explore.html"
-    figures.save(chart(res.runs, res.curves, res.neurons), path)
+    figures.save(chart(res.runs, res.curves, res.neurons, axes or chosen_axes(res.meta)), path)
     return path

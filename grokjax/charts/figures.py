@@ -25,6 +25,7 @@ from grokjax.store.files import atomic_write
 from grokjax.store.results import final_neurons
 from grokjax.summary.cells import (
     TITLES,
+    Axes,
     cell_extents,
     facet_axes,
     facet_column,
@@ -138,10 +139,10 @@ def faceted(chart: alt.Chart, frame: pd.DataFrame, axes: list[str], columns: int
     )
 
 
-def phase_diagram(runs: pd.DataFrame, cell_size: int = 16) -> alt.Chart:
-    """Heatmap of phases over data fraction (x) and corruption fraction (y), one facet per other axis; each
-    cell reaches half-way to its neighbours (`cell_extents`), so refined cells are smaller."""
-    cells, grid = phase_cells(runs), grid_axes(runs)
+def phase_diagram(runs: pd.DataFrame, cell_size: int = 16, axes: Axes = None) -> alt.Chart:
+    """Heatmap of phases over data fraction (x) and corruption fraction (y), or the `axes` chosen, one facet per
+    other swept axis; each cell reaches half-way to its neighbours (`cell_extents`), so refined cells are smaller."""
+    cells, grid = phase_cells(runs, axes), grid_axes(runs, axes)
     present = [p for p in PHASES if p in set(cells.phase.dropna())]
     chart = (
         alt.Chart(values(cells), width=cell_size * cells.x.nunique(), height=cell_size * cells.y.nunique())
@@ -158,12 +159,12 @@ def phase_diagram(runs: pd.DataFrame, cell_size: int = 16) -> alt.Chart:
             tooltip=cell_tooltips(grid),
         )
     )
-    return faceted(chart, cells, facet_axes(runs)).properties(title="Phase diagram (Doshi et al., Table 2)")
+    return faceted(chart, cells, facet_axes(runs, axes)).properties(title="Phase diagram (Doshi et al., Table 2)")
 
 
-def accuracy_heatmaps(runs: pd.DataFrame, cell_size: int = 14) -> alt.Chart:
-    """Mean train and test accuracy over α and ξ (the paper's Appendix L), colour 0 to 1."""
-    axes, grid = facet_axes(runs), grid_axes(runs)
+def accuracy_heatmaps(runs: pd.DataFrame, cell_size: int = 14, axes: Axes = None) -> alt.Chart:
+    """Mean train and test accuracy over α and ξ (the paper's Appendix L), or the `axes` chosen, colour 0 to 1."""
+    axes, grid = facet_axes(runs, axes), grid_axes(runs, axes)
     cells = runs.groupby([*axes, *grid], sort=True).agg(
         train=("train_acc", "mean"), test=("test_acc", "mean"), first_run=("run_id", "min")
     ).reset_index()
@@ -301,9 +302,9 @@ def ipr_histograms(neurons: pd.DataFrame, runs: pd.DataFrame, bins: int = 20) ->
     )
 
 
-def phase_counts(runs: pd.DataFrame) -> alt.Chart:
-    """Number of runs in each phase, per facet."""
-    axes = facet_axes(runs)
+def phase_counts(runs: pd.DataFrame, axes: Axes = None) -> alt.Chart:
+    """Number of runs in each phase, per facet (the swept axes but the heatmap's, `axes` as chosen)."""
+    axes = facet_axes(runs, axes)
     counts = facet_column(runs, axes).groupby([*axes, "facet", "phase"]).size().rename("runs").reset_index()
     present = [p for p in PHASES if p in set(counts.phase)]
     chart = (

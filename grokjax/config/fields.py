@@ -43,7 +43,7 @@ Rule = tuple[type, Callable[[Any], bool], str]  # (type, check, what is allowed)
 
 @dataclass(frozen=True)
 class Field:
-    table: str  # task | model | train | phases | analysis
+    table: str  # task | model | train | phases | analysis | plot
     name: str
     default: Any
     rule: Rule
@@ -82,6 +82,8 @@ BOOL: Rule = (bool, lambda v: True, "true or false")
 SEED: Rule = (int, lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}")
 POSITIVE_INT: Rule = (int, lambda v: v >= 1, "an integer >= 1")
 F, I32 = np.float32, np.int32
+AXIS: Rule = (str, lambda v: v == "" or bool(re.match(r"^[A-Za-z_]\w*$", v)),
+              'a numeric runs.parquet column the sweep varies, e.g. "learning_rate" ("": the default axes)')
 
 FIELDS: tuple[Field, ...] = (
     Field("task", "name", "modular_addition", choice_or_import(TASKS, "function"), "static", column="task"),
@@ -147,9 +149,13 @@ FIELDS: tuple[Field, ...] = (
     # Analyses the phase diagram does not need. min_prune: per run, the fewest low-IPR neurons whose removal
     # drops test accuracy below 90% of its value (Figure 32): width + 1 forward passes over all examples.
     Field("analysis", "min_prune", False, BOOL, column=None),
+    # The phase diagram's axes, two numeric columns the sweep varies ("": data_fraction, and corruption_fraction or
+    # the first of weight_decay and dropout that varies); read off the trained runs, so they never retrain.
+    Field("plot", "x", "", AXIS, column=None),
+    Field("plot", "y", "", AXIS, column=None),
 )
 
-TABLES = ("task", "model", "train", "phases", "analysis")
+TABLES = ("task", "model", "train", "phases", "analysis", "plot")
 SWEEPABLE_TABLES = ("task", "model", "train")
 BY_KEY = {f.key: f for f in FIELDS}
 RULES: dict[str, Rule] = {f.key: f.rule for f in FIELDS}

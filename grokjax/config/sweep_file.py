@@ -59,6 +59,7 @@ ModelConfig = _table("ModelConfig", "model", "[model]: the network")
 TrainConfig = _table("TrainConfig", "train", "[train]: loss, optimizer, steps, precision, seed")
 PhaseConfig = _table("PhaseConfig", "phases", "[phases]: the thresholds of the paper's Appendix C, Table 2")
 AnalysisConfig = _table("AnalysisConfig", "analysis", "[analysis]: analyses the phase diagram does not need")
+PlotConfig = _table("PlotConfig", "plot", "[plot]: the phase diagram's axes")
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class SweepConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     phases: PhaseConfig = field(default_factory=PhaseConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    plot: PlotConfig = field(default_factory=PlotConfig)
     # ("train.weight_decay", (0.0, 5.0)), ... in file order; the grid is their product.
     axes: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     expect: tuple[Expectation, ...] = ()  # the paper's claims, checked on the results (`grokjax.summary.expect`)
@@ -155,6 +157,10 @@ class SweepConfig:
         and one that differs only in what is read off the trained runs (`AFTER_TRAINING`: name, [phases],
         [[expect]], [plot]) resumes it, training nothing, and recomputes phases, claims and charts."""
         return _fingerprint({k: v for k, v in self.to_dict().items() if k not in AFTER_TRAINING})
+
+    def plot_axes(self) -> tuple[str, str] | None:
+        """The phase diagram's (x, y) as [plot] chose them ("" where it did not), or None for the defaults."""
+        return (self.plot.x, self.plot.y) if self.plot.x or self.plot.y else None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain TOML-able data (what `sweep.toml` holds)."""
@@ -206,6 +212,7 @@ TABLES: dict[str, type] = {
     "train": TrainConfig,
     "phases": PhaseConfig,
     "analysis": AnalysisConfig,
+    "plot": PlotConfig,
 }
 
 

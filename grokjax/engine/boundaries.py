@@ -22,7 +22,7 @@ import pandas as pd
 from grokjax.config.fields import config_columns
 from grokjax.core.types import Hparams
 from grokjax.engine.runs_table import split_sizes
-from grokjax.summary.cells import SEED_AXES, facet_axes, grid_axes, log_axis, phase_cells
+from grokjax.summary.cells import SEED_AXES, Axes, facet_axes, grid_axes, log_axis, phase_cells
 
 MIN_AGREEMENT = 0.75  # a cell whose seeds agree less (2 of 3 do not) is uncertain
 TRAINED = [f for f in Hparams._fields if f not in SEED_AXES]  # what a run's training depends on besides its seeds
@@ -38,13 +38,13 @@ def midpoint(a: float, b: float, log: bool = False) -> float | None:
     return round(float(m), 12)  # 12 decimals: 0.3, not 0.30000000000000004
 
 
-def disagreeing_pairs(runs: pd.DataFrame, min_agreement: float = MIN_AGREEMENT) -> pd.DataFrame:
+def disagreeing_pairs(runs: pd.DataFrame, min_agreement: float = MIN_AGREEMENT, axes: Axes = None) -> pd.DataFrame:
     """One row per pair of neighbouring cells that disagree: its facet values, the axis it lies along,
     the endpoints' coordinates (a_x, a_y, b_x, b_y) and phases, whether a side is uncertain,
     and the gap as a fraction of the axis's range."""
-    x, y = grid_axes(runs)
-    facets = facet_axes(runs)
-    cells = phase_cells(runs)
+    x, y = grid_axes(runs, axes)
+    facets = facet_axes(runs, axes)
+    cells = phase_cells(runs, axes)
     columns = [*facets, "axis", "a_x", "a_y", "b_x", "b_y", "a_phase", "b_phase", "uncertain", "gap"]
     found = [pd.DataFrame(columns=columns)]
     for axis, other in ((x, y), (y, x)):
@@ -64,7 +64,7 @@ def disagreeing_pairs(runs: pd.DataFrame, min_agreement: float = MIN_AGREEMENT) 
     return pd.concat(found, ignore_index=True).astype({"uncertain": bool, "gap": float})
 
 
-def propose(runs: pd.DataFrame, budget: int, min_agreement: float = MIN_AGREEMENT) -> pd.DataFrame:
+def propose(runs: pd.DataFrame, budget: int, min_agreement: float = MIN_AGREEMENT, axes: Axes = None) -> pd.DataFrame:
     """New runs (config columns, run_ids after the largest in `runs`) at the midpoints of disagreeing
     neighbours, at most `budget` of them.
 
@@ -73,9 +73,9 @@ def propose(runs: pd.DataFrame, budget: int, min_agreement: float = MIN_AGREEMEN
     uncertain, then facet, y and x order; a midpoint whose runs do not fit what is left of the
     budget is passed over for smaller ones.
     """
-    x, y = grid_axes(runs)
-    facets = facet_axes(runs)
-    pairs = disagreeing_pairs(runs, min_agreement)
+    x, y = grid_axes(runs, axes)
+    facets = facet_axes(runs, axes)
+    pairs = disagreeing_pairs(runs, min_agreement, axes)
     pairs["same_phase"] = pairs.a_phase == pairs.b_phase
     pairs = pairs.sort_values(["gap", "same_phase", *facets, "a_y", "a_x", "axis"],
                               ascending=[False, True, *[True] * (len(facets) + 3)], kind="stable")

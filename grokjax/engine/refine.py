@@ -102,7 +102,7 @@ def refinement(folder: Path) -> Refinement:
                           "grokjax sweep's folder")
     config = load(folder / "sweep.toml")
     runs = runs_table.expand(config)
-    x, y = grid_axes(runs)
+    x, y = grid_axes(runs, config.plot_axes())
     if runs[x].nunique() < 2 and runs[y].nunique() < 2:
         raise ConfigError(f"{folder}: the sweep varies neither {x} nor {y}; refine needs a heatmap axis with "
                           "two numeric values or more (data_fraction, corruption_fraction, train_size, "
@@ -136,7 +136,7 @@ def next_round(state: Refinement, table: pd.DataFrame, call: dict, chunk_size: i
     if left_rounds < 1 or left < 1:
         return None
     share = math.ceil(left / left_rounds)
-    new = boundaries.propose(table, share)
+    new = boundaries.propose(table, share, axes=state.config.plot_axes())
     if new.empty:
         return None
     first_chunk = max(c.index for c in state.chunks) + 1

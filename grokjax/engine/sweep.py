@@ -33,7 +33,7 @@ from grokjax.engine.machine import local as local_machine
 from grokjax.engine.plan import Chunk
 from grokjax.store import checkpoints, lock, results
 from grokjax.store.provenance import device_info, versions
-from grokjax.summary import expect, summarize
+from grokjax.summary import cells, expect, summarize
 
 
 @dataclass
@@ -273,6 +273,9 @@ def run(
     folder = output_folder(config, out)
     runs = runs_table.expand(config)
     config = judged_claims(config, runs, overrides)
+    problem = cells.axes_problem(runs, config.plot_axes())
+    if problem:
+        raise ConfigError(f"{config.source}: {problem}")
     say_what_is_left_out(config.source, runs)
     with holding(folder, f"grokjax sweep {config.source}", wait):
         machine = local_machine()
@@ -428,5 +431,6 @@ def finish(folder: Path, plots: bool) -> SweepOutcome:
     if plots:
         from grokjax.charts import drawing
 
-        drawing.write_all(folder, outcome.results.runs, outcome.results.curves, outcome.results.neurons)
+        res = outcome.results
+        drawing.write_all(folder, res.runs, res.curves, res.neurons, cells.chosen_axes(res.meta))
     return outcome

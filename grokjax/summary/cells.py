@@ -11,7 +11,7 @@ import bisect
 import numpy as np
 import pandas as pd
 
-from grokjax.config.fields import OPEN_COLUMNS, open_keys
+from grokjax.config.fields import OPEN_COLUMNS, config_columns, open_keys
 from grokjax.summary.phases import PHASES
 
 # The heatmap's x and y: the paper's α and ξ; where a sweep does not vary them (the PAIR
@@ -20,9 +20,10 @@ X_CANDIDATES = ("data_fraction", "train_size")
 Y_CANDIDATES = ("corruption_fraction", "weight_decay", "dropout")
 SEED_AXES = ("seed", "data_seed")
 FACET_CANDIDATES = (
+    "data_fraction", "corruption_fraction",  # facets where [plot] chose other axes
     "weight_decay", "dropout", "batch_size", "norm", "learning_rate", "width", "depth", "p", "activation",
     "task", "model", "loss", "optimizer", "regularization", "momentum", "embed_size", "heads", "init_scale",
-    "train_size", "steps",
+    "train_size", "steps", "schedule", "warmup_steps",
 )  # fmt: skip
 TITLES = {
     "data_fraction": "data fraction α",
@@ -38,18 +39,44 @@ def swept(runs: pd.DataFrame, column: str) -> bool:
     return column in runs and runs[column].nunique() > 1
 
 
-def grid_axes(runs: pd.DataFrame) -> tuple[str, str]:
-    """(x, y) columns of the heatmaps: α and ξ unless the sweep holds them fixed."""
-    x = next((c for c in X_CANDIDATES if swept(runs, c)), X_CANDIDATES[0])
-    y = next((c for c in Y_CANDIDATES if swept(runs, c)), Y_CANDIDATES[0])
+Axes = tuple[str, str] | None  # the heatmap's (x, y) as chosen ([plot], `grokjax plot --x --y`); "" or None: default
+
+
+def grid_axes(runs: pd.DataFrame, axes: Axes = None) -> tuple[str, str]:
+    """(x, y) columns of the heatmaps: those chosen, else α and ξ unless the sweep holds them fixed."""
+    x, y = axes or ("", "")
+    x = x or next((c for c in X_CANDIDATES if swept(runs, c) and c != y), X_CANDIDATES[0])
+    y = y or next((c for c in Y_CANDIDATES if swept(runs, c) and c != x), Y_CANDIDATES[0])
     return x, y
 
 
-def facet_axes(runs: pd.DataFrame) -> list[str]:
+def chosen_axes(meta: dict) -> Axes:
+    """The axes a results folder's config chose ([plot] x and y), or None."""
+    plot = meta.get("config", {}).get("plot", {})
+    return (plot.get("x", ""), plot.get("y", "")) if plot.get("x") or plot.get("y") else None
+
+
+def axes_problem(runs: pd.DataFrame, axes: Axes) -> str | None:
+    """Why `axes` cannot be a phase diagram's of these runs ("plot.x = ...; allowed: ..."), or None if they can."""
+    own = open_keys(*(runs[c].unique() for c in OPEN_COLUMNS if c in runs))
+    settings = [c for c in [*config_columns(), *own] if c not in (*SEED_AXES, "run_id", "n_train", "n_corrupt", "n_test")]
+    numeric = [c for c in settings if swept(runs, c) and pd.api.types.is_numeric_dtype(runs[c])
+               and not pd.api.types.is_bool_dtype(runs[c])]
+    for key, column in zip(("x", "y"), axes or ("", "")):
+        if column and column not in numeric:
+            return (f"plot.{key} = \"{column}\"; allowed: a numeric column the sweep varies: "
+                    + (", ".join(numeric) or "none (the sweep varies no number but seeds)"))
+    if axes and axes[0] and axes[0] == axes[1]:
+        return f"plot.x and plot.y are both \"{axes[0]}\"; allowed: two different columns"
+    return None
+
+
+def facet_axes(runs: pd.DataFrame, axes: Axes = None) -> list[str]:
     """Swept axes other than the heatmap's and seeds: the columns that take more than one value, the keys of open
     tasks, models and optimizers (`expression`) among them."""
     own = open_keys(*(runs[c].unique() for c in OPEN_COLUMNS if c in runs))
-    return [c for c in [*FACET_CANDIDATES, *own] if c not in grid_axes(runs) and swept(runs, c)]
+    grid = grid_axes(runs, axes)
+    return [c for c in [*FACET_CANDIDATES, *own] if c not in grid and swept(runs, c)]
 
 
 def label(value: object) -> str:
@@ -167,9 +194,9 @@ def _tile(facet: pd.DataFrame, grid: tuple[str, str], bounds: np.ndarray) -> Non
         bounds[i, 2 * (1 - k) + 1] = min(bounds[a, 2 * (1 - k) + 1], bounds[b, 2 * (1 - k) + 1])
 
 
-def phase_cells(runs: pd.DataFrame) -> pd.DataFrame:
+def phase_cells(runs: pd.DataFrame, chosen: Axes = None) -> pd.DataFrame:
     """One row per (facet, x, y): majority phase over seeds, its agreement, mean accuracies, its rectangle."""
-    axes, grid = facet_axes(runs), grid_axes(runs)
+    axes, grid = facet_axes(runs, chosen), grid_axes(runs, chosen)
     keys = [*axes, *grid]
     grouped = runs.groupby(keys, sort=True, dropna=False)
     cells = grouped.agg(

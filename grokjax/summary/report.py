@@ -12,7 +12,7 @@ from grokjax.store import lock
 from grokjax.store.checkpoints import STATE_DIR, read_plan, read_rounds
 from grokjax.store.results import Results, read_meta
 from grokjax.summary import expect
-from grokjax.summary.cells import SEED_AXES, grid_axes
+from grokjax.summary.cells import SEED_AXES, Axes, chosen_axes, grid_axes
 from grokjax.summary.phases import PHASES, majority_phase
 
 SYMBOLS = {
@@ -25,14 +25,14 @@ SYMBOLS = {
 }
 
 
-def phase_map(runs: pd.DataFrame, swept: list[str]) -> str:
+def phase_map(runs: pd.DataFrame, swept: list[str], axes: Axes = None) -> str:
     """One block per value of the swept axes other than the map's and seeds; one character per cell.
 
-    Rows are corruption fractions (highest on top), columns data fractions (or
-    the axes `cells.grid_axes` picks when those are fixed); a cell with several
+    Rows are corruption fractions (highest on top), columns data fractions (or the axes
+    chosen, or those `cells.grid_axes` picks when those are fixed); a cell with several
     seeds shows its majority phase.
     """
-    x_axis, y_axis = grid_axes(runs)
+    x_axis, y_axis = grid_axes(runs, axes)
     blocks = [c for c in swept if c not in (x_axis, y_axis, *SEED_AXES)]
     legend = "  ".join(f"{s} {p.replace('_', ' ')}" for p, s in SYMBOLS.items())
     lines = [f"Phase map: x = {x_axis}, y = {y_axis}. {legend}, ? none"]
@@ -78,7 +78,7 @@ def summary(results: Results) -> str:
         lines.append(f"The paper's claims ([[expect]]): {held} of {len(meta['expect'])} held")
         lines.extend(expect.lines(meta["expect"]))
     swept = [column_of(key) for key in meta["config"]["sweep"]]
-    lines.append(phase_map(runs, swept))
+    lines.append(phase_map(runs, swept, chosen_axes(meta)))
     return "\n".join(lines)
 
 
