@@ -167,7 +167,7 @@ def phase_shares(runs: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
     """Per cell, how many of its runs are in each phase, in words ("3 coexistence, 2 memorization"), most first."""
     keyed = runs[["run_id", "phase"]].merge(keys, on="run_id")
     counts = keyed.groupby([*KEYS, "phase"], dropna=False).size().rename("n").reset_index()
-    counts = counts.assign(order=counts.phase.map(lambda p: PHASES.index(p) if p in PHASES else len(PHASES)))
+    counts = counts.assign(order=counts.phase.map(lambda p: PHASES.index(p) if isinstance(p, str) and p in PHASES else len(PHASES)))
     counts = counts.sort_values([*KEYS, "n", "order"], ascending=[True] * len(KEYS) + [False, True])
     words = counts.n.astype(str) + " " + counts.phase.fillna("no phase").str.replace("_", " ")
     return counts.assign(phases=words).groupby(KEYS, sort=False, dropna=False).phases.agg(", ".join).reset_index()

@@ -112,6 +112,21 @@ def test_seed_agreement_is_drawn_as_opacity_where_cells_hold_several_runs():
     assert "opacity" not in explore.chart(runs[runs.seed == 0], curves).to_dict()["vconcat"][0]["hconcat"][0]["encoding"]
 
 
+def test_runs_without_a_phase_are_counted_as_such_on_chosen_axes():
+    """A run that diverged before its first logged step has no phase; its cell says so, over any axes."""
+    runs = pd.DataFrame({
+        "run_id": range(4), "learning_rate": [0.01, 0.01, 0.1, 0.1], "weight_decay": [1.0, 10.0, 1.0, 10.0],
+        "data_fraction": 0.4, "corruption_fraction": 0.0,
+        "phase": pd.array(["memorization", "coexistence", "coexistence", pd.NA], dtype="string"),
+        "train_acc": 0.5, "test_acc": 0.5, "train_acc_corrupted": 0.5,
+    })
+    axes = ("learning_rate", "weight_decay")
+    shares = explore.phase_shares(runs, explore.cell_keys(runs, axes))
+    assert sorted(shares.phases) == ["1 coexistence", "1 coexistence", "1 memorization", "1 no phase"]
+    spec = explore.chart(runs, pd.DataFrame({"run_id": range(4), "step": 10, "train_acc": 0.5}), axes=axes).to_dict()
+    assert spec["vconcat"][0]["hconcat"][0]["encoding"]["x"]["title"] == "learning rate"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("small", [False, True])
 def test_a_cell_of_several_runs_shows_their_band_and_the_runs_that_fit(tmp_path, monkeypatch, small):
