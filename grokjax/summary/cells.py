@@ -57,15 +57,17 @@ def chosen_axes(meta: dict) -> Axes:
 
 
 def axes_problem(runs: pd.DataFrame, axes: Axes) -> str | None:
-    """Why `axes` cannot be a phase diagram's of these runs ("plot.x = ...; allowed: ..."), or None if they can."""
+    """Why `axes` cannot be a phase diagram's of these runs ("plot.x = ...; allowed: ..."), or None if they can: each
+    chosen axis is a numeric config column (one the grid as narrowed holds fixed draws a single row or column)."""
     own = open_keys(*(runs[c].unique() for c in OPEN_COLUMNS if c in runs))
     settings = [c for c in [*config_columns(), *own] if c not in (*SEED_AXES, "run_id", "n_train", "n_corrupt", "n_test")]
-    numeric = [c for c in settings if swept(runs, c) and pd.api.types.is_numeric_dtype(runs[c])
+    numeric = [c for c in settings if c in runs and pd.api.types.is_numeric_dtype(runs[c])
                and not pd.api.types.is_bool_dtype(runs[c])]
     for key, column in zip(("x", "y"), axes or ("", "")):
         if column and column not in numeric:
-            return (f"plot.{key} = \"{column}\"; allowed: a numeric column the sweep varies: "
-                    + (", ".join(numeric) or "none (the sweep varies no number but seeds)"))
+            varied = [c for c in numeric if swept(runs, c)]
+            return (f"plot.{key} = \"{column}\"; allowed: a numeric config column, such as those the sweep varies: "
+                    + (", ".join(varied) or "none (the sweep varies no number but seeds)"))
     if axes and axes[0] and axes[0] == axes[1]:
         return f"plot.x and plot.y are both \"{axes[0]}\"; allowed: two different columns"
     return None

@@ -45,7 +45,8 @@ def test_the_chosen_axes_make_the_cells_and_the_other_swept_fields_facets(folder
     assert len(cells) == 3 * 2 * 2 and set(cells.facet) == {"corruption fraction ξ = 0", "corruption fraction ξ = 0.2"}
     assert (cells.x0 < cells.learning_rate).all() and (cells.learning_rate < cells.x1).all()  # each cell around its point
     assert "learning_rate, weight_decay" in axes_problem(res.runs, ("phase", ""))
-    assert axes_problem(res.runs, ("train_size", "")) is not None  # not swept
+    assert axes_problem(res.runs, ("width", "")) is None  # held fixed: one column
+    assert axes_problem(res.runs, ("task", "")) is not None  # not a number
     assert axes_problem(res.runs, axes) is None
 
 
@@ -58,7 +59,7 @@ def test_the_summary_map_and_plot_use_the_sweep_files_axes_or_the_command_lines(
     capsys.readouterr()
     assert main(["plot", str(folder / "out"), "--x", "phase"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and '--x = "phase"; allowed: a numeric column the sweep varies' in err
+    assert len(err.splitlines()) == 1 and '--x = "phase"; allowed: a numeric config column, such as' in err
 
 
 def test_changing_the_axes_trains_nothing_and_a_bad_axis_is_refused_before_training(folder, capsys):
@@ -68,9 +69,10 @@ def test_changing_the_axes_trains_nothing_and_a_bad_axis_is_refused_before_train
     assert res.meta["chunks_resumed"] == res.meta["chunks"] and res.meta["config"]["plot"]["y"] == "corruption_fraction"
     capsys.readouterr()
     out = folder / "bad"
-    assert main(["sweep", str(folder / "axes.toml"), "--out", str(out), *ARGS, "--set", "plot.x=width"]) == 2
+    assert main(["sweep", str(folder / "axes.toml"), "--out", str(out), *ARGS, "--set", "plot.x=optimizer"]) == 2
     err = capsys.readouterr().err.strip()
-    assert 'plot.x = "width"; allowed: a numeric column the sweep varies: corruption_fraction, learning_rate' in err
+    assert 'plot.x = "optimizer"; allowed: a numeric config column, such as those the sweep varies: ' \
+           'corruption_fraction, learning_rate, weight_decay' in err
     assert not out.exists()
 
 
