@@ -12,8 +12,8 @@ import json
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 

@@ -22,8 +22,8 @@ from grokjax.config.sweep_file import OPEN_TABLES, ConfigError, SweepConfig, che
 from grokjax.core import checks
 from grokjax.core.registry import TASK_FIELDS, task_of
 from grokjax.core.tasks import corrupt_count, split_counts
-from grokjax.store.results import RUN_COLUMNS
 from grokjax.core.types import HPARAM_DTYPES, Hparams, Static
+from grokjax.store.results import RUN_COLUMNS
 
 
 def expand(config: SweepConfig) -> pd.DataFrame:

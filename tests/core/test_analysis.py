@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 
 from grokjax.config.sweep_file import ConfigError
-from grokjax.core import analysis, models
-from grokjax.core import builtin_tasks
+from grokjax.core import analysis, builtin_tasks, models
 from grokjax.core.types import Static
 from grokjax.engine.sweep import run
 from grokjax.store import results as results_module

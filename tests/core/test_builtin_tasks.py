@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from grokjax.config.modular_expressions import ModularExpressionError, condition, labels
-from grokjax.core import builtin_tasks
 from grokjax.core.registry import build_task
 from grokjax.core.tasks import make_run_data
 from grokjax.core.types import Static
