@@ -498,11 +498,12 @@ def check_run(source: str, run: dict[str, Any]) -> None:
         fail(f"task.p = {run['p']} with modular_division; allowed: a prime p (every n != 0 needs an inverse)")
     if model != "mlp" and not is_import_path(model) and run["depth"] != 2:
         fail(f'model.depth = {run["depth"]} with model = "{model}"; allowed: depth applies to "mlp" only (keep 2)')
-    if model == "transformer":
+    if model in ("transformer", "nanda_transformer"):
         if run["embed_size"] % run["heads"]:
             fail(f"model.heads = {run['heads']} does not divide model.embed_size = {run['embed_size']}")
-        if run["norm"] == "batchnorm":
-            fail('model.norm = "batchnorm" with model = "transformer"; allowed: "none" or "layernorm"')
+        if run["norm"] == "batchnorm" or (model == "nanda_transformer" and run["norm"] != "none"):
+            fail(f'model.norm = "{run["norm"]}" with model = "{model}"; allowed: "none"'
+                 + (' or "layernorm"' if model == "transformer" else " (it has no norm)"))
     if task == "sparse_parity":
         if run["k_bits"] > run["n_bits"]:
             fail(f"task.k_bits = {run['k_bits']} > task.n_bits = {run['n_bits']}; allowed: k_bits <= n_bits")

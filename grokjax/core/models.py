@@ -263,6 +263,52 @@ class Transformer(nn.Module):
         return {"u": params["embed"]["embedding"].T}
 
 
+class NandaTransformer(nn.Module):
+    """Nanda et al.'s one-layer transformer ("Progress measures for grokking via mechanistic interpretability",
+    2023, and their notebook's `Transformer`): the tokens (a, b, =), "=" being token num_tokens; d_model
+    `embed_size`, `heads` heads of d_model / heads, an MLP of `width` ReLU units with biases, no LayerNorm, read
+    out at the last position. Their standard parameterization: the embedding, position embedding, attention and
+    MLP weights ~ N(0, 1 / d_model), the unembedding ~ N(0, 1 / (num_tokens + 1)), attention scores over the
+    square root of d_head. The unembedding's column for "=" is left out of the logits, as their loss leaves it.
+    Weight decay acts on every parameter (their AdamW over model.parameters()). Only the last position's query,
+    MLP and readout are computed: with one layer and a causal mask, exact.
+    """
+
+    num_tokens: int
+    num_classes: int
+    arity: int
+    width: int
+    embed_size: int
+    heads: int
+    activation: str
+    takes_pairs = True
+    decayed = staticmethod(decay_all)
+
+    @nn.compact
+    def __call__(self, inputs: Any, *, train: bool) -> jax.Array:
+        tokens = rows(inputs)
+        tokens = jnp.concatenate([tokens, jnp.full((tokens.shape[0], 1), self.num_tokens, tokens.dtype)], axis=1)
+        d, h = self.embed_size, self.heads
+        k = d // h
+        weights = nn.initializers.normal(d**-0.5)
+        embed = self.param("embed", weights, (self.num_tokens + 1, d))
+        x = embed[tokens] + self.param("position", weights, (self.arity + 1, d))  # (examples, arity + 1, d)
+        query, key, value = (self.param(name, weights, (h, k, d)) for name in ("query", "key", "value"))
+        q = jnp.einsum("hkd,bd->bhk", query, x[:, -1])
+        scores = jnp.einsum("bhk,hkd,btd->bht", q, key, x) / k**0.5  # the last query over every position
+        z = jnp.einsum("bht,hkd,btd->bhk", jax.nn.softmax(scores, axis=-1), value, x).reshape(-1, h * k)
+        r = x[:, -1] + z @ self.param("out", weights, (d, h * k)).T
+        hidden = r @ self.param("mlp_in", weights, (self.width, d)).T + self.param("mlp_in_bias", nn.initializers.zeros, (self.width,))
+        r = r + ACTIVATIONS[self.activation](hidden) @ self.param("mlp_out", weights, (d, self.width)).T
+        r = r + self.param("mlp_out_bias", nn.initializers.zeros, (d,))
+        unembed = self.param("unembed", nn.initializers.normal((self.num_tokens + 1) ** -0.5), (d, self.num_classes + 1))
+        return r @ unembed[:, : self.num_classes]
+
+    def neuron_weights(self, params: Any) -> dict[str, jax.Array]:
+        """The embedding's directions over the residues (the "=" token left out), u only."""
+        return {"u": params["embed"][: self.num_tokens].T}
+
+
 BUILTIN = tuple(registry.BUILTIN_MODELS)
 DERIVED = {  # what a module is built with besides the [model] table and the task's shape
     "has_dropout": lambda static: static.has_dropout,

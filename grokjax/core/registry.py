@@ -22,7 +22,8 @@ from grokjax.core.types import Static, Task
 
 BUILTIN_TASKS = {name: f"grokjax.core.builtin_tasks:{name}" for name in TASKS if name != "sparse_parity"}
 BUILTIN_MODELS = {"mlp": "grokjax.core.models:MLP", "pair_mlp": "grokjax.core.models:PairMLP",
-                  "parity_mlp": "grokjax.core.models:ParityMLP", "transformer": "grokjax.core.models:Transformer"}
+                  "parity_mlp": "grokjax.core.models:ParityMLP", "transformer": "grokjax.core.models:Transformer",
+                  "nanda_transformer": "grokjax.core.models:NandaTransformer"}
 assert set(BUILTIN_MODELS) == set(MODELS)
 # grokjax's own [task] fields that a task function receives when it takes them (by parameter name).
 TASK_FIELDS = ("p", "symmetric", "n_bits", "k_bits", "test_size", "pool_size")
