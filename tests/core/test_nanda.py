@@ -12,6 +12,10 @@ STATIC = Static(task="modular_addition", p=7, model="nanda_transformer", embed_s
                 activation="relu")
 
 
+def init(static: Static, seed: int) -> dict:
+    return jax.jit(lambda key: models.init(static, key, jnp.float32(1.0))["params"])(jax.random.key(seed))
+
+
 def their_forward(params: dict, a: np.ndarray, b: np.ndarray, p: int) -> np.ndarray:
     """Logits at the last position over the residues: embed (a, b, =) plus positions; causal attention with scores
     over sqrt(d_head); a ReLU MLP with biases; the unembedding without the "=" column."""
@@ -30,23 +34,24 @@ def their_forward(params: dict, a: np.ndarray, b: np.ndarray, p: int) -> np.ndar
 
 
 def test_the_last_position_alone_gives_their_logits():
-    params = models.init(STATIC, jax.random.key(3), jnp.float32(1.0))["params"]
-    params = jax.tree.map(lambda w: w + 0.1 * jax.random.normal(jax.random.key(4), w.shape), params)  # biases too
+    params = init(STATIC, 3)
+    rng = np.random.default_rng(4)
+    params = jax.tree.map(lambda w: np.asarray(w) + 0.1 * rng.standard_normal(w.shape, np.float32), params)  # biases too
     a, b = np.divmod(np.arange(49), 7)
-    ours = models.call(models.build(STATIC), {"params": params}, jnp.stack([a, b], 1), train=False, rate=0.0, mask=None)
+    forward = jax.jit(lambda params, inputs: models.call(models.build(STATIC), {"params": params}, inputs,
+                                                         train=False, rate=0.0, mask=None))
+    ours = forward(params, jnp.stack([a, b], 1))
     np.testing.assert_allclose(ours, their_forward(params, a, b, 7), rtol=2e-5, atol=2e-5)
-    grid = models.call(models.build(STATIC), {"params": params}, (jnp.arange(7)[:, None], jnp.arange(7)[None, :]),
-                       train=False, rate=0.0, mask=None)
+    grid = forward(params, (jnp.arange(7)[:, None], jnp.arange(7)[None, :]))
     np.testing.assert_allclose(grid, ours, rtol=1e-6, atol=1e-6)  # pairs as the broadcast grid: the same rows
 
 
 def test_their_initialization_and_weight_decay_on_every_parameter():
-    params = models.init(STATIC, jax.random.key(0), jnp.float32(1.0))["params"]
+    params = init(STATIC, 0)
     assert params["embed"].shape == (8, 16) and params["position"].shape == (3, 16)  # the "=" token and position
     assert params["unembed"].shape == (16, 8) and params["query"].shape == (4, 4, 16)
     assert not params["mlp_in_bias"].any() and not params["mlp_out_bias"].any()
-    big = models.init(Static(**{**STATIC.__dict__, "embed_size": 256, "width": 512}), jax.random.key(1),
-                      jnp.float32(1.0))["params"]
+    big = init(Static(**{**STATIC.__dict__, "embed_size": 256, "width": 512}), 1)
     assert abs(float(big["mlp_in"].std()) - 256**-0.5) < 0.01 * 256**-0.5 * 10
     assert abs(float(big["unembed"].std()) - 8**-0.5) < 0.1 * 8**-0.5
     assert models.decays_all(STATIC)
