@@ -214,6 +214,7 @@ TABLES: dict[str, type] = {
     "analysis": AnalysisConfig,
     "plot": PlotConfig,
 }
+_TABLE_FIELDS = {t: {f.name for f in dataclasses.fields(cls)} - {"args"} for t, cls in TABLES.items()}  # keys grokjax defines
 
 
 def _coerce(source: str, key: str, value: Any) -> Any:
@@ -237,6 +238,17 @@ def _coerce(source: str, key: str, value: Any) -> Any:
 def _show(value: Any) -> str:
     text = repr(value) if not isinstance(value, str) else f'"{value}"'
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _opens(data: dict[str, Any], table: str) -> bool:
+    """Whether plain data (a parsed file) gives [table] keys of its own: the name (or optimizer) it writes or
+    sweeps for the table is one that takes them (`takes_args`)."""
+    if table not in OPEN_TABLES:
+        return False
+    naming, given = OPEN_TABLES[table], data.get(table, {})
+    written = given.get(naming, getattr(TABLES[table](), naming)) if isinstance(given, dict) else None
+    return any(isinstance(n, str) and takes_args(table, n)
+               for n in [written, *_swept_names(data.get("sweep"), table, naming)])
 
 
 def _swept_names(sweep: Any, table: str, naming: str) -> list[Any]:
@@ -358,14 +370,12 @@ def from_dict(data: dict[str, Any], source: str = "<config>", default_name: str 
         given = data.get(table, {})
         if not isinstance(given, dict):
             raise ConfigError(f"{source}: '{table}' must be a table ([{table}]), got {_show(given)}")
-        fields = {f.name for f in dataclasses.fields(cls)} - {"args"}
-        naming = OPEN_TABLES.get(table, "name")
-        names = [given.get(naming, getattr(cls(), naming, "")), *_swept_names(data.get("sweep"), table, naming)]
+        fields = _TABLE_FIELDS[table]
         values, args = {}, {}
         for key, value in given.items():
             if key in fields:
                 values[key] = _coerce(source, f"{table}.{key}", value)
-            elif any(isinstance(n, str) and takes_args(table, n) for n in names):
+            elif _opens(data, table):
                 args[key] = _arg(source, f"{table}.{key}", value)
             else:
                 hint = (" (a task or model of your own, \"package.module:attribute\", and an Optax optimizer take "
@@ -379,9 +389,7 @@ def from_dict(data: dict[str, Any], source: str = "<config>", default_name: str 
         raise ConfigError(f"{source}: 'sweep' must be a table ([sweep]), got {_show(sweep)}")
     axes: list[tuple[str, tuple[Any, ...]]] = []
     args = {f"{t}.{k}" for t in OPEN_TABLES for k, _ in getattr(tables[t], "args", ())}
-    open_tables = [t for t, naming in OPEN_TABLES.items()
-                   if any(isinstance(n, str) and takes_args(t, n)
-                          for n in [getattr(tables[t], naming), *_swept_names(sweep, t, naming)])]
+    open_tables = [t for t in OPEN_TABLES if _opens(data, t)]
     for key, spec in sweep.items():
         qualified = _axis_key(source, key, args, open_tables)
         if any(qualified == k for k, _ in axes):
@@ -410,9 +418,6 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Sweep
     for item in overrides:
         apply_override(data, item, source)
     return from_dict(data, source=source, default_name=path.stem)
-
-
-_TABLE_FIELDS = {t: {f.name for f in dataclasses.fields(cls)} - {"args"} for t, cls in TABLES.items()}
 
 
 def _written_args(data: dict[str, Any]) -> set[str]:
@@ -447,18 +452,14 @@ def apply_override(data: dict[str, Any], item: str, source: str) -> None:
     table, name = parts
     if table == "sweep":
         args = _written_args(data)
-        opened = [t for t, naming in OPEN_TABLES.items() if isinstance(data.get(t, {}), dict)
-                  and takes_args(t, str(data.get(t, {}).get(naming, getattr(TABLES[t](), naming))))]
+        opened = [t for t in OPEN_TABLES if _opens(data, t)]
         qualified = _axis_key(where, name, args, opened)
         _axis_values(where, qualified, value)
         sweep = data.get("sweep", {})
         for existing in [k for k in sweep if isinstance(sweep, dict) and _axis_key(where, k, args, opened) == qualified]:
             del sweep[existing]  # `weight_decay` replaces `train.weight_decay` and vice versa
     elif table in TABLES:
-        given = data.get(table, {})
-        naming = OPEN_TABLES.get(table, "name")
-        named = given.get(naming, getattr(TABLES[table](), naming, "")) if isinstance(given, dict) else None
-        if isinstance(named, str) and takes_args(table, named) and name not in _TABLE_FIELDS[table]:
+        if name not in _TABLE_FIELDS[table] and _opens(data, table):
             _arg(where, key, value)
         elif name not in _TABLE_FIELDS[table]:
             known = ", ".join(sorted(_TABLE_FIELDS[table]))
