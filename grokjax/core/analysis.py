@@ -35,8 +35,6 @@ def has_neurons(static: Static) -> bool:
 def left_out(static: Static) -> str | None:
     """Why per-neuron analysis does not apply to these runs, in words; None where it does."""
     task = registry.task_of(static)
-    if task is None:
-        return "the inputs of task sparse_parity are bits, not residues"
     if not hasattr(registry.resolve("model", static.model), "neuron_weights"):
         return f"the model {static.model} has no neuron_weights method (docs/extending.md)"
     if not task.cyclic:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import itertools
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from grokjax.config import modular_expressions
+from grokjax.core.tasks import shuffle_index
 from grokjax.core.types import Task
 
 
@@ -98,3 +101,18 @@ def s5_conjugation() -> Task:
 def s5_aba() -> Task:
     """x∘y∘x in S5, applied left to right (openai/grok's "s5aba", `x * y * x`)."""
     return _s5("aba")
+
+
+def sparse_parity(n_bits: int, k_bits: int, pool_size: int, test_size: int) -> Task:
+    """Seed 000's task: n-bit strings labelled by the parity of their first k bits. Each data seed draws its own
+    pool of pool_size distinct strings (`Task.draw`), in random order; the last test_size are the test set and
+    runs train on the first train_size."""
+    def draw(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        words = jax.random.bits(key, (2,), jnp.uint32)
+        codes = shuffle_index(jnp.arange(pool_size, dtype=jnp.uint32), words, jnp.uint32(n_bits))
+        bits = ((codes[:, None] >> jnp.arange(n_bits, dtype=jnp.uint32)) & 1).astype(jnp.int8)
+        return bits, jnp.sum(bits[:, :k_bits], axis=1, dtype=jnp.int32) % 2
+
+    with jax.ensure_compile_time_eval():  # the task may first be built while a step is traced
+        inputs, labels = (np.asarray(a) for a in draw(jax.random.key(0)))
+    return Task(inputs=inputs, labels=labels, num_tokens=2, num_classes=2, draw=draw, test_size=test_size)

@@ -23,9 +23,10 @@ from grokjax.core.types import HPARAM_DTYPES, Hparams, Static
 def task_and_model(source: str, static: Static) -> None:
     """Raise ConfigError unless the task builds into a valid `Task` and the model is built with what it takes and
     maps two examples' inputs to logits of shape (2, num_classes)."""
-    if static.task != "sparse_parity":
-        fields = {f: getattr(static, f) for f in registry.TASK_FIELDS}
-        registry.build_task(static.task, dict(static.task_args), fields, source)
+    fields = {f: getattr(static, f) for f in registry.TASK_FIELDS}
+    task = registry.build_task(static.task, dict(static.task_args), fields, source)
+    if task.draw is not None:
+        _drawn(task, f'{source}: task.name = "{static.task}"')
     cls = registry.resolve("model", static.model, source)
     where = f'{source}: model.name = "{static.model}"'
     fields = registry.model_fields(cls)
@@ -101,6 +102,19 @@ def _traced(static: Static, where: str) -> Any:
         text = str(err).strip()
         line = text.splitlines()[0] if text else ""
         raise ConfigError(f"{where}: building or calling it raised {type(err).__name__}: {line[:200]}") from None
+
+
+def _drawn(task: Any, where: str) -> None:
+    """Raise ConfigError unless the task's draw traces on a data key into integer inputs and labels shaped as the
+    Task's."""
+    try:
+        inputs, labels = jax.eval_shape(task.draw, jax.random.key(0))
+    except Exception as err:  # noqa: BLE001 (the user's function may raise anything)
+        raise ConfigError(f"{where}: its draw raised {type(err).__name__}: {str(err).strip()[:200]}") from None
+    for name, got, want in (("inputs", inputs, task.inputs), ("labels", labels, task.labels)):
+        if got.shape != want.shape or not jnp.issubdtype(got.dtype, jnp.integer):
+            raise ConfigError(f"{where}: its draw returned {name} of {_described(got)}; allowed: integers of shape "
+                              f"{want.shape}, as the Task's {name}")
 
 
 def _described(value: Any) -> str:

@@ -353,8 +353,6 @@ def call(model: nn.Module, variables: dict[str, Any], inputs: Any, *, train: boo
 
 def example_inputs(static: Static) -> Any:
     """A one-example input of the right kind, for `init`."""
-    if static.task == "sparse_parity":
-        return jnp.zeros((1, static.n_bits), jnp.int8)
     return jnp.zeros((1, shape_of(static)[2]), jnp.int32)
 
 

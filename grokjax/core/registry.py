@@ -20,7 +20,7 @@ from grokjax.config.fields import MODELS, TASKS
 from grokjax.config.sweep_file import ConfigError
 from grokjax.core.types import Static, Task
 
-BUILTIN_TASKS = {name: f"grokjax.core.builtin_tasks:{name}" for name in TASKS if name != "sparse_parity"}
+BUILTIN_TASKS = {name: f"grokjax.core.builtin_tasks:{name}" for name in TASKS}
 BUILTIN_MODELS = {"mlp": "grokjax.core.models:MLP", "pair_mlp": "grokjax.core.models:PairMLP",
                   "parity_mlp": "grokjax.core.models:ParityMLP", "transformer": "grokjax.core.models:Transformer",
                   "nanda_transformer": "grokjax.core.models:NandaTransformer"}
@@ -63,10 +63,9 @@ def task_key(static: Static) -> tuple[Any, ...]:
     return (static.task, static.task_args, *(getattr(static, f) for f in TASK_FIELDS))
 
 
-def task_of(static: Static) -> Task | None:
-    """The task of a static config, built once per process; None for sparse_parity, whose pool of examples
-    is drawn per data seed on the device (`tasks.make_run_data`)."""
-    return None if static.task == "sparse_parity" else _built_task(task_key(static))
+def task_of(static: Static) -> Task:
+    """The task of a static config, built once per process."""
+    return _built_task(task_key(static))
 
 
 @functools.lru_cache(maxsize=64)
@@ -126,9 +125,15 @@ def checked_task(task: Any, where: str) -> Task:
     kept = labels[valid]
     if kept.min() < 0 or kept.max() >= task.num_classes:
         fail(f"labels run from {kept.min()} to {kept.max()}; allowed: 0 .. num_classes - 1 = {task.num_classes - 1}")
+    if task.draw is not None and not callable(task.draw):
+        fail(f"draw is a {type(task.draw).__name__}; allowed: a function of a data key, or None")
+    size = task.test_size
+    if size is not None and (not isinstance(size, (int, np.integer)) or isinstance(size, bool)
+                             or not 1 <= size < len(labels)):
+        fail(f"test_size = {size!r}; allowed: None, or an integer from 1 to examples - 1 = {len(labels) - 1}")
     return Task(inputs=inputs.astype(np.int32), labels=np.where(valid, labels, 0).astype(np.int32),
                 num_tokens=int(task.num_tokens), num_classes=int(task.num_classes), valid=valid,
-                cyclic=bool(task.cyclic))
+                cyclic=bool(task.cyclic), draw=task.draw, test_size=None if size is None else int(size))
 
 
 def model_fields(cls: type) -> tuple[str, ...]:

@@ -1,8 +1,8 @@
 """Datasets as fixed-shape arrays: every run sees the same examples, with its own masks and labels.
 
 A task's examples are the rows of its `Task` (`registry.task_of`: built in, or the user's own);
-rows that are not examples (`Task.valid`) are in neither set. sparse_parity: a pool of distinct
-n-bit strings drawn from the data seed.
+rows that are not examples (`Task.valid`) are in neither set. A task that draws its examples per
+data seed (`Task.draw`, as sparse_parity's pool) gives each run the rows of its own draw.
 A run's split and corruption are masks over the examples, so runs with different
 data fractions, train sizes and corruption share one shape and one compiled program.
 """
@@ -27,23 +27,21 @@ class RunData(NamedTuple):
     test: jax.Array  # bool: in the test set
     corrupted: jax.Array  # bool: a training example whose label was redrawn
     labels: jax.Array  # int32: the label trained on (true label unless corrupted)
-    bits: Any  # sparse_parity: int8 (examples, n_bits); None for other tasks
+    inputs: Any  # the run's own rows (examples, arity) where its task draws them (`Task.draw`); else None
 
 
 def num_examples(static: Static) -> int:
-    task = task_of(static)
-    return static.pool_size if task is None else task.examples
+    return task_of(static).examples
 
 
 def num_classes(static: Static) -> int:
-    task = task_of(static)
-    return 2 if task is None else task.num_classes
+    return task_of(static).num_classes
 
 
 def shape_of(static: Static) -> tuple[int, int, int]:
     """(num_tokens, num_classes, arity) of the task: what a model is built for."""
     task = task_of(static)
-    return (2, 2, static.n_bits) if task is None else (task.num_tokens, task.num_classes, task.arity)
+    return task.num_tokens, task.num_classes, task.arity
 
 
 def split_counts(data_fraction: float, corruption_fraction: float, examples: int) -> tuple[int, int]:
@@ -88,35 +86,28 @@ def permuted_position(q: jax.Array, key: jax.Array, n: jax.Array) -> jax.Array:
 def make_run_data(static: Static, key: jax.Array, n_train: jax.Array, n_corrupt: jax.Array) -> RunData:
     """Draw one run's examples, split and corruption from its data key (traceable, vmappable).
 
-    The run orders its examples (a task's rows: a random permutation, examples first; parity: the pool is
-    already random): the first n_train are the training set and the first n_corrupt of
+    The run orders its examples (a task's rows: a random permutation, examples first; a drawn task's
+    rows come in random order): the first n_train are the training set and the first n_corrupt of
     those get a label drawn uniformly from all classes (it may equal the true one).
     So for one data_seed the training sets of growing data fractions are nested, as in
-    the paper's code.
+    the paper's code. The test set is every other example, or the last `Task.test_size`.
     """
     order_key, label_key = jax.random.split(key)
-    num, task = num_examples(static), task_of(static)
-    if task is not None:
-        labels, valid = jnp.asarray(task.labels), jnp.asarray(task.mask)
+    task = task_of(static)
+    num, valid = task.examples, jnp.asarray(task.mask)
+    if task.draw is None:
+        inputs, labels = None, jnp.asarray(task.labels)
         order = jax.random.permutation(order_key, num).astype(jnp.int32)
         order = order[jnp.argsort(~valid[order], stable=True)]  # examples first, non-examples last
-        bits = None
     else:
-        words = jax.random.bits(order_key, (2,), jnp.uint32)
-        codes = shuffle_index(jnp.arange(num, dtype=jnp.uint32), words, jnp.uint32(static.n_bits))
-        bits = ((codes[:, None] >> jnp.arange(static.n_bits, dtype=jnp.uint32)) & 1).astype(jnp.int8)
-        labels = jnp.sum(bits[:, : static.k_bits], axis=1, dtype=jnp.int32) % 2
-        valid = jnp.ones(num, bool)
+        inputs, labels = task.draw(order_key)
         order = jnp.arange(num, dtype=jnp.int32)
     position = jnp.zeros(num, jnp.int32).at[order].set(jnp.arange(num, dtype=jnp.int32))
     train = position < n_train
-    if task is not None:
-        test = valid & ~train
-    else:
-        test = position >= num - static.test_size
+    test = valid & (~train if task.test_size is None else position >= num - task.test_size)
     corrupted = position < n_corrupt
-    noise = jax.random.randint(label_key, (num,), 0, num_classes(static), dtype=jnp.int32)
-    return RunData(order, train, test, corrupted, jnp.where(corrupted, noise, labels), bits)
+    noise = jax.random.randint(label_key, (num,), 0, task.num_classes, dtype=jnp.int32)
+    return RunData(order, train, test, corrupted, jnp.where(corrupted, noise, labels), inputs)
 
 
 def model_inputs(static: Static, data: RunData, index: jax.Array | None = None) -> Any:
@@ -125,12 +116,12 @@ def model_inputs(static: Static, data: RunData, index: jax.Array | None = None) 
     A task whose rows are all pairs of its tokens (`Task.grid`, as every modular task): the pairs as
     two arrays, for all examples a (tokens, 1) and a (1, tokens) array that models broadcast, so the
     hidden layer over the grid is a sum, not a gather (`models.call` stacks them into rows for a
-    model that takes rows only). Other tasks: the rows of `Task.inputs`, (examples, arity).
-    sparse_parity: the bit strings.
+    model that takes rows only). Other tasks: the rows of `Task.inputs`, (examples, arity), or of the run's
+    own draw.
     """
     task = task_of(static)
-    if task is None:
-        return data.bits if index is None else data.bits[index]
+    if data.inputs is not None:
+        return data.inputs if index is None else data.inputs[index]
     if task.grid:
         if index is None:
             tokens = jnp.arange(task.num_tokens, dtype=jnp.int32)

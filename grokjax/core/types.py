@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -32,6 +33,13 @@ class Task:
     num_classes: int
     valid: np.ndarray | None = None  # bool (examples,): the rows that are examples (None: all); the rest are in no set
     cyclic: bool = False  # tokens are the residues 0 .. num_tokens - 1 in order: per-neuron Fourier analyses apply
+    # Each data seed's own examples: a traceable function of the run's data key returning (inputs, labels) with the
+    # shapes of `inputs` and `labels`, already in random order (sparse_parity's pool); `inputs` and `labels` then
+    # hold one draw, which checks and `init` read. None: every run shares these rows.
+    draw: Callable[[Any], tuple[Any, Any]] | None = None
+    # A held-out test set of this many examples, the last of each run's order; runs then train on their first
+    # `train_size` examples (a [task] field) instead of a data fraction. None: every example not trained on.
+    test_size: int | None = None
 
     @property
     def examples(self) -> int:
@@ -50,7 +58,7 @@ class Task:
         """Whether the rows are all num_tokens^2 pairs, row i = (i // num_tokens, i % num_tokens): models may then
         compute all examples as a broadcast over two (num_tokens,) axes instead of gathering rows."""
         t = self.num_tokens
-        if self.arity != 2 or self.examples != t * t:
+        if self.draw is not None or self.arity != 2 or self.examples != t * t:
             return False
         first, second = np.divmod(np.arange(t * t), t)
         return bool(np.array_equal(self.inputs[:, 0], first) and np.array_equal(self.inputs[:, 1], second))

@@ -15,17 +15,20 @@ same way, so it gets the same numbers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import jax
 import numpy as np
 import pandas as pd
 
 from grokjax.config.fields import OPEN_COLUMNS, STATIC_COLUMNS
 from grokjax.config.sweep_file import ConfigError
 from grokjax.core import models
+from grokjax.core.registry import task_of
 from grokjax.core.tasks import num_classes, num_examples
 from grokjax.core.training import step_examples
 from grokjax.core.types import Static
@@ -240,17 +243,27 @@ def example_floats(static: Static) -> int:
     return models.example_floats(static)
 
 
+@functools.cache
+def drawn_bytes(static: Static) -> int:
+    """Bytes of one example's row where the task draws rows per run (`Task.draw`); 0 where runs share them."""
+    task = task_of(static)
+    if task.draw is None:
+        return 0
+    inputs, _ = jax.eval_shape(task.draw, jax.random.key(0))
+    return int(inputs.shape[1]) * inputs.dtype.itemsize
+
+
 def run_bytes(static: Static) -> int:
     """Estimated peak memory of one run in a vmapped chunk, in bytes (float32).
 
     Weights, gradients, updates and optimizer moments (8 per parameter); a training
     step's activations and their gradients (4 per example float, over the examples a
     step reads); the logged step's forward pass over every example (2 per example
-    float); the run's data (order, masks and labels; parity's bit strings).
+    float); the run's data (order, masks and labels; the rows a task draws per run).
     """
     examples = num_examples(static)
     floats = 8 * models.param_count(static) + example_floats(static) * (4 * step_examples(static) + 2 * examples)
-    data = examples * (11 + (static.n_bits if static.task == "sparse_parity" else 0))
+    data = examples * (11 + drawn_bytes(static))
     return 4 * floats + data + 65536
 
 

@@ -102,18 +102,21 @@ def split_sizes(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _counts(row: Any) -> tuple[int, int, int]:
-    """(n_train, n_corrupt, n_test) of a run."""
-    if row.task == "sparse_parity":
-        return row.train_size, corrupt_count(row.corruption_fraction, row.train_size), row.test_size
-    examples = _examples(row.task, row.task_args, *(getattr(row, f) for f in TASK_FIELDS))
+    """(n_train, n_corrupt, n_test) of a run: a data fraction of its task's examples, or train_size of them
+    where the task holds out a test set of its own (`Task.test_size`)."""
+    examples, test_size = _examples(row.task, row.task_args, *(getattr(row, f) for f in TASK_FIELDS))
+    if test_size is not None:
+        return row.train_size, corrupt_count(row.corruption_fraction, row.train_size), test_size
     n_train, n_corrupt = split_counts(row.data_fraction, row.corruption_fraction, examples)
     return n_train, n_corrupt, examples - n_train
 
 
 @functools.cache
-def _examples(task: str, task_args: str, *fields: Any) -> int:
+def _examples(task: str, task_args: str, *fields: Any) -> tuple[int, int | None]:
+    """(examples, Task.test_size) of a task."""
     static = Static(task=task, task_args=_args(task_args), **{f: _py(v) for f, v in zip(TASK_FIELDS, fields)})
-    return int(task_of(static).mask.sum())
+    built = task_of(static)
+    return int(built.mask.sum()), built.test_size
 
 
 def static_of(row: pd.Series) -> Static:

@@ -80,3 +80,27 @@ class NeedsDepth(nn.Module):
     @nn.compact
     def __call__(self, inputs, *, train):
         return inputs
+
+
+def drawn_pairs(p: int = 5) -> grokjax.Task:
+    """Each data seed's own 12 random pairs (repeats allowed), their sums mod p; the last 4 are the test set."""
+
+    def draw(key):
+        import jax
+
+        inputs = jax.random.randint(key, (12, 2), 0, p)
+        return inputs, inputs.sum(axis=1) % p
+
+    inputs = np.zeros((12, 2), np.int32)
+    return grokjax.Task(inputs=inputs, labels=inputs[:, 0], num_tokens=p, num_classes=p, draw=draw, test_size=4)
+
+
+def draw_too_short(p: int = 5) -> grokjax.Task:
+    task = drawn_pairs(p)
+    return grokjax.Task(inputs=task.inputs, labels=task.labels, num_tokens=p, num_classes=p,
+                        draw=lambda key: (task.inputs[:5], task.labels[:5]), test_size=4)
+
+
+def test_size_too_large(p: int = 5) -> grokjax.Task:
+    task = pairs(p)
+    return grokjax.Task(inputs=task.inputs, labels=task.labels, num_tokens=p, num_classes=p, test_size=p * p)

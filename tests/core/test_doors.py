@@ -54,6 +54,10 @@ def test_a_user_task_and_model_are_built_through_the_builtins_door(tmp_path):
     (dict(task=f"{HERE}:short_labels"), "labels have shape (24,)"),
     (dict(task=f"{HERE}:integer_valid"), "valid has shape (25,) and dtype int64; allowed: booleans"),
     (dict(task=f"{HERE}:raises"), "it raised RuntimeError: the data file is missing"),
+    (dict(task=f"{HERE}:draw_too_short"), "its draw returned inputs of shape (5, 2), dtype int32; allowed: integers "
+                                          "of shape (12, 2), as the Task's inputs"),
+    (dict(task=f"{HERE}:test_size_too_large"), "the Task's test_size = 25; allowed: None, or an integer from 1 to "
+                                               "examples - 1 = 24"),
     (dict(task=f"{HERE}:needs_size"), "its 'size' is not given; allowed: write task.size in [task]"),
     (dict(task_keys="colour = 3"), f"task.colour: {HERE}:pairs takes no 'colour'; it takes: p"),
     (dict(task_keys='colour = {a = 1}'), "task.colour = {'a': 1}; allowed: a string, a finite number"),
@@ -94,3 +98,34 @@ def test_an_open_tasks_keys_are_sweepable_and_recorded(tmp_path):
         from grokjax.config.sweep_file import load
 
         load(path, ["sweep.colour=[1, 2]"])
+
+
+def test_a_task_that_draws_per_data_seed_gives_each_seed_its_own_rows(tmp_path):
+    """Task.draw: each data seed trains and tests on its own draw, the test set is the last Task.test_size of it and
+    runs train on train_size; seeds sharing a data seed share it (sparse_parity's pool, opened to the user)."""
+    import jax
+
+    from grokjax.core.tasks import make_run_data, model_inputs
+
+    static = Static(task=f"{HERE}:drawn_pairs", p=5, model=f"{HERE}:Tiny")
+    task = registry.task_of(static)
+    assert registry.resolve("task", "sparse_parity") is registry.resolve("task", "grokjax.core.builtin_tasks:sparse_parity")
+    keys = [jax.random.key(k) for k in (0, 0, 1)]
+    runs = [make_run_data(static, key, 6, 2) for key in keys]
+    for key, data in zip(keys, runs):
+        inputs = np.asarray(model_inputs(static, data))
+        order_key = jax.random.split(key)[0]  # make_run_data's
+        np.testing.assert_array_equal(inputs, np.asarray(task.draw(order_key)[0]))
+        assert np.asarray(data.train)[:6].all() and not np.asarray(data.train)[6:].any()
+        assert np.asarray(data.test).sum() == 4 and np.asarray(data.test)[-4:].all()
+        clean = ~np.asarray(data.corrupted)
+        np.testing.assert_array_equal(np.asarray(data.labels)[clean], inputs.sum(axis=1)[clean] % 5)
+    np.testing.assert_array_equal(runs[0].inputs, runs[1].inputs)
+    assert (np.asarray(runs[0].inputs) != np.asarray(runs[2].inputs)).any()
+    path = sweep(tmp_path, task=f"{HERE}:drawn_pairs", extra="train_size = [5, 8]\ndata_seed = [0, 1]\n")
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--no-progress", "--no-plots"]) == 0
+    from grokjax.store import results
+
+    runs_table = results.load(out).runs
+    assert sorted(runs_table.n_train.unique()) == [5, 8] and (runs_table.n_test == 4).all()

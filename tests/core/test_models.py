@@ -575,7 +575,7 @@ def test_sparse_parity_counts_labels_and_pool(train_size, xi):
     n_corrupt = math.floor(xi * train_size)
     data = make_run_data(static, jax.random.key(5), train_size, n_corrupt)
     train_set, test_set, corrupted = (np.asarray(x) for x in (data.train, data.test, data.corrupted))
-    bits, labels = np.asarray(data.bits), np.asarray(data.labels)
+    bits, labels = np.asarray(data.inputs), np.asarray(data.labels)
     assert bits.shape == (static.pool_size, static.n_bits)
     assert set(np.unique(bits).tolist()) <= {0, 1}
     assert train_set.sum() == train_size
@@ -599,9 +599,9 @@ def test_sparse_parity_pool_depends_on_data_seed_only():
 
     base = data(0, 3)
     for other in (data(9, 3), data(0, 3, n_train=60)):
-        np.testing.assert_array_equal(other.bits, base.bits)
+        np.testing.assert_array_equal(other.inputs, base.inputs)
     np.testing.assert_array_equal(data(9, 3).train, base.train)
-    assert (np.asarray(data(0, 4).bits) != np.asarray(base.bits)).any()
+    assert (np.asarray(data(0, 4).inputs) != np.asarray(base.inputs)).any()
 
 
 # --- 10. modular division and symmetric pairs ----------------------------------------------------
