@@ -78,6 +78,12 @@ def expand(config: SweepConfig) -> pd.DataFrame:
             f"{config.source}: data_fraction = {row.data_fraction} gives no training example at p = {row.p}; "
             f"allowed: data_fraction >= 1/{row.n_train + row.n_test} (one example)"
         )
+    for row in runs.itertuples():
+        examples = _examples(row.task, row.task_args, *(getattr(row, f) for f in TASK_FIELDS))[0]
+        if row.n_train + row.n_test > examples:  # a task's own test set (Task.test_size) and train_size overlap
+            raise ConfigError(f"{config.source}: task.train_size = {row.train_size} with the task's test set of "
+                              f"{row.n_test} exceeds its {examples} examples; allowed: train_size <= "
+                              f"{examples - row.n_test}")
     return runs
 
 

@@ -58,6 +58,9 @@ def test_a_user_task_and_model_are_built_through_the_builtins_door(tmp_path):
                                           "of shape (12, 2), as the Task's inputs"),
     (dict(task=f"{HERE}:test_size_too_large"), "the Task's test_size = 25; allowed: None, or an integer from 1 to "
                                                "examples - 1 = 24"),
+    (dict(task=f"{HERE}:drawn_pairs", extra="train_size = [9]\n"), "task.train_size = 9 with the task's test set "
+                                                                    "of 4 exceeds its 12 examples; allowed: "
+                                                                    "train_size <= 8"),
     (dict(task=f"{HERE}:needs_size"), "its 'size' is not given; allowed: write task.size in [task]"),
     (dict(task_keys="colour = 3"), f"task.colour: {HERE}:pairs takes no 'colour'; it takes: p"),
     (dict(task_keys='colour = {a = 1}'), "task.colour = {'a': 1}; allowed: a string, a finite number"),
