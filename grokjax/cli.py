@@ -395,7 +395,7 @@ def prune(args: argparse.Namespace) -> int:
     with lock.hold(folder, f"grokjax prune {folder}", args.wait, create=False):
         curves = pruning.prune(folder, args.order, args.where)
         if curves.empty:
-            raise ValueError(f"{folder}: no chosen run can be pruned (none matches, or none is a 2-layer mlp without BatchNorm on a modular task)")
+            raise ValueError(f"{folder}: no chosen run can be pruned (none matches, or none is of a model with without_units and no BatchNorm, on a cyclic task: docs/extending.md)")
         results.write_pruning(folder, curves)
         chart = figures.pruning_curves(curves)
         for kind in ("html", "png"):

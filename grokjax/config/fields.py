@@ -147,7 +147,8 @@ FIELDS: tuple[Field, ...] = (
     Field("phases", "grokking_delay", 0.1, (float, lambda v: 0.0 <= v <= 1.0, "a fraction of the steps in [0, 1]"),
           column=None),
     # Analyses the phase diagram does not need. min_prune: per run, the fewest low-IPR neurons whose removal
-    # drops test accuracy below 90% of its value (Figure 32): width + 1 forward passes over all examples.
+    # drops test accuracy below 90% of its value (Figure 32): width + 1 forward passes over all examples; read off
+    # the trained runs (from params/ when turned on over a finished folder), so it never retrains.
     Field("analysis", "min_prune", False, BOOL, column=None),
     # The phase diagram's axes, two numeric columns the sweep varies ("": data_fraction, and corruption_fraction or
     # the first of weight_decay and dropout that varies); read off the trained runs, so they never retrain.

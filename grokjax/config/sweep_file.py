@@ -155,8 +155,14 @@ class SweepConfig:
     def training_hash(self) -> str:
         """A short fingerprint of what training depends on: a results folder belongs to the config that trained it,
         and one that differs only in what is read off the trained runs (`AFTER_TRAINING`: name, [phases],
-        [[expect]], [plot]) resumes it, training nothing, and recomputes phases, claims and charts."""
-        return _fingerprint({k: v for k, v in self.to_dict().items() if k not in AFTER_TRAINING})
+        [[expect]], [plot], analysis.min_prune) resumes it, training nothing, and recomputes phases, claims,
+        pruning and charts."""
+        return _fingerprint(_without(self.to_dict(), AFTER_TRAINING))
+
+    def plan_hashes(self) -> tuple[str, ...]:
+        """The hashes a saved plan of this config's training may name: its training hash, and as versions before
+        analysis.min_prune left it computed it, and before training hashes, the whole config's."""
+        return self.training_hash(), _fingerprint(_without(self.to_dict(), AFTER_TRAINING[:4])), self.hash()
 
     def plot_axes(self) -> tuple[str, str] | None:
         """The phase diagram's (x, y) as [plot] chose them ("" where it did not), or None for the defaults."""
@@ -175,7 +181,15 @@ class SweepConfig:
         return out
 
 
-AFTER_TRAINING = ("name", "phases", "expect", "plot")  # the parts of a config that leave the training hash
+# The parts of a config that leave the training hash: tables, and "table.key" for one key of a table.
+AFTER_TRAINING = ("name", "phases", "expect", "plot", "analysis.min_prune")
+
+
+def _without(data: dict[str, Any], parts: tuple[str, ...]) -> dict[str, Any]:
+    out = {k: v for k, v in data.items() if k not in parts}
+    for table, _, key in (part.partition(".") for part in parts if "." in part):
+        out[table] = {k: v for k, v in out[table].items() if k != key}
+    return out
 
 
 def _fingerprint(data: dict[str, Any]) -> str:

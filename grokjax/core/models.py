@@ -142,6 +142,13 @@ class MLP(nn.Module):
             weights["w"] = params["W"]["kernel"]
         return weights
 
+    def without_units(self, params: Any, keep: jax.Array) -> Any:
+        """The parameters with the first hidden layer's neurons whose `keep` is false removed: their outputs zeroed
+        (row k of the layer reading them, W at depth 2: the paper's pruning, Figure 6)."""
+        reader = "W" if self.depth == 2 else "hidden_1"
+        kernel = params[reader]["kernel"]
+        return {**params, reader: {**params[reader], "kernel": kernel * keep[:, None].astype(kernel.dtype)}}
+
 
 class PairMLP(nn.Module):
     """The PAIR explorable's model: logits = ReLU(E[m] W_h + E[n] W_h) W_out E^T (or an untied unembedding).

@@ -1,9 +1,10 @@
 """Pruning neurons in IPR order (seed 002, Figures 6, 17, 18, 32), every prune count of every run vectorized.
 
-Removing neuron k of the 2-layer MLP zeroes its output weights (column k of the
-paper's W), so its contribution to every logit vanishes. For each run, neurons are
-ranked by IPR (lowest or highest first) and the network is evaluated with the first
-0, 1, ..., width of them removed: `lax.map` over prune counts inside `vmap` over runs.
+A model opens its units to pruning with `without_units(params, keep)` (docs/extending.md): the
+2-layer MLP removes neuron k by zeroing its output weights (column k of the paper's W), so its
+contribution to every logit vanishes. For each run, units are ranked by IPR (lowest or highest
+first) and the network is evaluated with the first 0, 1, ..., all of them removed: `lax.map` over
+prune counts inside `vmap` over runs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 from grokjax.config import expressions
 from grokjax.core import analysis, models
 from grokjax.core.metrics import evaluate
-from grokjax.core.tasks import make_run_data, model_inputs
+from grokjax.core.tasks import make_run_data, model_inputs, num_classes, num_examples
 from grokjax.core.training import apply_model
 from grokjax.core.types import Static
 from grokjax.engine import plan, runner, runs_table
@@ -32,8 +33,14 @@ KEEP_TEST_ACC = 0.9  # minimum pruning keeps test accuracy >= 90% of its unprune
 
 
 def can_prune(static: Static) -> bool:
-    """The 2-layer MLP whose evaluation needs its weights only (BatchNorm's running statistics are not stored)."""
-    return analysis.has_neurons(static) and static.model == "mlp" and static.depth == 2 and static.norm != "batchnorm"
+    """Whether these runs' units can be pruned: a model with per-neuron analyses and `without_units`, whose
+    evaluation needs its parameters only (BatchNorm's running statistics are not stored)."""
+    return analysis.has_neurons(static) and hasattr(models.build(static), "without_units") and _params_only(static)
+
+
+@functools.cache
+def _params_only(static: Static) -> bool:
+    return set(jax.eval_shape(lambda: models.init(static, jax.random.key(0), jnp.float32(1.0)))) == {"params"}
 
 
 def removal_rank(ipr: np.ndarray, order: str) -> np.ndarray:
@@ -44,17 +51,16 @@ def removal_rank(ipr: np.ndarray, order: str) -> np.ndarray:
 
 def _pruned_metrics(static: Static, params: Any, data_seed: jax.Array, n_train: jax.Array, n_corrupt: jax.Array,
                     rank: jax.Array, batch: int) -> dict[str, jax.Array]:
-    """Metrics of one run with its first c neurons removed, for c = 0 .. width (leading axis)."""
+    """Metrics of one run with its first c units removed, for c = 0 .. units (leading axis)."""
     data = make_run_data(static, jax.random.key(data_seed), n_train, n_corrupt)
     model, inputs = models.build(static), model_inputs(static, data)
 
     def one(count: jax.Array) -> dict[str, jax.Array]:
-        keep = (rank >= count).astype(params["W"]["kernel"].dtype)
-        pruned = {**params, "W": {"kernel": params["W"]["kernel"] * keep[:, None]}}
+        pruned = model.without_units(params, rank >= count)
         logits = apply_model(static, model, {"params": pruned}, inputs, train=False, rate=0.0, mask=None)
         return evaluate(logits, data, pruned, static.loss)
 
-    return jax.lax.map(one, jnp.arange(static.width + 1), batch_size=batch)
+    return jax.lax.map(one, jnp.arange(rank.shape[-1] + 1), batch_size=batch)
 
 
 @functools.cache
@@ -65,10 +71,11 @@ def _compiled(static: Static, batch: int) -> Any:
 def prune_runs(static: Static, runs: pd.DataFrame, params: Any, ipr: np.ndarray, order: str) -> pd.DataFrame:
     """Pruning curves of runs sharing one static config: one row per run and prune count.
 
-    `ipr` is the runs' per-neuron IPR, shape (runs, width), as `runner.neuron_stats` gives it.
+    `ipr` is the runs' per-unit IPR, shape (runs, units), as `runner.neuron_stats` gives it.
     """
-    per_eval = 12 * static.p**2 * max(static.width, static.p)  # hidden, activation, logits (bytes, float32)
-    batch = int(max(1, min(static.width + 1, MEMORY_BUDGET // per_eval)))
+    units = np.shape(ipr)[1]
+    per_eval = 12 * num_examples(static) * max(units, num_classes(static))  # hidden, activation, logits (bytes)
+    batch = int(max(1, min(units + 1, MEMORY_BUDGET // per_eval)))
     runs_per_call = int(max(1, MEMORY_BUDGET // (per_eval * batch)))
     rank = removal_rank(np.asarray(ipr), order)
     frames = []
@@ -78,18 +85,18 @@ def prune_runs(static: Static, runs: pd.DataFrame, params: Any, ipr: np.ndarray,
         hp = runs_table.hparams(part)
         logs = jax.device_get(_compiled(static, batch)(jax.tree.map(take, params), hp.data_seed, hp.n_train,
                                                           hp.n_corrupt, take(rank)))
-        frames.append(_rows(part, logs, static.width, order))
+        frames.append(_rows(part, logs, units, order))
     return pd.concat(frames, ignore_index=True)
 
 
-def _rows(runs: pd.DataFrame, logs: dict[str, np.ndarray], width: int, order: str) -> pd.DataFrame:
-    n, counts = len(runs), np.arange(width + 1)
-    sizes = [np.repeat(runs[name].to_numpy(), width + 1) for name in ("n_train", "n_corrupt", "n_test")]
+def _rows(runs: pd.DataFrame, logs: dict[str, np.ndarray], units: int, order: str) -> pd.DataFrame:
+    n, counts = len(runs), np.arange(units + 1)
+    sizes = [np.repeat(runs[name].to_numpy(), units + 1) for name in ("n_train", "n_corrupt", "n_test")]
     return pd.DataFrame({
-        "run_id": np.repeat(runs.run_id.to_numpy(), width + 1),
+        "run_id": np.repeat(runs.run_id.to_numpy(), units + 1),
         "order": order,
         "pruned": np.tile(counts, n),
-        "fraction_pruned": np.tile(counts / width, n),
+        "fraction_pruned": np.tile(counts / units, n),
         **accuracies({key: value.ravel() for key, value in logs.items()}, *sizes),
         "train_loss": logs["train_loss"].ravel().astype(np.float64),
         "test_loss": logs["test_loss"].ravel().astype(np.float64),

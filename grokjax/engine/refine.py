@@ -109,7 +109,7 @@ def refinement(folder: Path) -> Refinement:
                           "weight_decay or dropout)")
     machine = local_machine()
     saved = checkpoints.read_plan(folder)
-    chunks = plan.from_json(saved["chunks"], runs, machine) if saved and saved["config_hash"] in (config.training_hash(), config.hash()) else []
+    chunks = plan.from_json(saved["chunks"], runs, machine) if saved and saved["config_hash"] in config.plan_hashes() else []
     recorded = checkpoints.read_records(folder)
     if not chunks or any(c.index not in recorded for c in chunks):
         raise ConfigError(f"{folder}: the sweep's chunk records (.grokjax/) are missing or unfinished; refine "

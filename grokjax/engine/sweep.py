@@ -91,13 +91,35 @@ def train_chunk(chunk: Chunk, config: SweepConfig, folder: Path, checkpoint_ever
         ipr = snapshots[-1][1]["ipr"]
         final["frac_periodic"] = summarize.periodic_fraction(final, ipr, len(runs))
         if config.analysis.min_prune and pruning.can_prune(static):
-            ok = (final["status"] == "ok").to_numpy(dtype=bool)
-            pruned = pruning.prune_runs(static, runs, params, ipr, "low")
-            final["min_prune"] = pd.array(pruning.minimum_pruning(pruned).loc[runs.run_id].to_numpy(), dtype="Int64")
-            final["min_prune"][~ok] = pd.NA  # a diverged run's weights are not a network to prune
+            final["min_prune"] = min_prune(static, runs, final, params, ipr)
     neurons = [summarize.neuron_rows(runs, step, stats) for step, stats in snapshots]
     return ChunkResult(pd.DataFrame(final, index=runs.index), curves, neurons,
                        jax.device_get(params) if keep_params else None)
+
+
+def min_prune(static: Static, runs: pd.DataFrame, final: pd.DataFrame, params: Any, ipr: Any) -> pd.api.extensions.ExtensionArray:
+    """Per run, the fewest low-IPR units whose removal drops test accuracy below 90% of its value (NA for a diverged
+    run: its weights are not a network to prune)."""
+    pruned = pruning.prune_runs(static, runs, params, ipr, "low")
+    counts = pd.array(pruning.minimum_pruning(pruned).loc[runs.run_id].to_numpy(), dtype="Int64")
+    counts[~(final["status"] == "ok").to_numpy(dtype=bool)] = pd.NA
+    return counts
+
+
+def with_min_prune(folder: Path, config: SweepConfig, chunks: list[Chunk], recorded: dict) -> None:
+    """Bring the chunks' records to `[analysis] min_prune` as the config now sets it, from the stored weights where
+    the runs trained without it (it is read off the trained runs, so turning it on or off trains nothing)."""
+    for chunk in chunks:
+        final, curves, neurons = recorded[chunk.index]
+        if not config.analysis.min_prune:
+            final = final.assign(min_prune=pd.array([pd.NA] * len(final), dtype="Int64"))
+        elif (final.status == "ok").any() and final.min_prune[final.status == "ok"].isna().all() \
+                and pruning.can_prune(chunk.static):
+            params = results.load_params(folder, chunk.runs.run_id.to_numpy())
+            ipr = jax.device_get(runner.neuron_stats(chunk.static, True)(params)["ipr"])
+            final = final.assign(min_prune=min_prune(chunk.static, chunk.runs, final, params, ipr))
+            checkpoints.write_record(folder, chunk.index, final, curves, neurons)
+        recorded[chunk.index] = (final, curves, neurons)
 
 
 @contextlib.contextmanager
@@ -291,6 +313,7 @@ def run(
 
         # The runs of the folder's finished refinement rounds stay in its tables (process 0 writes them).
         runs, rounds, refined = with_rounds(folder, runs, machine) if process == 0 else (runs, [], [])
+        with_min_prune(folder, config, mine + rounds, recorded)
         table, curves, neurons = summarize.tables(runs, [recorded[c.index] for c in mine + rounds], config)
         meta = {**provenance(config, overrides, step, machine, started, wall), "runs": len(table), "rounds": refined,
                 **chunk_figures(chunks, mine, todo, wall, machine),
@@ -363,8 +386,10 @@ def plan_or_resume(folder: Path, config: SweepConfig, runs: pd.DataFrame, machin
     held = checkpoints.check_owner(folder, config, overwrite)
     same_config = held is not None
     saved = None if restart else checkpoints.read_plan(folder)
-    # A plan names the training hash (written before training hashes existed: the whole config's).
-    resuming = saved is not None and same_config and saved["config_hash"] in (config.training_hash(), held.hash())
+    resuming = saved is not None and same_config and saved["config_hash"] in held.plan_hashes()
+    if resuming and config.analysis.min_prune and not held.analysis.min_prune and not results.has_params(folder):
+        raise ConfigError(f"{config.source}: analysis.min_prune = true needs the trained weights, and {folder} was "
+                          "swept without them (--no-params); allowed: min_prune = false, or --restart to train again")
     process, processes = jax.process_index(), jax.process_count()
     chunks = None
     if resuming:

@@ -123,6 +123,11 @@ def write_params(folder: Path, index: int, run_ids: np.ndarray, params: Any) -> 
     files.atomic_write(target / f"chunk_{index:05d}.npz", lambda tmp: files.savez(tmp, arrays))
 
 
+def has_params(folder: str | Path) -> bool:
+    """Whether the folder holds trained weights (params/)."""
+    return any((Path(folder) / PARAMS_DIR).glob("chunk_*.npz"))
+
+
 def load_params(folder: str | Path, run_ids: list[int] | np.ndarray) -> dict[str, Any]:
     """The stored parameters of the given runs as a nested dict of arrays with a leading run axis, in that order."""
     archives = sorted((Path(folder) / PARAMS_DIR).glob("chunk_*.npz"))

@@ -44,3 +44,30 @@ def test_a_changed_training_field_is_still_refused_in_one_line(sweep_file, tmp_p
     assert main(["sweep", str(path), "--out", str(out), *ARGS, "--set", "train.steps=40"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "holds the results of another config (training hash" in err
+
+
+def test_min_prune_turned_on_or_off_is_read_off_the_stored_weights(sweep_file, tmp_path, capsys):
+    """analysis.min_prune leaves the training hash: turned on over a finished folder it is computed from params/,
+    equal to a sweep that computed it while training; turned off it is NA; without params/ it is refused."""
+    path = sweep_file()
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    assert main(["sweep", str(path), "--out", str(out), *ARGS]) == 0
+    assert results.load(out).runs.min_prune.isna().all()
+    on = ["--set", "analysis.min_prune=true"]
+    assert main(["sweep", str(path), "--out", str(out), *ARGS, *on]) == 0
+    assert main(["sweep", str(path), "--out", str(fresh), *ARGS, *on]) == 0
+    later, direct = results.load(out), results.load(fresh)
+    assert later.meta["chunks_resumed"] == len(later.meta["chunk_sizes"])  # nothing trained
+    assert direct.runs.min_prune.notna().all()
+    pd.testing.assert_series_equal(later.runs.min_prune, direct.runs.min_prune)
+    assert main(["sweep", str(path), "--out", str(out), *ARGS]) == 0
+    assert results.load(out).runs.min_prune.isna().all()
+
+    bare = tmp_path / "bare"
+    assert main(["sweep", str(path), "--out", str(bare), *ARGS, "--no-params"]) == 0
+    before = (bare / "sweep.toml").read_text()
+    capsys.readouterr()
+    assert main(["sweep", str(path), "--out", str(bare), *ARGS, *on]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "analysis.min_prune = true needs the trained weights" in err, err
+    assert (bare / "sweep.toml").read_text() == before

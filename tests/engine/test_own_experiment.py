@@ -78,6 +78,16 @@ def test_own_task_and_model_train_vmapped_into_parquet_and_charts(whole):
     for chart in ("phase_diagram", "accuracy", "curves", "ipr", "frequencies"):
         assert (whole / "whole" / f"{chart}.png").stat().st_size > 1000
     assert (whole / "whole" / "explore.html").exists()
+    # It opens its units to pruning (without_units): the curves start at the trained runs and end with no unit.
+    sys.path.insert(0, str(PACKAGE))
+    try:
+        assert main(["prune", str(whole / "whole"), "--order", "low"]) == 0
+    finally:
+        sys.path.remove(str(PACKAGE))
+    curves = pd.read_parquet(whole / "whole" / "pruning.parquet")
+    assert len(curves) == 16 * 9 and set(curves.pruned) == set(range(9))
+    start = curves[curves.pruned == 0].set_index("run_id").test_acc
+    np.testing.assert_allclose(start, res.runs.set_index("run_id").test_acc.loc[start.index])
     # Seeds differ (dropout and init draw from them); a run trained again alone gives the same numbers.
     assert res.runs.groupby(["weight_decay", "data_fraction"]).train_loss.nunique().min() > 1
 

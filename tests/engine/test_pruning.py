@@ -85,3 +85,26 @@ def test_no_params_and_bad_queries_exit_2(sweep_file, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--where" in err
     assert not (tmp_path / "out" / "pruning.parquet").exists()
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_without_units_removes_exactly_those_neurons(depth):
+    """The MLP's without_units, against the definition: the network with the removed first-layer neurons'
+    activations set to 0 (their outputs reach nothing), all others as trained."""
+    from grokjax.core import models
+    from grokjax.core.types import Static
+
+    static = Static(p=7, width=16, depth=depth, activation="relu")
+    module = models.build(static)
+    params = models.init(static, jax.random.key(3), jax.numpy.float32(1.0))["params"]
+    keep = np.ones(16, bool)
+    keep[[0, 5, 11]] = False
+    m, n = np.divmod(np.arange(49), 7)
+    h = np.maximum(np.asarray(params["U"]["embedding"])[m] + np.asarray(params["V"]["embedding"])[n], 0) * keep
+    if depth == 3:
+        h = np.maximum(h @ np.asarray(params["hidden_1"]["kernel"]), 0)
+    expected = h @ np.asarray(params["W"]["kernel"])
+    rows = np.stack([m, n], axis=1)
+    got = module.apply({"params": module.without_units(params, keep)}, rows, train=False, rate=0.0, mask=None)
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-6)
+    assert pruning.can_prune(static) and not pruning.can_prune(Static(p=7, width=16, norm="batchnorm"))

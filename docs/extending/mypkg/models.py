@@ -27,6 +27,11 @@ class EmbedMLP(nn.Module):
         """Optional: each embedding direction over the tokens, for grokjax's per-neuron IPR and frequencies."""
         return {"u": params["embed"]["embedding"].T}
 
+    def without_units(self, params: dict, keep: jax.Array) -> dict:
+        """Optional: the parameters with the units of neuron_weights whose `keep` is false removed (here the
+        embedding's directions zeroed), for grokjax prune and [analysis] min_prune."""
+        return {**params, "embed": {"embedding": params["embed"]["embedding"] * keep}}
+
 
 class Bilinear(nn.Module):
     """Logits = E[a] W E[b]^T ... for two tokens: no neuron_weights, so the per-neuron analyses are left out."""
