@@ -71,3 +71,24 @@ def test_min_prune_turned_on_or_off_is_read_off_the_stored_weights(sweep_file, t
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "analysis.min_prune = true needs the trained weights" in err, err
     assert (bare / "sweep.toml").read_text() == before
+
+
+def test_a_plan_hashed_with_min_prune_inside_still_resumes(sweep_file, tmp_path):
+    """A folder whose plan names the training hash as computed while analysis.min_prune was inside it (a sha256 of
+    the config as JSON without name, [phases], [[expect]] and [plot]) resumes, training nothing."""
+    import hashlib
+    import json
+
+    from grokjax.store import checkpoints
+
+    path = sweep_file()
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), *ARGS]) == 0
+    config = from_dict(tomllib.loads((out / "sweep.toml").read_text()))
+    data = {k: v for k, v in config.to_dict().items() if k not in ("name", "phases", "expect", "plot")}
+    older = hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    assert older != config.training_hash()
+    checkpoints.write_plan(out, older, checkpoints.read_plan(out)["chunks"])
+    assert main(["sweep", str(path), "--out", str(out), *ARGS]) == 0
+    again = results.load(out)
+    assert again.meta["chunks_resumed"] == len(again.meta["chunk_sizes"])
