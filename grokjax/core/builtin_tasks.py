@@ -113,6 +113,6 @@ def sparse_parity(n_bits: int, k_bits: int, pool_size: int, test_size: int) -> T
         bits = ((codes[:, None] >> jnp.arange(n_bits, dtype=jnp.uint32)) & 1).astype(jnp.int8)
         return bits, jnp.sum(bits[:, :k_bits], axis=1, dtype=jnp.int32) % 2
 
-    with jax.ensure_compile_time_eval():  # the task may first be built while a step is traced
-        inputs, labels = (np.asarray(a) for a in draw(jax.random.key(0)))
+    # Placeholders of the draw's shapes: drawing here would run JAX op by op, seconds of a small sweep's start.
+    inputs, labels = np.zeros((pool_size, n_bits), np.int8), np.zeros(pool_size, np.int32)
     return Task(inputs=inputs, labels=labels, num_tokens=2, num_classes=2, draw=draw, test_size=test_size)

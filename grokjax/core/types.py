@@ -35,7 +35,7 @@ class Task:
     cyclic: bool = False  # tokens are the residues 0 .. num_tokens - 1 in order: per-neuron Fourier analyses apply
     # Each data seed's own examples: a traceable function of the run's data key returning (inputs, labels) with the
     # shapes of `inputs` and `labels`, already in random order (sparse_parity's pool); `inputs` and `labels` then
-    # hold one draw, which checks and `init` read. None: every run shares these rows.
+    # give the shapes (one draw, or placeholders), which checks and `init` read. None: every run shares these rows.
     draw: Callable[[Any], tuple[Any, Any]] | None = None
     # A held-out test set of this many examples, the last of each run's order; runs then train on their first
     # `train_size` examples (a [task] field) instead of a data fraction. None: every example not trained on.
