@@ -15,12 +15,12 @@ from typing import Any
 
 from grokjax.config.sweep_file import ConfigError, SweepConfig
 from grokjax.config.sweep_file import load as load_config
-from grokjax.core.types import Task
+from grokjax.core.types import Fourier, Task
 from grokjax.store.results import Results
 from grokjax.store.results import load as load_results
 from grokjax.version import __version__
 
-__all__ = ["ConfigError", "Results", "SweepConfig", "Task", "configure", "load_config", "load_results", "run_sweep",
+__all__ = ["ConfigError", "Fourier", "Results", "SweepConfig", "Task", "configure", "load_config", "load_results", "run_sweep",
            "__version__"]
 
 

@@ -150,11 +150,20 @@ FIELDS: tuple[Field, ...] = (
     # drops test accuracy below 90% of its value (Figure 32): width + 1 forward passes over all examples; read off
     # the trained runs (from params/ when turned on over a finished folder), so it never retrains.
     Field("analysis", "min_prune", False, BOOL, column=None),
+    # progress: the Fourier progress measures at every logged step (restricted and excluded loss, the embedding's
+    # Fourier Gini coefficient) and the stages they mark, by replaying each chunk's training (docs/measures.md).
+    Field("analysis", "progress", False, BOOL, column=None),
     # The phase diagram's axes, two numeric columns the sweep varies ("": data_fraction, and corruption_fraction or
     # the first of weight_decay and dropout that varies); read off the trained runs, so they never retrain.
     Field("plot", "x", "", AXIS, column=None),
     Field("plot", "y", "", AXIS, column=None),
 )
+
+# What [analysis] progress adds: curves.parquet's measures at every logged step (their final values in runs.parquet),
+# and runs.parquet's key frequencies and the step each stage begins (docs/measures.md).
+PROGRESS_MEASURES = ("restricted_loss", "excluded_loss", "fourier_gini")
+STAGES = ("memorization", "circuit_formation", "cleanup", "generalization")
+PROGRESS_RUN_COLUMNS = (*PROGRESS_MEASURES, "key_frequencies", *(f"stage_{s}" for s in STAGES))
 
 TABLES = ("task", "model", "train", "phases", "analysis", "plot")
 SWEEPABLE_TABLES = ("task", "model", "train")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from grokjax.config.fields import (  # noqa: F401 (MODULAR_TASKS: re-exported)
+    BY_KEY,
     FIELDS,
     MODULAR_TASKS,
     OPEN_TASKS,
@@ -174,13 +175,17 @@ class SweepConfig:
         for table in TABLES:
             values = {f.name: getattr(getattr(self, table), f.name) for f in dataclasses.fields(TABLES[table])}
             args = values.pop("args", ())  # written as the table's own keys, as in the sweep file
-            out[table] = {k: _plain(v) for k, v in [*values.items(), *args]}
+            out[table] = {k: _plain(v) for k, v in [*values.items(), *args]
+                          if not (f"{table}.{k}" in LATER_FIELDS and v == BY_KEY[f"{table}.{k}"].default)}
         out["sweep"] = {key: [_plain(v) for v in values] for key, values in self.axes}
         if self.expect:  # absent when there are none, so that older configs keep their hash
             out["expect"] = [e.to_dict() for e in self.expect]
         return out
 
 
+# Fields added since results folders first held their config's hash: left out of the config at their defaults, so
+# that a folder of an earlier version keeps its hash (and resumes).
+LATER_FIELDS = ("analysis.progress",)
 # The parts of a config that leave the training hash: tables, and "table.key" for one key of a table.
 AFTER_TRAINING = ("name", "phases", "expect", "plot", "analysis.min_prune")
 

@@ -19,44 +19,63 @@ import numpy as np
 
 from grokjax.config import modular_expressions
 from grokjax.core.tasks import shuffle_index
-from grokjax.core.types import Task
+from grokjax.core.types import Fourier, Task
 
 
 def _pairs(p: int) -> tuple[np.ndarray, np.ndarray]:
     return np.divmod(np.arange(p * p, dtype=np.int64), p)
 
 
-def _modular(labels: np.ndarray, valid: np.ndarray, p: int, symmetric: bool) -> Task:
+def _modular(labels: np.ndarray, valid: np.ndarray, p: int, symmetric: bool, fourier: Fourier | None = None) -> Task:
     m, n = _pairs(p)
     if symmetric:
         valid = valid & (m <= n)
     return Task(inputs=np.stack([m, n], axis=1).astype(np.int32), labels=np.where(valid, labels, 0).astype(np.int32),
-                num_tokens=p, num_classes=p, valid=valid, cyclic=True)
+                num_tokens=p, num_classes=p, valid=valid, cyclic=True, fourier=fourier)
+
+
+def _additive(p: int, sign: int) -> Fourier:
+    """x + sign y in Z_p; token t is t."""
+    m, n = _pairs(p)
+    return Fourier(index=(m + sign * n) % p, order=p, tokens=np.arange(p))
+
+
+def _multiplicative(p: int, sign: int) -> Fourier | None:
+    """log x + sign log y in Z_(p-1) (discrete logarithms to the least primitive root of p), the pairs holding 0
+    outside; None unless p is prime."""
+    root = next((g for g in range(2, p) if len({pow(g, i, p) for i in range(p - 1)}) == p - 1), None)
+    if p < 3 or root is None:
+        return None
+    log = np.full(p, -1)
+    log[[pow(root, i, p) for i in range(p - 1)]] = np.arange(p - 1)
+    m, n = _pairs(p)
+    index = np.where((m > 0) & (n > 0), (log[m] + sign * log[n]) % (p - 1), -1)
+    return Fourier(index=index, order=p - 1, tokens=log)
 
 
 def modular_addition(p: int, symmetric: bool = False) -> Task:
     """(m + n) mod p."""
     m, n = _pairs(p)
-    return _modular((m + n) % p, np.ones(p * p, bool), p, symmetric)
+    return _modular((m + n) % p, np.ones(p * p, bool), p, symmetric, _additive(p, 1))
 
 
 def modular_subtraction(p: int, symmetric: bool = False) -> Task:
     """(m - n) mod p."""
     m, n = _pairs(p)
-    return _modular((m - n) % p, np.ones(p * p, bool), p, symmetric)
+    return _modular((m - n) % p, np.ones(p * p, bool), p, symmetric, _additive(p, -1))
 
 
 def modular_multiplication(p: int, symmetric: bool = False) -> Task:
     """(m n) mod p."""
     m, n = _pairs(p)
-    return _modular((m * n) % p, np.ones(p * p, bool), p, symmetric)
+    return _modular((m * n) % p, np.ones(p * p, bool), p, symmetric, _multiplicative(p, 1))
 
 
 def modular_division(p: int, symmetric: bool = False) -> Task:
     """m / n = m n^(p-2) mod p (Fermat; p prime); n = 0 is not an example."""
     m, n = _pairs(p)
     inverse = np.array([pow(int(k), p - 2, p) for k in range(p)])
-    return _modular((m * inverse[n]) % p, n != 0, p, symmetric)
+    return _modular((m * inverse[n]) % p, n != 0, p, symmetric, _multiplicative(p, -1))
 
 
 def modular_expression(p: int, expression: str, valid: str = "", symmetric: bool = False) -> Task:

@@ -18,7 +18,7 @@ import numpy as np
 
 from grokjax.config.fields import MODELS, TASKS
 from grokjax.config.sweep_file import ConfigError
-from grokjax.core.types import Static, Task
+from grokjax.core.types import Fourier, Static, Task
 
 BUILTIN_TASKS = {name: f"grokjax.core.builtin_tasks:{name}" for name in TASKS}
 BUILTIN_MODELS = {"mlp": "grokjax.core.models:MLP", "pair_mlp": "grokjax.core.models:PairMLP",
@@ -133,7 +133,27 @@ def checked_task(task: Any, where: str) -> Task:
         fail(f"test_size = {size!r}; allowed: None, or an integer from 1 to examples - 1 = {len(labels) - 1}")
     return Task(inputs=inputs.astype(np.int32), labels=np.where(valid, labels, 0).astype(np.int32),
                 num_tokens=int(task.num_tokens), num_classes=int(task.num_classes), valid=valid,
-                cyclic=bool(task.cyclic), draw=task.draw, test_size=None if size is None else int(size))
+                cyclic=bool(task.cyclic), draw=task.draw, test_size=None if size is None else int(size),
+                fourier=None if task.fourier is None else _checked_fourier(task, fail))
+
+
+def _checked_fourier(task: Task, fail: Any) -> Fourier:
+    """The Task's Fourier group with int64 arrays, or one line saying what is wrong with it."""
+    order = task.fourier.order
+    if task.draw is not None:
+        fail("fourier with a draw; allowed: one or the other (the measures need every run's rows alike)")
+    if not isinstance(order, (int, np.integer)) or isinstance(order, bool) or order < 3:
+        fail(f"fourier.order = {order!r}; allowed: an integer >= 3")
+    index, tokens = np.asarray(task.fourier.index), np.asarray(task.fourier.tokens)
+    for name, array, length in (("index", index, task.examples), ("tokens", tokens, task.num_tokens)):
+        if array.shape != (length,) or array.dtype.kind not in "iu" or array.min() < -1 or array.max() >= order:
+            fail(f"fourier.{name} has shape {array.shape}, dtype {array.dtype}; allowed: integers from -1 to "
+                 f"order - 1 = {order - 1}, shape ({length},)")
+    counts = np.bincount(index[index >= 0], minlength=order)
+    if counts.min() == 0 or counts.min() != counts.max():
+        fail(f"fourier.index holds the elements of Z_{order} from {counts.min()} to {counts.max()} times; allowed: "
+             "each element as often as every other (a full grid, so components are projections)")
+    return Fourier(index=index.astype(np.int64), order=int(order), tokens=tokens.astype(np.int64))
 
 
 def model_fields(cls: type) -> tuple[str, ...]:

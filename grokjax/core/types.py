@@ -18,6 +18,18 @@ import numpy as np
 from grokjax.config.fields import traced_fields
 
 
+class Fourier(NamedTuple):
+    """Where a task's labels live in a cyclic group Z_order, for the Fourier progress measures (docs/measures.md).
+
+    Modular addition: example (x, y) is the element x + y of Z_p, token t the element t. Multiplication: the
+    nonzero x, y re-indexed by their discrete logarithm, log x + log y in Z_(p-1), the pairs holding 0 outside.
+    """
+
+    index: np.ndarray  # int (examples,): each example's element of Z_order; -1: outside (no component there)
+    order: int
+    tokens: np.ndarray  # int (num_tokens,): each token's element of Z_order (-1: outside), for the embedding's norms
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Task:
     """What is learned: every example of a task, built once on the host (docs/extending.md).
@@ -40,6 +52,8 @@ class Task:
     # A held-out test set of this many examples, the last of each run's order; runs then train on their first
     # `train_size` examples (a [task] field) instead of a data fraction. None: every example not trained on.
     test_size: int | None = None
+    # The cyclic group the labels are a function of (the Fourier progress measures apply); None: they do not.
+    fourier: Fourier | None = None
 
     @property
     def examples(self) -> int:

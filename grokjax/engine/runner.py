@@ -37,6 +37,7 @@ class Segment(NamedTuple):
     metrics: dict[str, np.ndarray]  # per run, on the host
     neurons: dict[str, np.ndarray] | None  # per-neuron statistics (runs, width) when taken at this step
     state: RunState | None  # on the host when `keep(index)` asked for it; on the devices at the last segment
+    probed: dict[str, np.ndarray] | None = None  # what `probe` measured on the state at this step, on the host
 
 
 class Trained(NamedTuple):
@@ -219,13 +220,15 @@ def segments(
     ipr_every: int = 0,
     keep: Callable[[int], bool] = lambda i: False,
     vectorized: bool = True,
+    probe: Callable[[RunState], Any] | None = None,
 ) -> Iterator[Segment]:
     """Train runs from the start (or from `resume`) to the end, yielding each logged step.
 
     Vectorized, the runs are split over this process's devices (`shard_runs`; the first
     `static.devices` of them, or all), so their number must be a multiple of that count. With neurons=True (for
     models where `analysis.has_neurons`), per-neuron statistics come with the
-    segments of `neuron_steps` (the last, and every `ipr_every` steps).
+    segments of `neuron_steps` (the last, and every `ipr_every` steps). `probe`, a program of the runs'
+    state, is measured at every logged step (the progress measures of a replay).
     """
     init, segment = programs(static, hp) if vectorized else compiled(static, vectorized=False)
     take = neuron_steps(static, ipr_every) if neurons and analysis.has_neurons(static) else set()
@@ -235,24 +238,24 @@ def segments(
     steps = static.logged_steps
     last = len(steps) - 1
 
-    def dispatch(i: int, state: RunState) -> tuple[RunState, Any, Any]:
+    def dispatch(i: int, state: RunState) -> tuple[RunState, Any, Any, Any]:
         state, metrics = segment(state, hp, i * static.log_every)
         snapshot = None
         if steps[i] in take:  # its program is waited for when first needed, not before training starts
             stats = neuron_program(static, hp) if vectorized else neuron_stats(static, False)
             snapshot = stats(state.params)
-        return state, metrics, snapshot
+        return state, metrics, snapshot, None if probe is None else probe(state)
 
     pending = dispatch(first, init(hp) if resume is None else place(resume.state))
     for i in range(first, last + 1):
-        state, metrics, snapshot = pending
+        state, metrics, snapshot, probed = pending
         if i < last:
             saved = jax.device_get(state) if keep(i) else None
             pending = dispatch(i + 1, state)  # runs while the host reads segment i
         else:
             saved = state
         yield Segment(i, steps[i], jax.device_get(metrics), None if snapshot is None else jax.device_get(snapshot),
-                      saved)
+                      saved, None if probed is None else jax.device_get(probed))
 
 
 def train(static: Static, hp: Hparams, neurons: bool = False, vectorized: bool = True,

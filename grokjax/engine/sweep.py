@@ -24,10 +24,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from grokjax.config.fields import PROGRESS_MEASURES
 from grokjax.config.sweep_file import ConfigError, SweepConfig, load
-from grokjax.core import analysis
+from grokjax.core import analysis, progress
 from grokjax.core.types import Hparams, Static
-from grokjax.engine import plan, pruning, runner, runs_table, tuning
+from grokjax.engine import plan, pruning, replay, runner, runs_table, tuning
 from grokjax.engine.machine import Machine
 from grokjax.engine.machine import local as local_machine
 from grokjax.engine.plan import Chunk
@@ -84,7 +85,14 @@ def train_chunk(chunk: Chunk, config: SweepConfig, folder: Path, checkpoint_ever
             if stop.is_set():
                 return None
     params = seg.state.params
+    keys = None
+    if config.analysis.progress and progress.left_out(static) is None:
+        keys, replayed = replay.measured(static, hp, seg.state)
+        logs = [{**log, **{m: again[m] for m in PROGRESS_MEASURES}} for log, again in zip(logs, replayed)]
     final, curves = summarize.chunk_metrics(runs, static, runner.stacked(logs))
+    if keys is not None:
+        ok = (final["status"] == "ok").to_numpy(dtype=bool)
+        final["key_frequencies"] = [k if good else None for k, good in zip(replay.frequency_lists(keys), ok)]
     final["frac_periodic"] = np.full(len(runs), np.nan)
     final["min_prune"] = pd.array([pd.NA] * len(runs), dtype="Int64")
     if snapshots:

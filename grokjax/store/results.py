@@ -18,7 +18,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from grokjax.config.fields import FIELDS, OPEN_COLUMNS, config_columns, open_keys
+from grokjax.config.fields import (
+    FIELDS,
+    OPEN_COLUMNS,
+    PROGRESS_MEASURES,
+    PROGRESS_RUN_COLUMNS,
+    config_columns,
+    open_keys,
+)
 from grokjax.store import files
 
 RUN_COLUMNS = (
@@ -83,7 +90,7 @@ def write(
         (folder / name).mkdir(exist_ok=True)
         return folder / name / f"part-{part:05d}.parquet"
 
-    write_parquet(target("curves.parquet"), curves[list(CURVE_COLUMNS)], meta)
+    write_parquet(target("curves.parquet"), curves[[*CURVE_COLUMNS, *(m for m in PROGRESS_MEASURES if m in curves)]], meta)
     if neurons is not None or part is None:
         if neurons is None:
             neurons = pd.DataFrame({c: pd.Series(dtype="float64") for c in NEURON_COLUMNS})
@@ -99,10 +106,11 @@ def missing_defaults(runs: pd.DataFrame) -> list[tuple[str, Any]]:
 
 
 def run_columns(runs: pd.DataFrame) -> list[str]:
-    """runs.parquet's columns: `RUN_COLUMNS`, with the keys of open tasks and models after the config columns."""
+    """runs.parquet's columns: `RUN_COLUMNS`, with the keys of open tasks and models after the config columns, and
+    what [analysis] progress adds where the runs have it."""
     own = open_keys(*(runs[c].unique() for c in OPEN_COLUMNS))
     at = RUN_COLUMNS.index("n_train")
-    return [*RUN_COLUMNS[:at], *own, *RUN_COLUMNS[at:]]
+    return [*RUN_COLUMNS[:at], *own, *RUN_COLUMNS[at:], *(c for c in PROGRESS_RUN_COLUMNS if c in runs)]
 
 
 def config_of(runs: pd.DataFrame) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from grokjax.config.fields import PROGRESS_MEASURES
 from grokjax.config.sweep_file import SweepConfig
 from grokjax.core import analysis
 from grokjax.core.types import Static
@@ -39,6 +40,7 @@ def chunk_metrics(chunk: pd.DataFrame, static: Static, logs: dict[str, np.ndarra
         **accuracies(logs, n_train, n_corrupt, n_test),
         "weight_norm": logs["weight_norm"].astype(np.float64),
         "ipr_mean": logs["ipr_mean"].astype(np.float64),
+        **{m: logs[m].astype(np.float64) for m in PROGRESS_MEASURES if m in logs},
     }
     # A run diverges at its first logged step with a non-finite loss or weight norm: from there on its
     # curves are NaN, and its final values are those of its last finite logged step.
