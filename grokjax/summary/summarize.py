@@ -13,6 +13,7 @@ from grokjax.config.fields import PROGRESS_MEASURES
 from grokjax.config.sweep_file import SweepConfig
 from grokjax.core import analysis
 from grokjax.core.types import Static
+from grokjax.summary import stages
 from grokjax.summary.phases import TOLERANCE, classify, dynamics
 
 
@@ -107,6 +108,8 @@ def tables(runs: pd.DataFrame, records: list[tuple], config: SweepConfig) -> tup
     final = final.drop(columns=[c for c in final if c.startswith("step_")])  # records of older versions have them
     table = runs.loc[final.index].join(final)
     table = with_phases(with_first_steps(table, curves, config.phases.threshold), config)
+    if PROGRESS_MEASURES[0] in curves:
+        table = stages.with_stages(table, curves)
     neuron_frames = [frame for _, _, frames in records for frame in frames]
     neurons = (
         pd.concat(neuron_frames, ignore_index=True).sort_values(["run_id", "step", "neuron"], ignore_index=True)
