@@ -31,6 +31,9 @@ def write_all(folder: str | Path, runs: pd.DataFrame, curves: pd.DataFrame, neur
     """
     folder = Path(folder)
     charts = dict(CHARTS)
+    if "stage_generalization" in runs:
+        charts["stages"] = lambda runs, curves, axes: figures.stage_times(runs, axes=axes)
+        charts["progress"] = lambda runs, curves, axes: figures.progress_curves(curves, runs)
     if neurons is not None and len(neurons):
         charts["ipr"] = lambda runs, curves, axes: figures.ipr_histograms(neurons, runs)
         charts["frequencies"] = lambda runs, curves, axes: figures.frequency_counts(neurons, runs)

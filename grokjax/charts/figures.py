@@ -368,6 +368,82 @@ def pruning_curves(curves: pd.DataFrame, max_runs: int = 6) -> alt.Chart:
     )
 
 
+MAX_STAGE_GROUPS = 12  # stage_times draws at most this many groups of runs; more cells are pooled by the y axis
+
+
+def stage_groups(runs: pd.DataFrame, axes: Axes = None) -> list[str]:
+    """The columns stage_times groups runs by: the phase diagram's axes that the sweep varies, or its y axis alone
+    where their cells would be more than MAX_STAGE_GROUPS lines."""
+    grid = [a for a in grid_axes(runs, axes) if runs[a].nunique() > 1]
+    if len(grid) == 2 and runs.groupby(grid).ngroups > MAX_STAGE_GROUPS:
+        return grid[1:]
+    return grid
+
+
+def stage_times(runs: pd.DataFrame, by: list[str] | None = None, axes: Axes = None) -> alt.Chart:
+    """When each stage of grokking begins across seeds: per group of runs (default `stage_groups`), the share not yet
+    at the stage against step, Kaplan-Meier, runs that never reach it censored at their last step (docs/measures.md)."""
+    from grokjax.config.fields import STAGES
+    from grokjax.summary.stages import survival
+
+    by = stage_groups(runs, axes) if by is None else list(by)
+    curves = survival(runs, by)
+    names = {s: s.replace("_", " ") for s in STAGES}
+    curves["stage"] = curves.stage.map(names)
+    curves["group"] = curves[by].apply(lambda r: ", ".join(f"{TITLES.get(c, c)} = {label(v)}" for c, v in r.items()),
+                                       axis=1) if by else "all runs"
+    order = list(dict.fromkeys(curves.group))
+    return (
+        alt.Chart(values(curves), width=230, height=170)
+        .mark_line(interpolate="step-after")
+        .encode(
+            x=alt.X("step:Q", title="step"),
+            y=alt.Y("surviving:Q", title="share of runs not yet there", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("group:N", title=None, sort=order, legend=alt.Legend(orient="bottom", columns=3, labelLimit=300)),
+            tooltip=["group:N", "stage:N", "step:Q", alt.Tooltip("surviving:Q", format=".2f"), "at_risk:Q",
+                     alt.Tooltip("reached:Q", title="runs reaching it"), alt.Tooltip("runs:Q", title="runs")],
+        )
+        .facet(column=alt.Column("stage:N", title=None, sort=list(names.values()), header=alt.Header(labelFontSize=12)))
+        .properties(title="When each stage begins, across seeds (Kaplan-Meier; runs that never reach a stage are censored)")
+    )
+
+
+def progress_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int] | None = None) -> alt.Chart:
+    """Nanda et al.'s progress measures against step for chosen runs (default: one per phase): train, test, restricted
+    and excluded loss (log scale), and the embedding's Fourier Gini coefficient."""
+    run_ids = example_runs(runs) if run_ids is None else list(run_ids)
+    chosen = runs[runs.run_id.isin(run_ids)].set_index("run_id").loc[run_ids].reset_index()
+    titles = {int(r.run_id): _run_title(r) for r in chosen.itertuples()}
+    data = curves[curves.run_id.isin(run_ids)]
+    steps = np.sort(data.step.unique())
+    if len(steps) > MAX_CURVE_POINTS:
+        data = data[data.step.isin(steps[np.linspace(0, len(steps) - 1, MAX_CURVE_POINTS).astype(int)])]
+    data = data.assign(run=data.run_id.map(titles))
+    names = {"train_loss": "train", "test_loss": "test", "restricted_loss": "restricted", "excluded_loss": "excluded"}
+    loss = data.melt(id_vars=["run", "step"], value_vars=list(names), var_name="metric", value_name="value")
+    loss["metric"] = loss.metric.map(names)
+    loss = loss[loss.value > 0]
+    order, header = [titles[r] for r in run_ids], alt.Header(labelFontSize=11, labelLimit=300)
+    top = (
+        alt.Chart(values(loss), width=260, height=180)
+        .mark_line()
+        .encode(x=alt.X("step:Q", title="step"), y=alt.Y("value:Q", title="loss", scale=alt.Scale(type="log")),
+                color=alt.Color("metric:N", title="loss", scale=alt.Scale(domain=list(names.values()),
+                                range=["#0072B2", "#D55E00", "#009E73", "#CC79A7"])),
+                tooltip=["run:N", "step:Q", "metric:N", alt.Tooltip("value:Q", format=".3g")])
+        .facet(column=alt.Column("run:N", title=None, sort=order, header=header))
+    )
+    gini = (
+        alt.Chart(values(data[["run", "step", "fourier_gini"]].dropna()), width=260, height=110)
+        .mark_line(color="#E69F00")
+        .encode(x=alt.X("step:Q", title="step"), y=alt.Y("fourier_gini:Q", title="Fourier Gini of the embedding"),
+                tooltip=["run:N", "step:Q", alt.Tooltip("fourier_gini:Q", format=".3f")])
+        .facet(column=alt.Column("run:N", title=None, sort=order, header=header))
+    )
+    return alt.vconcat(top, gini).resolve_scale(color="independent").properties(
+        title="Progress measures (Nanda et al. 2023): restricted loss falls before test loss")
+
+
 def save(chart: alt.Chart, path: Path) -> None:
     """Write a chart as self-contained HTML (JavaScript inlined, `html_page`) or PNG, atomically."""
     if path.suffix == ".html":
