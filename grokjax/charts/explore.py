@@ -28,8 +28,10 @@ import numpy as np
 import pandas as pd
 
 from grokjax.charts import figures
+from grokjax.config.fields import STAGES
 from grokjax.core.analysis import PERIODIC_IPR
 from grokjax.store.results import final_neurons, load
+from grokjax.summary import stages
 from grokjax.summary.cells import TITLES, Axes, chosen_axes, facet_axes, facet_column, grid_axes, label, phase_cells
 from grokjax.summary.phases import PHASES
 
@@ -43,11 +45,13 @@ ACCURACIES = {
     "train_acc": "train", "test_acc": "test", "train_acc_clean": "train, clean", "train_acc_corrupted": "train, corrupted",
 }  # fmt: skip
 LOSSES = {"train_loss": "train", "test_loss": "test"}
-SINGLES = {"weight_norm": "weight norm", "ipr_mean": "mean IPR"}
+PROGRESS = {"restricted_loss": "restricted", "test_loss": "test", "excluded_loss": "excluded"}  # Nanda et al.'s
+SINGLES = {"weight_norm": "weight norm", "ipr_mean": "mean IPR", "fourier_gini": "Fourier Gini"}
 SYMBOLS = {"data_fraction": "α", "corruption_fraction": "ξ"}
 # The views name their data, and the page holds each table once, at its top (`chart`): Altair copies a chart's
 # data each time it composes views, which for the runs' curves would take longer than drawing them.
 CELLS, RUNS = alt.NamedData(name="cells"), alt.NamedData(name="runs")
+STAGE_COLORS = ["#E69F00", "#009E73", "#CC79A7", "#D55E00"]
 DECADES = "abs(log(datum.value) / LN10 - round(log(datum.value) / LN10)) < 1e-6 ? datum.label : ''"  # log axis labels
 
 
@@ -280,6 +284,7 @@ def curve_views(cells: pd.DataFrame, table: pd.DataFrame, curves: pd.DataFrame, 
     """Accuracies, losses, weight norm and mean IPR of the selected cells (`summary_table`) and of their runs
     shown (`run_table`): the panels that have data."""
     panels = [(_columns(curves, ACCURACIES), "accuracy", False), (_columns(curves, LOSSES), "loss", True),
+              *([(_columns(curves, PROGRESS), "progress measures", True)] if "restricted_loss" in curves else []),
               *(({c: label}, label, False) for c, label in _columns(curves, SINGLES).items())]
     return [_curve_view(cells, table, cell, names, title, log) for names, title, log in panels if names]
 
@@ -323,11 +328,49 @@ def neuron_views(runs: pd.DataFrame, cells: pd.DataFrame, cell: alt.Parameter) -
     return [ipr, frequencies]
 
 
+def survival_table(runs: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+    """Per cell, each stage's Kaplan-Meier curve over its runs (`stages.survival`) as arrays: km_{stage}_step and
+    km_{stage} (the share of its runs not yet at the stage)."""
+    curves = stages.survival(runs.merge(keys, on="run_id"), KEYS)
+    curves = curves.assign(surviving=_rounded(curves.surviving))
+    table = curves[KEYS].drop_duplicates().reset_index(drop=True)
+    for stage in STAGES:
+        arrays = _arrays(curves[curves.stage == stage], KEYS, ["step", "surviving"])
+        table = table.merge(arrays.rename(columns={"step": f"km_{stage}_step", "surviving": f"km_{stage}"}), on=KEYS,
+                            how="left")
+    return table
+
+
+def survival_view(cells: pd.DataFrame, cell: alt.Parameter) -> list[alt.Chart]:
+    """The selected cells' time to each stage: the share of their runs not yet there against step (Kaplan-Meier),
+    one line per stage and cell."""
+    if f"km_{STAGES[0]}" not in cells:
+        return []
+    names = [s.replace("_", " ") for s in STAGES]
+    layers = [
+        alt.Chart(CELLS).transform_filter(cell)
+        .transform_flatten([f"km_{stage}_step", f"km_{stage}"], as_=["step", "surviving"])
+        .transform_calculate(stage=f"'{name}'", cell_of="datum.x + ', ' + datum.y + ', ' + datum.facet")
+        .mark_line(interpolate="step-after")
+        .encode(x=alt.X("step:Q", title="step"),
+                y=alt.Y("surviving:Q", title="share of runs not yet there", scale=alt.Scale(domain=[0, 1])),
+                color=alt.Color("stage:N", title=None, scale=alt.Scale(domain=names, range=STAGE_COLORS),
+                                legend=alt.Legend(orient="bottom", columns=2)),
+                detail="cell_of:N", tooltip=["stage:N", "step:Q", alt.Tooltip("surviving:Q", format=".2f"), "runs:Q"])
+        .properties(name=f"survival_{stage}")
+        for stage, name in zip(STAGES, names)
+    ]
+    return [alt.layer(*layers, width=300, height=170, title="Time to each stage (Kaplan-Meier)")]
+
+
 def chart(runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None = None, axes: Axes = None) -> alt.Chart:
     """The page's views from the tables, as `plots` takes them, over the heatmap `axes` (default: α and ξ); the first
     example run's cell is selected at first."""
-    metrics, keys = [*_columns(curves, ACCURACIES | LOSSES | SINGLES)], cell_keys(runs, axes)
+    metrics, keys = [*_columns(curves, ACCURACIES | LOSSES | PROGRESS | SINGLES)], cell_keys(runs, axes)
     cells = cell_table(runs, keys, neurons, axes)
+    if "stage_generalization" in runs:
+        cells = cells.merge(survival_table(runs, keys), on=KEYS, how="left")
+        cells = _listed(cells, [f"km_{s}{part}" for s in STAGES for part in ("_step", "")])
     points, per_cell, run_points = layout(cells, len(metrics), curves.step.nunique())
     table = run_table(keys, cells, curves, metrics, per_cell, run_points)
     shown = table.groupby(KEYS, dropna=False).size().rename("shown").reset_index()
@@ -338,7 +381,7 @@ def chart(runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None
     first = keys.set_index("run_id").loc[chosen[0]] if chosen else cells.iloc[0]
     cell = alt.selection_point(name="cell", fields=KEYS, value=[{k: first[k] for k in KEYS}], empty=False)
     rows = [[phase_view(runs, cells, cell, axes)], curve_views(cells, table, curves, cell),
-            [*neuron_views(runs, cells, cell), selected_view(runs, cells, cell, axes=axes)]]
+            [*neuron_views(runs, cells, cell), *survival_view(cells, cell), selected_view(runs, cells, cell, axes=axes)]]
     independent = {"color": "independent", "opacity": "independent", "strokeDash": "independent"}
     views = alt.vconcat(*[alt.hconcat(*row).resolve_scale(**independent) for row in rows if row]).resolve_scale(**independent)
     views = views.copy(deep=False)  # datasets set, not .properties(datasets=...), which checks each number of them

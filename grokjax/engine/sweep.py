@@ -306,7 +306,7 @@ def run(
     problem = cells.axes_problem(runs, config.plot_axes())
     if problem:
         raise ConfigError(f"{config.source}: {problem}")
-    say_what_is_left_out(config.source, runs)
+    say_what_is_left_out(config.source, runs, config.analysis.progress)
     with holding(folder, f"grokjax sweep {config.source}", wait):
         machine = local_machine()
         chunks, recorded = plan_or_resume(folder, config, runs, machine, overrides, chunk_size, step, overwrite, restart)
@@ -372,11 +372,16 @@ def judged_claims(config: SweepConfig, runs: pd.DataFrame, overrides: list[str] 
     return config
 
 
-def say_what_is_left_out(source: str, runs: pd.DataFrame) -> None:
-    """One line per reason that the per-neuron analyses do not apply to some of the runs (`analysis.left_out`)."""
-    reasons = {analysis.left_out(static) for static, _ in plan.groups(runs)} - {None}
-    for reason in sorted(reasons):
-        print(f"grokjax: {source}: per-neuron analyses (IPR, frequencies, pruning) left out: {reason}", file=sys.stderr)
+def say_what_is_left_out(source: str, runs: pd.DataFrame, progress_on: bool = False) -> None:
+    """One line per reason that the per-neuron analyses (`analysis.left_out`) or, asked for, the progress measures
+    (`progress.left_out`) do not apply to some of the runs."""
+    statics = [static for static, _ in plan.groups(runs)]
+    lines = {f"per-neuron analyses (IPR, frequencies, pruning) left out: {analysis.left_out(s)}"
+             for s in statics if analysis.left_out(s)}
+    if progress_on:
+        lines |= {f"progress measures left out: {progress.left_out(s)}" for s in statics if progress.left_out(s)}
+    for line in sorted(lines):
+        print(f"grokjax: {source}: {line}", file=sys.stderr)
 
 
 def planned(runs: pd.DataFrame, source: str, machine: Machine, chunk_size: int | None, step: str,
