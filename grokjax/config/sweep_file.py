@@ -67,10 +67,12 @@ PlotConfig = _table("PlotConfig", "plot", "[plot]: the phase diagram's axes")
 class Expectation:
     """One `[[expect]]` entry: a claim of the paper that the sweep's runs should bear out (`grokjax.summary.expect`).
 
-    The runs `where` selects (a query on the config columns, `grokjax.config.expressions`; "" all runs) give a value:
+    The runs `where` selects (a query on runs.parquet's columns, `grokjax.config.expressions`, such as
+    "weight_decay > 0 and dynamics == 'grokking'"; "" all runs) give a value:
     the share of them in one of `phase`, or their `metric` (a runs.parquet column, or an
-    arithmetic expression of them such as "min_prune / width") taken as `of` (mean, min or
-    max; a NaN anywhere makes it NaN). The claim holds if that value is above the
+    arithmetic expression of them such as "min_prune / width", or two columns of the same runs compared,
+    "stage_generalization - stage_circuit_formation") taken as `of` (mean, median, min or max; a NaN anywhere
+    makes it NaN). The claim holds if that value is above the
     value of the runs `than` selects, or else if it lies within `at_least` .. `at_most` (for a
     phase share without bounds: at least 0.5, a majority).
     """
@@ -119,8 +121,8 @@ def _expectations(source: str, entries: Any) -> tuple[Expectation, ...]:
         if bool(phase) == bool(entry.get("metric")):
             raise ConfigError(f"{where}: give exactly one of 'phase' (a share of runs) and 'metric' (a runs.parquet "
                               "column)")
-        if entry.get("of", "mean") not in ("mean", "min", "max"):
-            raise ConfigError(f"{where}.of = {_show(entry['of'])}; allowed: mean, min or max")
+        if entry.get("of", "mean") not in ("mean", "median", "min", "max"):
+            raise ConfigError(f"{where}.of = {_show(entry['of'])}; allowed: mean, median, min or max")
         for key in ("at_least", "at_most"):
             v = entry.get(key)
             if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)):

@@ -1,9 +1,10 @@
 """The paper's claims, checked on a sweep's runs: the `[[expect]]` entries of a sweep file.
 
-Each entry (`config.Expectation`) selects runs with an expression on their config columns
+Each entry (`config.Expectation`) selects runs with an expression on their columns
 (`grokjax.config.expressions`: data, never code) and reduces them to one number (a share of phases,
-or a metric's mean, min or max); the claim holds if that number lies within its bounds, or
-above the number of the runs `than` selects.
+or a metric's mean, median, min or max); the claim holds if that number lies within its bounds, or
+above the number of the runs `than` selects. A selection by results ("dynamics == 'grokking'") is
+known only after training: one that selects no run gives NaN, and its claim fails with 0 runs.
 `grokjax sweep` evaluates them at the end, prints them and stores them in the provenance;
 `grokjax check RESULTS_DIR` evaluates them again on the results.
 """
@@ -17,11 +18,13 @@ import pandas as pd
 
 from grokjax.config import expressions
 from grokjax.config.expressions import ExpressionError, shown
-from grokjax.config.fields import config_columns
+from grokjax.config.fields import PROGRESS_RUN_COLUMNS, config_columns
 from grokjax.config.sweep_file import ConfigError, Expectation
 from grokjax.store.results import RUN_COLUMNS, config_of
 
-METRICS = tuple(c for c in RUN_COLUMNS if c not in (*config_columns(), "phase", "dynamics", "status"))
+LABELS = ("phase", "dynamics", "status")  # runs.parquet's results in words
+METRICS = tuple(c for c in (*RUN_COLUMNS, *PROGRESS_RUN_COLUMNS)
+                if c not in (*config_columns(), *LABELS, "key_frequencies"))
 
 
 def select(runs: pd.DataFrame, query: str) -> pd.DataFrame:
@@ -33,10 +36,11 @@ def validate(source: str, expectations: tuple[Expectation, ...], runs: pd.DataFr
     """One line naming the entry and what is allowed, for a query that is not one on the runs' config columns
     or selects no run, or a metric that is neither a runs.parquet metric nor an expression giving a number per run.
 
-    Nothing of a query is executed (`grokjax.config.expressions`), so this is safe on any file, before any training.
+    Nothing of a query is executed (`grokjax.config.expressions`), so this is safe on any file, before any training;
+    a query that names results (known after training) is checked for its names only.
     """
     config = config_of(runs)
-    results = config.assign(**{m: np.nan for m in METRICS})
+    results = config.assign(**{m: np.nan for m in METRICS}, **dict.fromkeys(LABELS, ""))
     for i, e in enumerate(expectations):
         reason = _not_a_metric(e.metric, results) if e.metric else None
         if reason is not None:
@@ -48,12 +52,19 @@ def validate(source: str, expectations: tuple[Expectation, ...], runs: pd.DataFr
             if key == "than" and not query:
                 continue
             try:
-                chosen = select(config, query)
+                chosen = select(results, query)
             except ExpressionError as err:
                 raise ConfigError(f"{source}: expect[{i}].{key} = \"{shown(query)}\" is not a query on the runs' "
-                                  f"config columns: {err}") from None
-            if chosen.empty:
+                                  f"columns: {err}") from None
+            if chosen.empty and _on_config(query, config):
                 raise ConfigError(f"{source}: expect[{i}].{key} = \"{shown(query)}\" selects no run of the sweep")
+
+
+def _on_config(query: str, config: pd.DataFrame) -> bool:
+    """Whether a query names config columns only (so that the runs it selects are known before training)."""
+    import ast
+
+    return {n.id for n in ast.walk(expressions.parse(query)) if isinstance(n, ast.Name)} <= set(config.columns)
 
 
 def _not_a_metric(metric: str, runs: pd.DataFrame) -> str | None:
@@ -77,7 +88,7 @@ def selecting(expectations: tuple[Expectation, ...], runs: pd.DataFrame) -> tupl
 
     def empty(query: str) -> bool:
         try:
-            return bool(query) and select(config, query).empty
+            return bool(query) and _on_config(query, config) and select(config, query).empty
         except ExpressionError:  # validate names the error
             return False
 

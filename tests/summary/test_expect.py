@@ -57,7 +57,7 @@ def test_a_claim_is_its_value_against_its_bounds_or_comparison(fields, value, pa
     ({"claim": "c", "phase": "grokking"}, 'expect[0].phase = "grokking"; allowed: one of'),
     ({"claim": "c", "phase": "coexistence", "metric": "test_acc"}, "exactly one of 'phase'"),
     ({"claim": "c"}, "exactly one of 'phase'"),
-    ({"claim": "c", "metric": "test_acc", "of": "median", "at_least": 1}, "expect[0].of = \"median\"; allowed"),
+    ({"claim": "c", "metric": "test_acc", "of": "mode", "at_least": 1}, "expect[0].of = \"mode\"; allowed: mean, median"),
     ({"claim": "c", "metric": "test_acc"}, "a 'metric' needs 'at_least', 'at_most' or 'than'"),
     ({"claim": "c", "metric": "test_acc", "at_least": "high"}, "expect[0].at_least = \"high\"; allowed: a finite"),
     ({"claim": "c", "metric": "test_acc", "at_least": 0.5, "where": 3}, "expect[0].where = 3; allowed: a string"),
@@ -71,7 +71,7 @@ def test_bad_entries_are_one_line(entry, message):
     ('metric = "accuracy"\nat_least = 0.5', 'expect[0].metric = "accuracy"; allowed:'),
     ('metric = "test_acc /"\nat_least = 0.5', 'expect[0].metric = "test_acc /"; allowed:'),
     ('phase = "coexistence"\nwhere = "weight_decay =="', 'expect[0].where = "weight_decay ==" is not a query'),
-    ('phase = "coexistence"\nwhere = "test_acc > 0.5"', "is not a query on the runs' config columns"),
+    ('phase = "coexistence"\nwhere = "accuracy > 0.5"', "is not a query on the runs' columns: unknown name 'accuracy'"),
     ('phase = "coexistence"\nwhere = "weight_decay == 7"', 'expect[0].where = "weight_decay == 7" selects no run'),
     ('metric = "test_acc"\nthan = "weight_decay == 7"', 'expect[0].than = "weight_decay == 7" selects no run'),
 ])
@@ -138,3 +138,20 @@ def test_a_grid_narrowed_by_set_leaves_out_the_claims_it_gives_no_run(sweep_file
     # Without --set, the same claim on a grid without that weight decay is a mistake in the file: refused.
     typo = sweep_file(TINY_SWEEP + narrowed.replace("== 1", "== 7"), name="typo.toml")
     assert main(["sweep", str(typo), "--out", str(tmp_path / "typo"), "--no-progress"]) == 2
+
+
+def test_claims_may_select_runs_by_their_results_and_take_medians():
+    """A `where` on results (dynamics, stages) picks the runs after training; one that picks none gives NaN and
+    fails with 0 runs; `of = "median"` is the median of the metric over the runs picked."""
+    runs = pd.DataFrame({"run_id": [0, 1, 2, 3], "weight_decay": [0.0, 1.0, 1.0, 1.0],
+                         "dynamics": ["memorization", "grokking", "grokking", "grokking"], "phase": ["memorization"] * 4,
+                         "stage_circuit_formation": pd.array([None, 100, 200, 900], dtype="Int64"),
+                         "stage_generalization": pd.array([None, 400, 300, 1000], dtype="Int64")})
+    claims = from_dict({"expect": [
+        {"claim": "restricted loss first", "where": "dynamics == 'grokking'", "of": "median",
+         "metric": "stage_generalization - stage_circuit_formation", "at_least": 1},
+        {"claim": "none", "where": "dynamics == 'comprehension'", "phase": "coexistence"},
+    ]}).expect
+    first, second = expect.evaluate(claims, runs)
+    assert first["runs"] == 3 and first["value"] == 100 and first["passed"]
+    assert second["runs"] == 0 and np.isnan(second["value"]) and not second["passed"]
