@@ -263,8 +263,12 @@ def sweep(args: argparse.Namespace) -> int:
         return 0
     print(report.summary(outcome.results))
     has_neurons = len(outcome.results.neurons) > 0
-    names = "phase_diagram, accuracy, curves" + (", ipr, frequencies" if has_neurons else "")
-    charts = "" if args.no_plots else f"; charts: {names} (.html, .png), explore.html"
+    charts = ""
+    if not args.no_plots:
+        from grokjax.charts.drawing import chart_names
+
+        names = ", ".join(chart_names(outcome.results.runs, outcome.results.neurons))
+        charts = f"; charts: {names} (.html, .png), explore.html"
     files = "runs.parquet, curves.parquet, " + ("neurons.parquet, " if has_neurons else "") + "sweep.toml"
     print(f"Results: {outcome.folder}/ ({files}{charts})")
     return 0
@@ -332,7 +336,7 @@ def check(args: argparse.Namespace) -> int:
     folder = args.folder
     res = results.load(folder)
     config = load(args.file if args.file is not None else Path(folder) / "sweep.toml")
-    expect.validate(config.source, config.expect, res.runs)
+    expect.validate(config.source, config.expect, res.runs, config.analysis.progress)
     if not config.expect:
         print(f"{config.source}: no [[expect]] entries to check")
         return 0

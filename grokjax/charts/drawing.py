@@ -21,22 +21,29 @@ CHARTS = {
 }
 
 
+def chart_names(runs: pd.DataFrame, neurons: pd.DataFrame | None) -> list[str]:
+    """The charts a results folder gets: those of `CHARTS`; stages and progress where the runs have progress measures;
+    ipr and frequencies where there are neurons."""
+    progress = ["stages", "progress"] if "stage_generalization" in runs else []
+    return [*CHARTS, *progress, *(["ipr", "frequencies"] if neurons is not None and len(neurons) else [])]
+
+
 def write_all(folder: str | Path, runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None = None,
               axes: Axes = None) -> list[Path]:
-    """phase_diagram, accuracy, curves (and ipr, frequencies, where there are neurons), each as .html and .png,
-    and explore.html (`grokjax.charts.explore`); the heatmaps over `axes` (default: α and ξ).
+    """The charts of `chart_names`, each as .html and .png, and explore.html (`grokjax.charts.explore`); the heatmaps
+    over `axes` (default: α and ξ).
 
     The files are rendered concurrently: vl-convert works outside Python's lock, so the
-    eleven files take about the time of the slowest few.
+    files take about the time of the slowest few.
     """
     folder = Path(folder)
-    charts = dict(CHARTS)
-    if "stage_generalization" in runs:
-        charts["stages"] = lambda runs, curves, axes: figures.stage_times(runs, axes=axes)
-        charts["progress"] = lambda runs, curves, axes: figures.progress_curves(curves, runs)
-    if neurons is not None and len(neurons):
-        charts["ipr"] = lambda runs, curves, axes: figures.ipr_histograms(neurons, runs)
-        charts["frequencies"] = lambda runs, curves, axes: figures.frequency_counts(neurons, runs)
+    charts = {name: made for name, made in {
+        **CHARTS,
+        "stages": lambda runs, curves, axes: figures.stage_times(runs, axes=axes),
+        "progress": lambda runs, curves, axes: figures.progress_curves(curves, runs),
+        "ipr": lambda runs, curves, axes: figures.ipr_histograms(neurons, runs),
+        "frequencies": lambda runs, curves, axes: figures.frequency_counts(neurons, runs),
+    }.items() if name in chart_names(runs, neurons)}
     jobs = [(make(runs, curves, axes), folder / f"{name}.{kind}") for name, make in charts.items()
             for kind in ("html", "png")]
     jobs.append((explore.chart(runs, curves, neurons, axes), folder / "explore.html"))

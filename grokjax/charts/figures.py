@@ -368,16 +368,19 @@ def pruning_curves(curves: pd.DataFrame, max_runs: int = 6) -> alt.Chart:
     )
 
 
-MAX_STAGE_GROUPS = 12  # stage_times draws at most this many groups of runs; more cells are pooled by the y axis
+MAX_STAGE_GROUPS = 12  # stage_times draws at most this many groups of runs
 
 
 def stage_groups(runs: pd.DataFrame, axes: Axes = None) -> list[str]:
-    """The columns stage_times groups runs by: the phase diagram's axes that the sweep varies, or its y axis alone
-    where their cells would be more than MAX_STAGE_GROUPS lines."""
-    grid = [a for a in grid_axes(runs, axes) if runs[a].nunique() > 1]
-    if len(grid) == 2 and runs.groupby(grid).ngroups > MAX_STAGE_GROUPS:
-        return grid[1:]
-    return grid
+    """The columns stage_times groups runs by: the first of the phase diagram's cells (x, y), its facets and y, its
+    facets, y alone, whose swept columns make at most MAX_STAGE_GROUPS groups (else all runs, one group)."""
+    x, y = grid_axes(runs, axes)
+    facets = facet_axes(runs, axes)
+    for candidate in ([x, y], [*facets, y], facets, [y]):
+        swept = [c for c in candidate if runs[c].nunique() > 1]
+        if swept and runs.groupby(swept).ngroups <= MAX_STAGE_GROUPS:
+            return swept
+    return []
 
 
 def stage_times(runs: pd.DataFrame, by: list[str] | None = None, axes: Axes = None) -> alt.Chart:

@@ -163,7 +163,7 @@ FIELDS: tuple[Field, ...] = (
 # and runs.parquet's key frequencies and the step each stage begins (docs/measures.md).
 PROGRESS_MEASURES = ("restricted_loss", "excluded_loss", "fourier_gini")
 STAGES = ("memorization", "circuit_formation", "cleanup", "generalization")
-PROGRESS_RUN_COLUMNS = (*PROGRESS_MEASURES, "key_frequencies", *(f"stage_{s}" for s in STAGES))
+PROGRESS_RUN_COLUMNS = (*PROGRESS_MEASURES, "key_frequencies", *(f"stage_{s}" for s in STAGES), "excluded_rise")
 
 TABLES = ("task", "model", "train", "phases", "analysis", "plot")
 SWEEPABLE_TABLES = ("task", "model", "train")

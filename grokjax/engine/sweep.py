@@ -368,7 +368,7 @@ def judged_claims(config: SweepConfig, runs: pd.DataFrame, overrides: list[str] 
                 print(f"grokjax: {config.source}: expect[{i}] left out: no run of the grid as overridden is one it "
                       f"judges ({e.where or 'all runs'}{'; than ' + e.than if e.than else ''})", file=sys.stderr)
         config = replace(config, expect=kept)
-    expect.validate(config.source, config.expect, runs)
+    expect.validate(config.source, config.expect, runs, config.analysis.progress)
     return config
 
 

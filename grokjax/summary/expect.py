@@ -11,6 +11,7 @@ known only after training: one that selects no run gives NaN, and its claim fail
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 import numpy as np
@@ -32,16 +33,23 @@ def select(runs: pd.DataFrame, query: str) -> pd.DataFrame:
     return expressions.select(runs, query)
 
 
-def validate(source: str, expectations: tuple[Expectation, ...], runs: pd.DataFrame) -> None:
-    """One line naming the entry and what is allowed, for a query that is not one on the runs' config columns
-    or selects no run, or a metric that is neither a runs.parquet metric nor an expression giving a number per run.
+def validate(source: str, expectations: tuple[Expectation, ...], runs: pd.DataFrame, progress: bool = False) -> None:
+    """One line naming the entry and what is allowed, for a query that is not one on the runs' columns
+    or selects no run, or a metric that is neither a runs.parquet metric nor an expression giving a number per run;
+    the columns of the progress measures only where `progress` ([analysis] progress) gives them.
 
     Nothing of a query is executed (`grokjax.config.expressions`), so this is safe on any file, before any training;
     a query that names results (known after training) is checked for its names only.
     """
     config = config_of(runs)
-    results = config.assign(**{m: np.nan for m in METRICS}, **dict.fromkeys(LABELS, ""))
+    metrics = [m for m in METRICS if progress or m not in PROGRESS_RUN_COLUMNS]
+    results = config.assign(**{m: np.nan for m in metrics}, **dict.fromkeys(LABELS, ""))
     for i, e in enumerate(expectations):
+        for key in ("metric", "where", "than"):
+            named = _names(getattr(e, key)) & set(PROGRESS_RUN_COLUMNS) - set(results)
+            if named:
+                raise ConfigError(f"{source}: expect[{i}].{key} names {sorted(named)[0]}, a column of the progress "
+                                  "measures; allowed: with [analysis] progress = true (docs/measures.md)")
         reason = _not_a_metric(e.metric, results) if e.metric else None
         if reason is not None:
             raise ConfigError(f"{source}: expect[{i}].metric = \"{shown(e.metric)}\"; allowed: one of "
@@ -60,11 +68,17 @@ def validate(source: str, expectations: tuple[Expectation, ...], runs: pd.DataFr
                 raise ConfigError(f"{source}: expect[{i}].{key} = \"{shown(query)}\" selects no run of the sweep")
 
 
+def _names(text: str) -> set[str]:
+    """The names an expression holds (none where it does not parse: validate says why)."""
+    try:
+        return {n.id for n in ast.walk(expressions.parse(text)) if isinstance(n, ast.Name)} if text.strip() else set()
+    except ExpressionError:
+        return set()
+
+
 def _on_config(query: str, config: pd.DataFrame) -> bool:
     """Whether a query names config columns only (so that the runs it selects are known before training)."""
-    import ast
-
-    return {n.id for n in ast.walk(expressions.parse(query)) if isinstance(n, ast.Name)} <= set(config.columns)
+    return _names(query) <= set(config.columns)
 
 
 def _not_a_metric(metric: str, runs: pd.DataFrame) -> str | None:
@@ -96,9 +110,12 @@ def selecting(expectations: tuple[Expectation, ...], runs: pd.DataFrame) -> tupl
 
 
 def value(e: Expectation, runs: pd.DataFrame) -> float:
-    """The share of the runs in the claim's phases, or its metric over them (NaN if any run's is NaN)."""
+    """The share of the runs in the claim's phases, or its metric over them (NaN if any run's is NaN, or the runs
+    lack a column it names: the progress measures of a task they do not apply to)."""
     if e.phase:
         return float(runs.phase.isin(e.phase).mean())
+    if not _names(e.metric) <= set(runs.columns):
+        return float("nan")
     column = runs[e.metric] if e.metric in runs else expressions.column(runs, e.metric)
     return float(getattr(column.astype(float), e.of)(skipna=False))
 
@@ -106,14 +123,17 @@ def value(e: Expectation, runs: pd.DataFrame) -> float:
 def evaluate(expectations: tuple[Expectation, ...], runs: pd.DataFrame) -> list[dict[str, Any]]:
     """Each claim with its value, its bounds or comparison, and whether it held (as the provenance stores them)."""
     out = []
+    def chosen_by(query: str) -> pd.DataFrame:  # no run where the runs lack a column the query names
+        return select(runs, query) if _names(query) <= set(runs.columns) else runs.iloc[:0]
+
     for e in expectations:
-        chosen = select(runs, e.where)
+        chosen = chosen_by(e.where)
         v = value(e, chosen)
         what = f"share of runs in {' or '.join(e.phase)}" if e.phase else f"{e.of} {e.metric}"
         record: dict[str, Any] = {"claim": e.claim, "measured": what, "where": e.where or "all runs",
                                   "runs": len(chosen), "value": v}
         if e.than:
-            other = value(e, select(runs, e.than))
+            other = value(e, chosen_by(e.than))
             record.update(than=e.than, than_value=other, passed=bool(v > other))
         else:
             unbounded_share = e.phase and e.at_least is None and e.at_most is None

@@ -8,7 +8,9 @@ A stage begins at a logged step found by a rule on the run's curves (docs/measur
   (what hurt the unseen pairs is going);
 - generalization: test accuracy reaches the threshold.
 A run that never meets a rule has no step for that stage (null), and counts as censored at its last step in
-the survival curves (Kaplan-Meier), never as a guess.
+the survival curves (Kaplan-Meier), never as a guess. excluded_rise: how far the excluded loss rises while the
+training set is fitted and the test set not yet, as the largest excluded loss from memorization until
+generalization (or the end) over its value at memorization.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ def with_stages(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     generalization = runs.set_index("run_id").step_test_acc_90
     for stage, steps in zip(STAGES, (memorization, circuit, cleanup, generalization)):
         runs[f"stage_{stage}"] = pd.array(runs.run_id.map(steps), dtype="Int64")
+    until = curves.run_id.map(generalization.astype("float64")).fillna(np.inf)
+    window = curves[(curves.step >= after) & (curves.step < until)]
+    at_memorization = curves[curves.step == after].set_index("run_id").excluded_loss
+    runs["excluded_rise"] = runs.run_id.map(window.groupby("run_id").excluded_loss.max() / at_memorization)
     return runs
 
 

@@ -175,3 +175,21 @@ def test_linear_tick_labels_take_the_fewest_decimals_that_keep_each_label_near_i
     v, gap = np.array(values), np.diff(values).min()
     assert np.abs(np.round(v, labels) - v).max() <= 0.1 * gap  # each label within a tenth of a step of its value
     assert labels == 0 or np.abs(np.round(v, labels - 1) - v).max() > 0.1 * gap  # not so at one decimal fewer
+
+
+def test_stage_times_groups_what_fits_and_holds_every_stage(fig3_sized):
+    """A Figure 3-sized grid (17 x 19 cells, 4 weight decays) is grouped by weight decay: its cells would be 323
+    lines. Each group's four Kaplan-Meier curves start at 1 and never rise."""
+    runs, _ = fig3_sized
+    rng = np.random.default_rng(0)
+    steps = {s: pd.array(np.where(rng.random(len(runs)) < 0.6, rng.integers(1, 20, len(runs)) * 100, None),
+                         dtype="Int64") for s in ("memorization", "circuit_formation", "cleanup", "generalization")}
+    runs = runs.assign(steps=2000, **{f"stage_{s}": v for s, v in steps.items()})
+    assert figures.stage_groups(runs) == ["weight_decay"]
+    few = runs[runs.weight_decay == 0].iloc[:6]  # a handful of cells: each its own group
+    assert figures.stage_groups(few) == [c for c in ("data_fraction", "corruption_fraction") if few[c].nunique() > 1]
+    spec = figures.stage_times(runs).to_dict()
+    frame = pd.DataFrame(spec["data"]["values"] if "values" in spec["data"] else spec["datasets"][spec["data"]["name"]])
+    assert set(frame.stage) == {"memorization", "circuit formation", "cleanup", "generalization"}
+    for _, curve in frame.groupby(["group", "stage"]):
+        assert curve.surviving.iloc[0] == 1 and (np.diff(curve.surviving) <= 1e-12).all()

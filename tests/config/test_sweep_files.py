@@ -31,7 +31,7 @@ def test_sweep_file_expands_and_its_claims_judge_its_runs(path):
     assert config.source and path.read_text().startswith("#"), "each sweep file opens with a header comment"
     runs = runs_table.expand(config)  # every run of the full grid passes the field rules
     assert len(runs) == int(np.prod([len(values) for _, values in config.axes]))
-    expect.validate(config.source, config.expect, runs)  # its claims are queries that select runs of its grid
+    expect.validate(config.source, config.expect, runs, config.analysis.progress)  # queries selecting runs of its grid
     assert config.expect or path.parent.name == "bench", "a figure's file states what the figure shows"
 
 

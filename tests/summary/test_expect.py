@@ -155,3 +155,19 @@ def test_claims_may_select_runs_by_their_results_and_take_medians():
     first, second = expect.evaluate(claims, runs)
     assert first["runs"] == 3 and first["value"] == 100 and first["passed"]
     assert second["runs"] == 0 and np.isnan(second["value"]) and not second["passed"]
+
+
+def test_claims_on_progress_columns_need_progress_and_never_crash_without_them(sweep_file, tmp_path, capsys):
+    claim = '[[expect]]\nclaim = "c"\nmetric = "stage_generalization - stage_circuit_formation"\nat_least = 1\n'
+    path = sweep_file(TINY_SWEEP + claim)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("expect[0].metric names stage_circuit_formation, a column of the progress measures; allowed: "
+                        "with [analysis] progress = true (docs/measures.md)") and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    # Runs without the columns (a task the measures do not apply to) make the claim fail, not the sweep.
+    runs = pd.DataFrame({"run_id": [0], "phase": ["memorization"]})
+    records = expect.evaluate(from_dict({"expect": [{"claim": "c", "metric": "excluded_rise", "at_least": 1},
+                                                    {"claim": "d", "where": "dynamics == 'grokking'",
+                                                     "phase": "coexistence"}]}).expect, runs)
+    assert [r["passed"] for r in records] == [False, False] and np.isnan(records[0]["value"])

@@ -29,6 +29,8 @@ def test_each_stage_begins_where_its_rule_first_holds_and_is_null_where_never():
     assert got.stage_circuit_formation.tolist() == [40, pd.NA, pd.NA]
     assert got.stage_cleanup.tolist() == [60, pd.NA, pd.NA]
     assert got.stage_generalization.tolist() == [60, pd.NA, pd.NA]
+    # The largest excluded loss from memorization until generalization (or the end), over its value at memorization.
+    np.testing.assert_array_equal(got.excluded_rise, [1.5, 1.0, np.nan])
 
 
 def test_kaplan_meier_by_its_product_formula():
