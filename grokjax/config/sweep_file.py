@@ -158,8 +158,8 @@ class SweepConfig:
     def training_hash(self) -> str:
         """A short fingerprint of what training depends on: a results folder belongs to the config that trained it,
         and one that differs only in what is read off the trained runs (`AFTER_TRAINING`: name, [phases],
-        [[expect]], [plot], analysis.min_prune) resumes it, training nothing, and recomputes phases, claims,
-        pruning and charts."""
+        [[expect]], [plot], analysis.min_prune and progress) resumes it, training nothing new, and recomputes
+        phases, claims, pruning, progress measures (by a replay) and charts."""
         return _fingerprint(_without(self.to_dict(), AFTER_TRAINING))
 
     def plan_hashes(self) -> tuple[str, ...]:
@@ -189,7 +189,7 @@ class SweepConfig:
 # that a folder of an earlier version keeps its hash (and resumes).
 LATER_FIELDS = ("analysis.progress",)
 # The parts of a config that leave the training hash: tables, and "table.key" for one key of a table.
-AFTER_TRAINING = ("name", "phases", "expect", "plot", "analysis.min_prune")
+AFTER_TRAINING = ("name", "phases", "expect", "plot", "analysis.min_prune", "analysis.progress")
 
 
 def _without(data: dict[str, Any], parts: tuple[str, ...]) -> dict[str, Any]:

@@ -35,11 +35,12 @@ KEEP_TEST_ACC = 0.9  # minimum pruning keeps test accuracy >= 90% of its unprune
 def can_prune(static: Static) -> bool:
     """Whether these runs' units can be pruned: a model with per-neuron analyses and `without_units`, whose
     evaluation needs its parameters only (BatchNorm's running statistics are not stored)."""
-    return analysis.has_neurons(static) and hasattr(models.build(static), "without_units") and _params_only(static)
+    return analysis.has_neurons(static) and hasattr(models.build(static), "without_units") and params_only(static)
 
 
 @functools.cache
-def _params_only(static: Static) -> bool:
+def params_only(static: Static) -> bool:
+    """Whether the model's variables are its parameters alone (no BatchNorm statistics, which params/ lacks)."""
     return set(jax.eval_shape(lambda: models.init(static, jax.random.key(0), jnp.float32(1.0)))) == {"params"}
 
 

@@ -38,6 +38,20 @@ def measured(static: Static, hp: Hparams, final: RunState) -> tuple[np.ndarray, 
     return np.asarray(jax.device_get(keep)), logs
 
 
+def final_state(static: Static, hp: Hparams, params: Any = None) -> RunState:
+    """The runs' final state, for their key frequencies: their stored trained `params` (the chunk's real runs, in
+    order) in a state with their data, or, without them, the state a replay to the last step reaches."""
+    if params is None:
+        for seg in runner.segments(static, hp):
+            state = seg.state
+        return state
+    init, _ = runner.programs(static, hp)
+    start = jax.device_get(init(hp))
+    real = len(jax.tree.leaves(params)[0])
+    padded = jax.tree.map(lambda trained, own: np.concatenate([trained, own[real:]]), params, start.params)
+    return runner.shard_runs(start._replace(params=padded), runner.local_mesh(static.devices))
+
+
 def frequency_lists(keep: np.ndarray) -> list[list[int]]:
     """Each run's key frequencies k (1-based), ascending, from their mask."""
     return [(np.flatnonzero(row) + 1).tolist() for row in keep]

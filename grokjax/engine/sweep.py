@@ -91,8 +91,7 @@ def train_chunk(chunk: Chunk, config: SweepConfig, folder: Path, checkpoint_ever
         logs = [{**log, **{m: again[m] for m in PROGRESS_MEASURES}} for log, again in zip(logs, replayed)]
     final, curves = summarize.chunk_metrics(runs, static, runner.stacked(logs))
     if keys is not None:
-        ok = (final["status"] == "ok").to_numpy(dtype=bool)
-        final["key_frequencies"] = [k if good else None for k, good in zip(replay.frequency_lists(keys), ok)]
+        final["key_frequencies"] = key_frequencies(final, keys)
     final["frac_periodic"] = np.full(len(runs), np.nan)
     final["min_prune"] = pd.array([pd.NA] * len(runs), dtype="Int64")
     if snapshots:
@@ -112,6 +111,32 @@ def min_prune(static: Static, runs: pd.DataFrame, final: pd.DataFrame, params: A
     counts = pd.array(pruning.minimum_pruning(pruned).loc[runs.run_id].to_numpy(), dtype="Int64")
     counts[~(final["status"] == "ok").to_numpy(dtype=bool)] = pd.NA
     return counts
+
+
+def key_frequencies(final: dict | pd.DataFrame, keys: np.ndarray) -> list[list[int] | None]:
+    """Each run's key frequencies (None for a diverged run)."""
+    ok = (final["status"] == "ok").to_numpy(dtype=bool)
+    return [k if good else None for k, good in zip(replay.frequency_lists(keys), ok)]
+
+
+def with_progress(folder: Path, config: SweepConfig, chunks: list[Chunk], recorded: dict) -> None:
+    """Bring the chunks' records to `[analysis] progress` as the config now sets it: where the runs trained without
+    it, their measures by a replay (the key frequencies from params/ where the folder holds them and the model's
+    variables are parameters only, else from a replay to the end); turned off, without its columns."""
+    for chunk in chunks:
+        final, curves, neurons = recorded[chunk.index]
+        if not config.analysis.progress:
+            final = final.drop(columns=[c for c in ("key_frequencies", *PROGRESS_MEASURES) if c in final])
+            curves = curves.drop(columns=[c for c in PROGRESS_MEASURES if c in curves])
+        elif PROGRESS_MEASURES[0] not in curves and progress.left_out(chunk.static) is None:
+            hp = runs_table.hparams(chunk.runs, pad_to=chunk.size)
+            stored = results.has_params(folder) and pruning.params_only(chunk.static)
+            params = results.load_params(folder, chunk.runs.run_id.to_numpy()) if stored else None
+            keys, replayed = replay.measured(chunk.static, hp, replay.final_state(chunk.static, hp, params))
+            again, curves = summarize.chunk_metrics(chunk.runs, chunk.static, runner.stacked(replayed))
+            final = final.assign(**{m: again[m] for m in PROGRESS_MEASURES}, key_frequencies=key_frequencies(final, keys))
+            checkpoints.write_record(folder, chunk.index, final, curves, neurons)
+        recorded[chunk.index] = (final, curves, neurons)
 
 
 def with_min_prune(folder: Path, config: SweepConfig, chunks: list[Chunk], recorded: dict) -> None:
@@ -322,6 +347,7 @@ def run(
         # The runs of the folder's finished refinement rounds stay in its tables (process 0 writes them).
         runs, rounds, refined = with_rounds(folder, runs, machine) if process == 0 else (runs, [], [])
         with_min_prune(folder, config, mine + rounds, recorded)
+        with_progress(folder, config, mine + rounds, recorded)
         table, curves, neurons = summarize.tables(runs, [recorded[c.index] for c in mine + rounds], config)
         meta = {**provenance(config, overrides, step, machine, started, wall), "runs": len(table), "rounds": refined,
                 **chunk_figures(chunks, mine, todo, wall, machine),

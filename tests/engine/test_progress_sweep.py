@@ -74,6 +74,25 @@ def test_progress_adds_columns_and_changes_nothing_else(swept):
         assert (folder / f"{chart}.png").stat().st_size > 1000
 
 
+def test_progress_turned_on_over_a_finished_folder_replays_into_the_same_tables(swept, tmp_path):
+    """From params/ (the key frequencies) and from a replay alone (--no-params): the tables of a sweep that had the
+    measures from the start, value for value; turned off again, its columns go."""
+    on, _, _ = swept
+    for keep in (True, False):
+        path, out = tmp_path / f"off_{keep}.toml", tmp_path / f"out_{keep}"
+        path.write_text(SWEEP.replace("progress = true", "progress = false"))
+        grokjax.run_sweep(path, out=out, progress=False, plots=False, keep_params=keep)
+        later = grokjax.run_sweep(path, out=out, overrides=["analysis.progress=true"], progress=False,
+                                  plots=False).results
+        assert later.meta["chunks_resumed"] == len(later.meta["chunk_sizes"])
+        pd.testing.assert_frame_equal(later.curves, on.curves)
+        columns = [c for c in on.runs if c not in ("key_frequencies",)]
+        pd.testing.assert_frame_equal(later.runs[columns], on.runs[columns])
+        assert later.runs.key_frequencies.map(list).tolist() == on.runs.key_frequencies.map(list).tolist()
+    again = grokjax.run_sweep(path, out=out, progress=False, plots=False).results
+    assert "restricted_loss" not in again.curves and "stage_cleanup" not in again.runs
+
+
 def test_a_task_without_a_fourier_group_says_so_and_trains(tmp_path, capsys):
     path = tmp_path / "s5.toml"
     path.write_text(SWEEP.replace('task = ["modular_addition", "modular_multiplication"]', 'task = ["s5_composition"]')
