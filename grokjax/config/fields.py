@@ -30,7 +30,7 @@ MODELS = ("mlp", "pair_mlp", "parity_mlp", "transformer", "nanda_transformer")  
 IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")  # module:attribute
 ACTIVATIONS = ("quadratic", "relu")
 NORMS = ("none", "batchnorm", "layernorm")
-LOSSES = ("mse", "cross_entropy")
+LOSSES = ("mse", "cross_entropy", "stablemax")  # stablemax: Prieto et al.'s StableMax cross-entropy (docs/methods.md)
 OPTIMIZERS = ("adamw", "adam", "sgd")  # built in; or any Optax optimizer by name
 OPTAX_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 SCHEDULES = ("constant", "cosine")  # cosine: from learning_rate down to 0 at the last step
@@ -129,6 +129,13 @@ FIELDS: tuple[Field, ...] = (
     Field("train", "momentum", 0.0, (float, lambda v: 0.0 <= v < 1.0, "a number with 0 <= momentum < 1"), "traced", F),
     Field("train", "weight_decay", 0.0, (float, lambda v: v >= 0.0, "a number >= 0"), "traced", F),
     Field("train", "regularization", "l2", choice(REGULARIZATIONS), "static"),
+    # Grokfast-EMA (Lee et al. 2024): g + lambda * EMA_alpha(g) before the optimizer; lambda 0 is off (docs/methods.md)
+    Field("train", "grokfast_alpha", 0.98, (float, lambda v: 0.0 <= v < 1.0, "a number with 0 <= grokfast_alpha < 1"),
+          "traced", F),
+    Field("train", "grokfast_lambda", 0.0, (float, lambda v: 0.0 <= v <= 100.0, "a number from 0 (off) to 100"),
+          "traced", F),
+    # ⊥Grad (Prieto et al. 2025): each parameter's gradient without its component along the parameter, rescaled
+    Field("train", "orthograd", False, BOOL, "static"),
     Field("train", "batch_size", 0, (int, lambda v: v >= 0, "an integer >= 0 (0: full batch)"), "static"),
     # "appendix_a": steps x 256/batch_size, lr x sqrt(batch_size/256)
     Field("train", "batch_scaling", "none", choice(BATCH_SCALINGS)),
@@ -173,6 +180,7 @@ RULES: dict[str, Rule] = {f.key: f.rule for f in FIELDS}
 # How the static config and per-run arrays extend the fields.
 DERIVED_STATIC = {  # name: default; set per chunk by the plan, or from the run's fields
     "has_dropout": False,  # any dropout > 0; runs at rate 0 use the program without it
+    "has_grokfast": False,  # grokfast_lambda > 0; runs at 0 use the program without Grokfast's gradient average
     "train_slots": 0,  # full batch: training examples gathered per step; 0: all examples, loss masked
     "formulation": "gather",  # how the step is computed: train.FORMULATIONS (chosen by grokjax.engine.tuning)
     "run_block": 0,  # runs vectorized together within a chunk: 0 all (vmapped), b blocks of b, one after another
@@ -214,9 +222,16 @@ def static_fields() -> list[tuple[str, Any]]:
     return own + list(DERIVED_STATIC.items())
 
 
+# Traced fields that Hparams holds after the split sizes, with a default (None: a program that does not read them),
+# so that per-run numbers written by hand need not name them.
+LATE_TRACED = ("grokfast_alpha", "grokfast_lambda")
+
+
 def traced_fields() -> list[tuple[str, Any]]:
     """(Hparams field name, dtype)."""
-    return [(f.name, f.dtype) for f in FIELDS if f.role == "traced"] + list(DERIVED_TRACED.items())
+    traced = [(f.name, f.dtype) for f in FIELDS if f.role == "traced"]
+    return ([t for t in traced if t[0] not in LATE_TRACED] + list(DERIVED_TRACED.items())
+            + [t for t in traced if t[0] in LATE_TRACED])
 
 
 def config_columns() -> tuple[str, ...]:

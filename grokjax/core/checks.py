@@ -17,7 +17,7 @@ from grokjax.config.fields import OPTIMIZERS
 from grokjax.config.sweep_file import ConfigError
 from grokjax.core import models, registry, training
 from grokjax.core.tasks import shape_of
-from grokjax.core.types import HPARAM_DTYPES, Hparams, Static
+from grokjax.core.types import Hparams, Static
 
 
 def task_and_model(source: str, static: Static) -> None:
@@ -65,9 +65,7 @@ def optimizer(source: str, static: Static) -> None:
             taken = [k for k in _parameters(function) if k not in ("learning_rate", "weight_decay", "mask")]
             raise ConfigError(f"{source}: train.{key}: optax.{name} takes no '{key}' of yours (learning_rate and "
                               f"weight_decay are grokjax's fields); it takes: {', '.join(taken)}")
-    hp = Hparams(*(jax.ShapeDtypeStruct((), d) for d in HPARAM_DTYPES if d is not None),
-                 optimizer={k: jax.ShapeDtypeStruct((), jnp.float32) for k, v in static.optimizer_args if v is None}
-                 or None)
+    hp = training.hparam_shapes(static)
 
     def step(hp: Hparams) -> Any:
         params = models.init(static, jax.random.key(0), jnp.float32(1.0))["params"]

@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from grokjax.core.methods import stablemax_log_probs
 from grokjax.core.tasks import RunData
 
 
@@ -18,13 +19,16 @@ def example_losses(logits: jax.Array, labels: jax.Array, loss: str) -> jax.Array
     """Loss of each example, shape (examples,).
 
     `mse` is the mean over the p outputs of the squared error against one-hot
-    targets, so its masked mean over examples equals PyTorch's MSELoss. Sums over
+    targets, so its masked mean over examples equals PyTorch's MSELoss; `stablemax` the
+    cross-entropy of StableMax (`methods.stablemax_log_probs`). Sums over
     classes are dot products, not reductions (see `masked_mean`).
     """
     ones = jnp.ones(logits.shape[-1], logits.dtype)
     if loss == "mse":
         targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
         return jnp.square(logits - targets) @ ones / logits.shape[-1]
+    if loss == "stablemax":
+        return -jnp.take_along_axis(stablemax_log_probs(logits), labels[:, None], axis=-1)[:, 0]
     shifted = logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))  # a max is order-free
     picked = jnp.take_along_axis(shifted, labels[:, None], axis=-1)[:, 0]
     return jnp.log(jnp.exp(shifted) @ ones) - picked

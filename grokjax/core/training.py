@@ -17,10 +17,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from grokjax.core import analysis, models
+from grokjax.config.fields import LATE_TRACED
+from grokjax.core import analysis, methods, models
 from grokjax.core.metrics import evaluate, example_losses, masked_mean
 from grokjax.core.tasks import RunData, make_run_data, minibatch, model_inputs, num_examples
-from grokjax.core.types import Hparams, Static
+from grokjax.core.types import HPARAM_DTYPES, Hparams, Static
 
 
 class RunState(NamedTuple):
@@ -58,8 +59,17 @@ def make_optimizer(static: Static, hp: Hparams) -> optax.GradientTransformation:
     adam, sgd: coupled, wd * theta (L2) or wd * sign(theta) (L1) added to the gradient
     before the optimizer (as torch.optim.Adam / SGD; L1 as the PAIR explorable's code).
     Any other name: that Optax optimizer (`optax_optimizer`).
-    Weight decay acts on the parameters the model chooses (`models.decayed`).
+    Weight decay acts on the parameters the model chooses (`models.decayed`). Grokfast and ⊥Grad, where the runs
+    use them, act on the raw gradients first, in that order (`grokjax.core.methods`).
     """
+    base = base_optimizer(static, hp)
+    first = [methods.grokfast_ema(hp.grokfast_alpha, hp.grokfast_lambda)] if static.has_grokfast else []
+    first += [methods.orthograd()] if static.orthograd else []
+    return optax.chain(*first, base) if first else base
+
+
+def base_optimizer(static: Static, hp: Hparams) -> optax.GradientTransformation:
+    """The optimizer and its weight decay (`make_optimizer`)."""
     b1, b2 = static.betas
     lr, wd = learning_rate(static, hp.learning_rate), hp.weight_decay
     decay = l1_decay(wd) if static.regularization == "l1" else optax.add_decayed_weights(wd)
@@ -90,6 +100,17 @@ def optax_optimizer(static: Static, hp: Hparams, lr: Any, decay: optax.GradientT
             statics["mask"] = functools.partial(models.decayed, static)
     optimizer = optax.inject_hyperparams(function, static_args=tuple(statics))(learning_rate=lr, **numbers, **statics)
     return optimizer if own_decay else optax.chain(decay, optimizer)
+
+
+def hparam_shapes(static: Static) -> Hparams:
+    """One run's per-run numbers as shapes, as `runs_table.hparams` gives them to these runs: Grokfast's only where
+    they use it, an Optax optimizer's own floats where it has some."""
+    shape = {name: jax.ShapeDtypeStruct((), dtype) for name, dtype in zip(Hparams._fields, HPARAM_DTYPES)
+             if dtype is not None}
+    if not static.has_grokfast:
+        shape = {k: v for k, v in shape.items() if k not in LATE_TRACED}
+    own = {k: jax.ShapeDtypeStruct((), jnp.float32) for k, v in static.optimizer_args if v is None}
+    return Hparams(**shape, optimizer=own or None)
 
 
 def run_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -104,11 +104,13 @@ class Static:
     warmup_steps: int = 0
     betas: tuple[float, float] = (0.9, 0.98)
     regularization: str = "l2"
+    orthograd: bool = False
     batch_size: int = 0
     steps: int = 2000
     log_every: int = 20
     precision: str = "float32"
     has_dropout: bool = False  # derived: some run of the chunk has dropout > 0
+    has_grokfast: bool = False  # derived: the runs' grokfast_lambda > 0
     train_slots: int = 0  # derived: examples a full-batch step gathers (`plan.train_slots`)
     formulation: str = "gather"  # derived: how the step is computed (`training.FORMULATIONS`)
     run_block: int = 0  # derived: runs vectorized together (0 all, 1 one at a time)
@@ -143,6 +145,8 @@ class Hparams(NamedTuple):
     seed: Any
     n_train: Any
     n_corrupt: Any
+    grokfast_alpha: Any = None  # read only by a program with Grokfast (Static.has_grokfast)
+    grokfast_lambda: Any = None
     optimizer: Any = None  # {key: per-run number} of an Optax optimizer's own float keys (None: none)
 
 

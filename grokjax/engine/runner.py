@@ -19,13 +19,12 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from grokjax.core import analysis
-from grokjax.core.training import RunState, init_run, train_segment
-from grokjax.core.types import HPARAM_DTYPES, Hparams, Static
+from grokjax.core.training import RunState, hparam_shapes, init_run, train_segment
+from grokjax.core.types import Hparams, Static
 from grokjax.store.checkpoints import Progress
 
 
@@ -175,11 +174,8 @@ def _state_shape(static: Static, hp: Hparams) -> tuple[Any, Hparams]:
 def _compile_init(static: Static) -> Callable:
     """A run's init (`init_run`), compiled for one run: one program for every chunk of a static group, whatever
     its size, rung or layout (a chunk's runs vectorized would compile once per chunk size, as slowly)."""
-    own = {k: jax.ShapeDtypeStruct((), jnp.float32) for k, v in static.optimizer_args if v is None}
-    shapes = Hparams(*(jax.ShapeDtypeStruct((), dtype) for dtype in HPARAM_DTYPES if dtype is not None),
-                     optimizer=own or None)
     return jax.jit(functools.partial(init_run, static.group),
-                   compiler_options=INIT_OPTIONS).lower(shapes).compile()
+                   compiler_options=INIT_OPTIONS).lower(hparam_shapes(static)).compile()
 
 
 def init_runs(init: Callable, mesh: Mesh, hp: Hparams) -> RunState:

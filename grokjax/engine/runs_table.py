@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from grokjax.config.fields import BY_KEY, OPEN_COLUMNS, STATIC_COLUMNS, SWEEPABLE_TABLES, column_of
+from grokjax.config.fields import BY_KEY, LATE_TRACED, OPEN_COLUMNS, STATIC_COLUMNS, SWEEPABLE_TABLES, column_of
 from grokjax.config.sweep_file import OPEN_TABLES, ConfigError, SweepConfig, check_run
 from grokjax.core import checks
 from grokjax.core.registry import TASK_FIELDS, task_of
@@ -130,6 +130,7 @@ def static_of(row: pd.Series) -> Static:
     return Static(
         betas=(float(row.beta1), float(row.beta2)),
         has_dropout=bool(row.dropout > 0),
+        has_grokfast=bool(row.grokfast_lambda > 0),
         task_args=_args(row.task_args),
         model_args=_args(row.model_args),
         optimizer_args=_args(row.optimizer_args),
@@ -152,6 +153,8 @@ def hparams(runs: pd.DataFrame, pad_to: int | None = None) -> Hparams:
     if pad_to is not None and pad_to > len(runs):
         runs = pd.concat([runs, runs.iloc[[-1] * (pad_to - len(runs))]])
     own = [k for k, v in _args(runs.optimizer_args.iloc[0]) if v is None]  # an Optax optimizer's per-run floats
-    return Hparams(*(np.asarray(runs[name].to_numpy(), dtype=dtype) for name, dtype in zip(Hparams._fields, HPARAM_DTYPES)
-                     if dtype is not None),
+    late = bool((runs.grokfast_lambda > 0).all())  # Grokfast's numbers: only for runs that use it (has_grokfast)
+    return Hparams(**{name: np.asarray(runs[name].to_numpy(), dtype=dtype)
+                      for name, dtype in zip(Hparams._fields, HPARAM_DTYPES)
+                      if dtype is not None and (late or name not in LATE_TRACED)},
                    optimizer={k: runs[k].to_numpy(dtype=np.float32) for k in own} or None)

@@ -1,0 +1,124 @@
+"""Grokfast-EMA, ⊥Grad and StableMax against their authors' definitions (ironjr/grokfast `gradfilter_ema`; Prieto
+et al.'s `OrthoGrad` and `stablemax_cross_entropy`), written here in NumPy as their loops compute them, on fixed
+inputs; and through a sweep: switched off, a run is value for value the run without the field."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+import grokjax
+from grokjax.cli import main
+from grokjax.core import methods
+from grokjax.core.metrics import example_losses
+
+RNG = np.random.default_rng(7)
+GRADIENTS = [{"w": RNG.normal(size=(3, 4)).astype(np.float32), "b": RNG.normal(size=5).astype(np.float32)}
+             for _ in range(6)]
+
+
+def gradfilter_ema(gradients, alpha, lamb):
+    """The authors' loop: grads starts as the first gradient, then grads = grads * alpha + g * (1 - alpha) and the
+    gradient becomes g + grads * lamb, at every step."""
+    grads, out = None, []
+    for g in gradients:
+        if grads is None:
+            grads = {n: v.copy() for n, v in g.items()}
+        grads = {n: grads[n] * alpha + g[n] * (1 - alpha) for n in g}
+        out.append({n: g[n] + grads[n] * lamb for n in g})
+    return out
+
+
+@pytest.mark.parametrize("alpha, lamb", [(0.98, 2.0), (0.5, 5.0), (0.9, 0.0)])
+def test_grokfast_ema_is_gradfilter_ema(alpha, lamb):
+    tx = methods.grokfast_ema(jnp.float32(alpha), jnp.float32(lamb))
+    state = tx.init(jax.tree.map(jnp.zeros_like, GRADIENTS[0]))
+    for g, expected in zip(GRADIENTS, gradfilter_ema(GRADIENTS, np.float32(alpha), np.float32(lamb))):
+        got, state = tx.update(g, state)
+        for name in g:
+            np.testing.assert_allclose(got[name], expected[name], rtol=1e-6, atol=1e-7)
+    if lamb == 0:  # off: the gradients pass as they are
+        np.testing.assert_array_equal(tx.update(GRADIENTS[0], state)[0]["w"], GRADIENTS[0]["w"])
+
+
+def orthogonalized(g, w):
+    """OrthoGrad._orthogonalize_gradients on one parameter."""
+    w, g = w.reshape(-1).astype(np.float64), g.reshape(-1).astype(np.float64)
+    proj = np.dot(w, g) / (np.dot(w, w) + 1e-30)
+    g_orth = g - proj * w
+    return g_orth * (np.linalg.norm(g) / (np.linalg.norm(g_orth) + 1e-30))
+
+
+def test_orthograd_is_the_authors_projection_rescaled():
+    params = {"w": RNG.normal(size=(3, 4)).astype(np.float32), "b": np.zeros(5, np.float32)}
+    got, _ = methods.orthograd().update(GRADIENTS[0], methods.orthograd().init(params), params)
+    np.testing.assert_allclose(got["w"].reshape(-1), orthogonalized(GRADIENTS[0]["w"], params["w"]), rtol=1e-5)
+    assert abs(float(jnp.vdot(got["w"], params["w"]))) < 1e-4  # orthogonal to the parameter
+    np.testing.assert_allclose(np.linalg.norm(got["w"]), np.linalg.norm(GRADIENTS[0]["w"]), rtol=1e-5)
+    # A parameter of norm 0: its gradient passes unchanged, no NaN.
+    np.testing.assert_allclose(got["b"], GRADIENTS[0]["b"], rtol=1e-6)
+    zero, _ = methods.orthograd().update({"b": np.zeros(5, np.float32)}, None, {"b": np.zeros(5, np.float32)})
+    assert np.isfinite(zero["b"]).all() and not zero["b"].any()
+
+
+def test_stablemax_loss_is_the_authors_log_stablemax():
+    logits = np.array([[-3.0, 0.0, 2.5, -0.25], [10.0, -10.0, 0.5, 0.0]], np.float32)
+    labels = np.array([2, 1])
+    s = np.where(logits < 0, 1 / (1 - logits.astype(np.float64) + 1e-30), logits + 1.0)
+    expected = -np.log(s / s.sum(axis=1, keepdims=True))[np.arange(2), labels]
+    np.testing.assert_allclose(example_losses(jnp.asarray(logits), jnp.asarray(labels), "stablemax"), expected, rtol=1e-6)
+    # s is continuous at 0 and grows linearly, not exponentially: no probability rounds to exactly 1 here.
+    assert float(jnp.exp(methods.stablemax_log_probs(jnp.array([[100.0, 0.0]])))[0, 1]) > 0
+
+
+SWEEP = """\
+name = "methods"
+[task]
+p = 11
+[model]
+width = 16
+[train]
+loss = "{loss}"
+learning_rate = 0.01
+steps = 20
+log_every = 10
+{extra}
+[sweep]
+data_fraction = [0.5]
+weight_decay = [0.0, 1.0]
+{axes}
+"""
+
+
+def test_methods_train_through_the_command_line_and_switched_off_change_nothing(tmp_path):
+    def swept(name, loss="cross_entropy", extra="", axes=""):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(SWEEP.format(loss=loss, extra=extra, axes=axes))
+        assert main(["sweep", str(path), "--out", str(tmp_path / name), "--no-progress", "--no-plots"]) == 0
+        return grokjax.load_results(tmp_path / name)
+
+    plain = swept("plain")
+    both = swept("both", loss="stablemax", extra="orthograd = true", axes="grokfast_lambda = [0.0, 2.0]")
+    assert sorted(both.runs.grokfast_lambda.unique()) == [0.0, 2.0] and both.runs.orthograd.all()
+    assert np.isfinite(both.runs[["train_loss", "test_loss"]].to_numpy(float)).all()
+    off = swept("off", axes="grokfast_lambda = [0.0]\ngrokfast_alpha = [0.9]")
+    metrics = ["train_loss", "test_loss", "train_acc", "test_acc", "weight_norm"]
+    pd.testing.assert_frame_equal(off.curves[["run_id", "step", *metrics]], plain.curves[["run_id", "step", *metrics]])
+    on = swept("on", axes="grokfast_lambda = [2.0]")
+    assert not np.array_equal(on.curves.train_loss, plain.curves.train_loss)
+
+
+@pytest.mark.parametrize("line, said", [
+    ("grokfast_alpha = -0.1", "train.grokfast_alpha = -0.1 is out of range; allowed: a number with 0 <= grokfast_alpha < 1"),
+    ('grokfast_lambda = "big"', "train.grokfast_lambda"),
+    ("grokfast_lambda = 1000.0", "allowed: a number from 0 (off) to 100"),
+    ("orthograd = 3", "train.orthograd = 3"),
+])
+def test_bad_method_settings_are_one_line(tmp_path, capsys, line, said):
+    path = tmp_path / "bad.toml"
+    path.write_text(SWEEP.format(loss="stablemax", extra=line, axes=""))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--no-progress", "--no-plots"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and said in err, err
+    assert not (tmp_path / "out").exists()
