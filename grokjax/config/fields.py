@@ -170,6 +170,9 @@ FIELDS: tuple[Field, ...] = (
 # and runs.parquet's key frequencies and the step each stage begins (docs/measures.md).
 PROGRESS_MEASURES = ("restricted_loss", "excluded_loss", "fourier_gini")
 STAGES = ("memorization", "circuit_formation", "cleanup", "generalization")
+# Softmax collapse (Prieto et al. 2025), for cross-entropy and StableMax runs: curves.parquet (and final values in
+# runs.parquet), the shares of training examples whose float32 softmax is one-hot and whose loss is exactly 0.
+COLLAPSE_MEASURES = ("softmax_collapse", "zero_loss_fraction")
 PROGRESS_RUN_COLUMNS = (*PROGRESS_MEASURES, "key_frequencies", *(f"stage_{s}" for s in STAGES), "excluded_rise")
 
 TABLES = ("task", "model", "train", "phases", "analysis", "plot")

@@ -59,7 +59,7 @@ def evaluate(logits: jax.Array, data: RunData, params: Any, loss: str) -> dict[s
     def count(mask: jax.Array) -> jax.Array:
         return jnp.sum(correct & mask, dtype=jnp.int32)
 
-    return {
+    out = {
         "train_loss": masked_mean(losses, data.train),
         "test_loss": masked_mean(losses, test),
         "train_correct": count(data.train),
@@ -68,3 +68,8 @@ def evaluate(logits: jax.Array, data: RunData, params: Any, loss: str) -> dict[s
         "corrupted_correct": count(data.corrupted),
         "weight_norm": weight_norm(params),
     }
+    if loss != "mse":  # softmax collapse (Prieto et al. 2025), over the training examples
+        probability = jnp.take_along_axis(jax.nn.softmax(logits), data.labels[:, None], axis=-1)[:, 0]
+        out["collapsed_count"] = jnp.sum((probability == 1.0) & data.train, dtype=jnp.int32)
+        out["zero_loss_count"] = jnp.sum((losses == 0.0) & data.train, dtype=jnp.int32)
+    return out

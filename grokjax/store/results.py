@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from grokjax.config.fields import (
+    COLLAPSE_MEASURES,
     FIELDS,
     OPEN_COLUMNS,
     PROGRESS_MEASURES,
@@ -90,7 +91,8 @@ def write(
         (folder / name).mkdir(exist_ok=True)
         return folder / name / f"part-{part:05d}.parquet"
 
-    write_parquet(target("curves.parquet"), curves[[*CURVE_COLUMNS, *(m for m in PROGRESS_MEASURES if m in curves)]], meta)
+    optional = [m for m in (*COLLAPSE_MEASURES, *PROGRESS_MEASURES) if m in curves]
+    write_parquet(target("curves.parquet"), curves[[*CURVE_COLUMNS, *optional]], meta)
     if neurons is not None or part is None:
         if neurons is None:
             neurons = pd.DataFrame({c: pd.Series(dtype="float64") for c in NEURON_COLUMNS})
@@ -110,7 +112,8 @@ def run_columns(runs: pd.DataFrame) -> list[str]:
     what [analysis] progress adds where the runs have it."""
     own = open_keys(*(runs[c].unique() for c in OPEN_COLUMNS))
     at = RUN_COLUMNS.index("n_train")
-    return [*RUN_COLUMNS[:at], *own, *RUN_COLUMNS[at:], *(c for c in PROGRESS_RUN_COLUMNS if c in runs)]
+    return [*RUN_COLUMNS[:at], *own, *RUN_COLUMNS[at:], *(c for c in (*COLLAPSE_MEASURES, *PROGRESS_RUN_COLUMNS)
+                                                            if c in runs)]
 
 
 def config_of(runs: pd.DataFrame) -> pd.DataFrame:

@@ -19,12 +19,12 @@ import pandas as pd
 
 from grokjax.config import expressions
 from grokjax.config.expressions import ExpressionError, shown
-from grokjax.config.fields import PROGRESS_RUN_COLUMNS, config_columns
+from grokjax.config.fields import COLLAPSE_MEASURES, PROGRESS_RUN_COLUMNS, config_columns
 from grokjax.config.sweep_file import ConfigError, Expectation
 from grokjax.store.results import RUN_COLUMNS, config_of
 
 LABELS = ("phase", "dynamics", "status")  # runs.parquet's results in words
-METRICS = tuple(c for c in (*RUN_COLUMNS, *PROGRESS_RUN_COLUMNS)
+METRICS = tuple(c for c in (*RUN_COLUMNS, *COLLAPSE_MEASURES, *PROGRESS_RUN_COLUMNS)
                 if c not in (*config_columns(), *LABELS, "key_frequencies"))
 
 

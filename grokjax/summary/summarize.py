@@ -43,6 +43,10 @@ def chunk_metrics(chunk: pd.DataFrame, static: Static, logs: dict[str, np.ndarra
         "ipr_mean": logs["ipr_mean"].astype(np.float64),
         **{m: logs[m].astype(np.float64) for m in PROGRESS_MEASURES if m in logs},
     }
+    if "collapsed_count" in logs:  # cross-entropy and StableMax runs
+        with np.errstate(invalid="ignore", divide="ignore"):
+            curves.update(softmax_collapse=logs["collapsed_count"] / n_train,
+                          zero_loss_fraction=logs["zero_loss_count"] / n_train)
     # A run diverges at its first logged step with a non-finite loss or weight norm: from there on its
     # curves are NaN, and its final values are those of its last finite logged step.
     finite = np.logical_and.accumulate(np.isfinite(curves["train_loss"]) & np.isfinite(curves["weight_norm"]), axis=0)

@@ -105,6 +105,10 @@ def test_methods_train_through_the_command_line_and_switched_off_change_nothing(
     off = swept("off", axes="grokfast_lambda = [0.0]\ngrokfast_alpha = [0.9]")
     metrics = ["train_loss", "test_loss", "train_acc", "test_acc", "weight_norm"]
     pd.testing.assert_frame_equal(off.curves[["run_id", "step", *metrics]], plain.curves[["run_id", "step", *metrics]])
+    for res in (plain, both):  # cross-entropy and StableMax runs measure softmax collapse; MSE runs do not
+        shares = res.curves[["softmax_collapse", "zero_loss_fraction"]].to_numpy()
+        assert ((shares >= 0) & (shares <= 1)).all() and "softmax_collapse" in res.runs
+    assert "softmax_collapse" not in swept("mse", loss="mse").curves
     on = swept("on", axes="grokfast_lambda = [2.0]")
     assert not np.array_equal(on.curves.train_loss, plain.curves.train_loss)
 
@@ -122,3 +126,22 @@ def test_bad_method_settings_are_one_line(tmp_path, capsys, line, said):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and said in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_softmax_collapse_counts_what_rounds_to_one_and_losses_of_exactly_zero():
+    """evaluate's counts over the training examples: a float32 softmax whose correct class is exactly 1, and a
+    per-example loss of exactly 0; none for MSE runs."""
+    from grokjax.core.metrics import evaluate
+    from grokjax.core.tasks import RunData
+
+    logits = jnp.array([[200.0, 0.0, 0.0], [5.0, 0.0, 0.0], [0.0, 120.0, 0.0], [300.0, 0.0, 0.0]])
+    labels = jnp.array([0, 0, 1, 0])
+    train = jnp.array([True, True, True, False])
+    data = RunData(jnp.arange(4), train, ~train, jnp.zeros(4, bool), labels, None)
+    softmax = np.asarray(jax.nn.softmax(logits))[np.arange(4), np.asarray(labels)]
+    out = evaluate(logits, data, {"w": jnp.ones(1)}, "cross_entropy")
+    assert int(out["collapsed_count"]) == int(((softmax == 1.0) & np.asarray(train)).sum()) == 2
+    assert int(out["zero_loss_count"]) == 2  # log(1 + e^-200 + ...) is exactly 0 in float32
+    stable = evaluate(logits, data, {"w": jnp.ones(1)}, "stablemax")
+    assert int(stable["collapsed_count"]) == 2 and int(stable["zero_loss_count"]) == 0  # s(x) decays as 1/x
+    assert "collapsed_count" not in evaluate(logits, data, {"w": jnp.ones(1)}, "mse")
