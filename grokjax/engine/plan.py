@@ -58,7 +58,8 @@ def groups(runs: pd.DataFrame) -> Iterator[tuple[Static, pd.DataFrame]]:
     The static config has train_slots = 0; each chunk sets its runs' rung (`train_slots`).
     """
     keys = [*STATIC_COLUMNS, *OPEN_COLUMNS, "beta1", "beta2", "ipr_every"]  # ipr_every: the neuron snapshots
-    for _, group in runs.groupby([*(runs[k] for k in keys), runs.dropout > 0], sort=False):
+    derived = [runs.dropout > 0, runs.grokfast_lambda > 0]  # has_dropout, has_grokfast
+    for _, group in runs.groupby([*(runs[k] for k in keys), *derived], sort=False):
         yield runs_table.static_of(group.iloc[0]), group
 
 

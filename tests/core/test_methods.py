@@ -101,6 +101,10 @@ def test_methods_train_through_the_command_line_and_switched_off_change_nothing(
     plain = swept("plain")
     both = swept("both", loss="stablemax", extra="orthograd = true", axes="grokfast_lambda = [0.0, 2.0]")
     assert sorted(both.runs.grokfast_lambda.unique()) == [0.0, 2.0] and both.runs.orthograd.all()
+    losses = both.curves.merge(both.runs[["run_id", "weight_decay", "grokfast_lambda"]], on="run_id")
+    by_lambda = losses[losses.weight_decay == 0].groupby("grokfast_lambda").train_loss.apply(list)
+    assert by_lambda[0.0] != by_lambda[2.0], "runs of one sweep with and without Grokfast train apart"
+    assert both.meta["compiled_programs"] == 2
     assert np.isfinite(both.runs[["train_loss", "test_loss"]].to_numpy(float)).all()
     off = swept("off", axes="grokfast_lambda = [0.0]\ngrokfast_alpha = [0.9]")
     metrics = ["train_loss", "test_loss", "train_acc", "test_acc", "weight_norm"]
