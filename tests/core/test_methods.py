@@ -109,12 +109,9 @@ def test_methods_train_through_the_command_line_and_switched_off_change_nothing(
     off = swept("off", axes="grokfast_lambda = [0.0]\ngrokfast_alpha = [0.9]")
     metrics = ["train_loss", "test_loss", "train_acc", "test_acc", "weight_norm"]
     pd.testing.assert_frame_equal(off.curves[["run_id", "step", *metrics]], plain.curves[["run_id", "step", *metrics]])
-    for res in (plain, both):  # cross-entropy and StableMax runs measure softmax collapse; MSE runs do not
+    for res in (plain, both):  # cross-entropy and StableMax runs measure softmax collapse (MSE runs do not: above)
         shares = res.curves[["softmax_collapse", "zero_loss_fraction"]].to_numpy()
         assert ((shares >= 0) & (shares <= 1)).all() and "softmax_collapse" in res.runs
-    assert "softmax_collapse" not in swept("mse", loss="mse").curves
-    on = swept("on", axes="grokfast_lambda = [2.0]")
-    assert not np.array_equal(on.curves.train_loss, plain.curves.train_loss)
 
 
 @pytest.mark.parametrize("line, said", [
