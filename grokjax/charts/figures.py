@@ -209,8 +209,10 @@ def _run_title(row: pd.Series) -> str:
     return f"{phase}: α = {label(row.data_fraction)}, ξ = {label(row.corruption_fraction)}, wd = {label(row.weight_decay)} (run {row.run_id})"
 
 
-def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int] | None = None, log_steps: bool = False) -> alt.Chart:
-    """Accuracies and losses against step for chosen runs (default: one per phase, as in Figure 1)."""
+def _chosen_curves(curves: pd.DataFrame, runs: pd.DataFrame,
+                   run_ids: list[int] | None) -> tuple[list[int], dict[int, str], pd.DataFrame]:
+    """(the runs chosen, default one per phase; their panel titles; their curves at MAX_CURVE_POINTS steps at most,
+    titled in column `run`)."""
     run_ids = example_runs(runs) if run_ids is None else list(run_ids)
     chosen = runs[runs.run_id.isin(run_ids)].set_index("run_id").loc[run_ids].reset_index()
     titles = {int(r.run_id): _run_title(r) for r in chosen.itertuples()}
@@ -218,7 +220,12 @@ def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int]
     steps = np.sort(data.step.unique())
     if len(steps) > MAX_CURVE_POINTS:
         data = data[data.step.isin(steps[np.linspace(0, len(steps) - 1, MAX_CURVE_POINTS).astype(int)])]
-    data = data.assign(run=data.run_id.map(titles))
+    return run_ids, titles, data.assign(run=data.run_id.map(titles))
+
+
+def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int] | None = None, log_steps: bool = False) -> alt.Chart:
+    """Accuracies and losses against step for chosen runs (default: one per phase, as in Figure 1)."""
+    run_ids, titles, data = _chosen_curves(curves, runs, run_ids)
     accuracy_names = {
         "train_acc": "train", "test_acc": "test",
         "train_acc_clean": "train, clean", "train_acc_corrupted": "train, corrupted",
@@ -230,6 +237,7 @@ def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int]
     loss = loss[loss.value > 0]  # a loss of exactly 0 (cross-entropy underflow) has no place on a log scale
     x = alt.X("step:Q", title="step")
     if log_steps:
+        steps = data.step.to_numpy()
         first, last = float(steps[steps > 0].min()), float(steps.max())
         x = alt.X("step:Q", title="step", scale=alt.Scale(type="log", domain=[first, last], nice=False),
                   axis=alt.Axis(values=log_ticks(first, last)))
@@ -414,14 +422,7 @@ def stage_times(runs: pd.DataFrame, by: list[str] | None = None, axes: Axes = No
 def progress_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int] | None = None) -> alt.Chart:
     """Nanda et al.'s progress measures against step for chosen runs (default: one per phase): train, test, restricted
     and excluded loss (log scale), and the embedding's Fourier Gini coefficient."""
-    run_ids = example_runs(runs) if run_ids is None else list(run_ids)
-    chosen = runs[runs.run_id.isin(run_ids)].set_index("run_id").loc[run_ids].reset_index()
-    titles = {int(r.run_id): _run_title(r) for r in chosen.itertuples()}
-    data = curves[curves.run_id.isin(run_ids)]
-    steps = np.sort(data.step.unique())
-    if len(steps) > MAX_CURVE_POINTS:
-        data = data[data.step.isin(steps[np.linspace(0, len(steps) - 1, MAX_CURVE_POINTS).astype(int)])]
-    data = data.assign(run=data.run_id.map(titles))
+    run_ids, titles, data = _chosen_curves(curves, runs, run_ids)
     names = {"train_loss": "train", "test_loss": "test", "restricted_loss": "restricted", "excluded_loss": "excluded"}
     loss = data.melt(id_vars=["run", "step"], value_vars=list(names), var_name="metric", value_name="value")
     loss["metric"] = loss.metric.map(names)
