@@ -37,6 +37,7 @@ SCHEDULES = ("constant", "cosine")  # cosine: from learning_rate down to 0 at th
 REGULARIZATIONS = ("l2", "l1")
 BATCH_SCALINGS = ("none", "appendix_a")
 PRECISIONS = ("float32", "tf32", "bfloat16")
+LOSS_PRECISIONS = ("float32", "float64")  # the loss (and its softmax) from the float32 logits (docs/methods.md)
 
 Rule = tuple[type, Callable[[Any], bool], str]  # (type, check, what is allowed)
 
@@ -145,6 +146,8 @@ FIELDS: tuple[Field, ...] = (
     Field("train", "ipr_every", 0, (int, lambda v: v >= 0, "an integer >= 0, a multiple of log_every (0: at the end only)")),
     # matmul precision / compute dtype: float32 | tf32 | bfloat16
     Field("train", "precision", "float32", choice(PRECISIONS), "static"),
+    # the dtype the loss is computed in from the logits (Prieto et al.'s softmax precision); the rest stays as is
+    Field("train", "loss_precision", "float32", choice(LOSS_PRECISIONS), "static"),
     Field("train", "seed", 0, SEED, "traced", I32),
     # The thresholds of the paper's Appendix C, Table 2.
     Field("phases", "threshold", 0.9, (float, lambda v: 0.0 < v <= 1.0, "a number with 0 < threshold <= 1"), column=None),

@@ -56,8 +56,7 @@ def orthograd() -> optax.GradientTransformation:
     return optax.stateless(lambda updates, params: jax.tree.map(one, updates, params))
 
 
-def stablemax_log_probs(logits: jax.Array) -> jax.Array:
-    """log StableMax: log(s(x) / Σ s(x)) over the last axis, with the authors' s(x) = 1 / (1 - x + eps) for x < 0,
-    x + 1 otherwise (their `log_stablemax`). The sum is a dot product, as the other losses' (`metrics`)."""
-    s = jnp.where(logits < 0, 1 / (1 - logits + TINY), logits + 1)
-    return jnp.log(s / (s @ jnp.ones(logits.shape[-1], logits.dtype))[..., None])
+def stablemax_s(logits: jax.Array) -> jax.Array:
+    """StableMax's s(x) in place of exp(x): the authors' 1 / (1 - x + eps) for x < 0, x + 1 otherwise (their `s`);
+    `metrics.stablemax_log_probs` normalizes it."""
+    return jnp.where(logits < 0, 1 / (1 - logits + TINY), logits + 1)

@@ -126,8 +126,8 @@ def measures(static: Static, state: RunState, keep: jax.Array) -> dict[str, jax.
     kept = kept_components(a, b, keep, fourier)
     inside = jnp.asarray(fourier.index >= 0)
     labels = jnp.asarray(task.labels)
-    restricted = example_losses(mean + kept, labels, static.loss)
-    excluded = example_losses(logits - kept, state.data.labels, static.loss)
+    restricted = example_losses(mean + kept, labels, static.loss, static.loss_precision)
+    excluded = example_losses(logits - kept, state.data.labels, static.loss, static.loss_precision)
     out = dict(zip(PROGRESS_MEASURES, (masked_mean(restricted, inside & jnp.asarray(task.mask)),
                                        masked_mean(excluded, inside & state.data.train), jnp.float32(jnp.nan))))
     if hasattr(models.build(static), "neuron_weights"):

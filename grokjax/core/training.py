@@ -189,7 +189,7 @@ def train_segment(static: Static, state: RunState, hp: Hparams, start: jax.Array
             static, model, {"params": params, **model_state}, inputs, train=True, rate=hp.dropout, mask=mask,
             rngs={"dropout": jax.random.fold_in(dropout_key, t)}, mutable=list(model_state),
         )
-        return masked_mean(example_losses(logits, labels, static.loss), mask), new_state
+        return masked_mean(example_losses(logits, labels, static.loss, static.loss_precision), mask), new_state
 
     def update(carry: tuple[Any, Any, Any], t: jax.Array) -> tuple[Any, Any, Any]:
         params, model_state, opt_state = carry
@@ -206,6 +206,6 @@ def train_segment(static: Static, state: RunState, hp: Hparams, start: jax.Array
     logits = apply_model(
         static, model, {"params": params, **model_state}, model_inputs(static, data), train=False, rate=hp.dropout, mask=None
     )
-    metrics = evaluate(logits, data, params, static.loss)
+    metrics = evaluate(logits, data, params, static.loss, static.loss_precision)
     metrics["ipr_mean"] = analysis.ipr_mean(static, params) if analysis.has_neurons(static) else jnp.float32(jnp.nan)
     return RunState(params, model_state, opt_state, data), metrics

@@ -109,6 +109,7 @@ class Static:
     steps: int = 2000
     log_every: int = 20
     precision: str = "float32"
+    loss_precision: str = "float32"
     has_dropout: bool = False  # derived: some run of the chunk has dropout > 0
     has_grokfast: bool = False  # derived: the runs' grokfast_lambda > 0
     train_slots: int = 0  # derived: examples a full-batch step gathers (`plan.train_slots`)

@@ -59,7 +59,7 @@ def _pruned_metrics(static: Static, params: Any, data_seed: jax.Array, n_train: 
     def one(count: jax.Array) -> dict[str, jax.Array]:
         pruned = model.without_units(params, rank >= count)
         logits = apply_model(static, model, {"params": pruned}, inputs, train=False, rate=0.0, mask=None)
-        return evaluate(logits, data, pruned, static.loss)
+        return evaluate(logits, data, pruned, static.loss, static.loss_precision)
 
     return jax.lax.map(one, jnp.arange(rank.shape[-1] + 1), batch_size=batch)
 

@@ -11,7 +11,7 @@ import pytest
 import grokjax
 from grokjax.cli import main
 from grokjax.core import methods
-from grokjax.core.metrics import example_losses
+from grokjax.core.metrics import example_losses, stablemax_log_probs
 
 RNG = np.random.default_rng(7)
 GRADIENTS = [{"w": RNG.normal(size=(3, 4)).astype(np.float32), "b": RNG.normal(size=5).astype(np.float32)}
@@ -69,7 +69,7 @@ def test_stablemax_loss_is_the_authors_log_stablemax():
     expected = -np.log(s / s.sum(axis=1, keepdims=True))[np.arange(2), labels]
     np.testing.assert_allclose(example_losses(jnp.asarray(logits), jnp.asarray(labels), "stablemax"), expected, rtol=1e-6)
     # s is continuous at 0 and grows linearly, not exponentially: no probability rounds to exactly 1 here.
-    assert float(jnp.exp(methods.stablemax_log_probs(jnp.array([[100.0, 0.0]])))[0, 1]) > 0
+    assert float(jnp.exp(stablemax_log_probs(jnp.array([[100.0, 0.0]])))[0, 1]) > 0
 
 
 SWEEP = """\
@@ -119,6 +119,7 @@ def test_methods_train_through_the_command_line_and_switched_off_change_nothing(
     ('grokfast_lambda = "big"', "train.grokfast_lambda"),
     ("grokfast_lambda = 1000.0", "allowed: a number from 0 (off) to 100"),
     ("orthograd = 3", "train.orthograd = 3"),
+    ('loss_precision = "float16"', 'allowed: one of "float32", "float64"'),
 ])
 def test_bad_method_settings_are_one_line(tmp_path, capsys, line, said):
     path = tmp_path / "bad.toml"
@@ -146,3 +147,64 @@ def test_softmax_collapse_counts_what_rounds_to_one_and_losses_of_exactly_zero()
     stable = evaluate(logits, data, {"w": jnp.ones(1)}, "stablemax")
     assert int(stable["collapsed_count"]) == 2 and int(stable["zero_loss_count"]) == 0  # s(x) decays as 1/x
     assert "collapsed_count" not in evaluate(logits, data, {"w": jnp.ones(1)}, "mse")
+
+
+def float64_cross_entropy(logits, labels):
+    """The authors' `cross_entropy_float64`, per example: log_softmax of the logits cast to float64."""
+    x = np.asarray(logits, np.float64)
+    shifted = x - x.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -log_probs[np.arange(len(x)), np.asarray(labels)]
+
+
+COLLAPSING = np.array([[20.0, 0.0, 0.0], [19.0, 1.0, 0.5], [0.0, 40.0, 0.0], [2.0, 0.0, 1.0]], np.float32)
+COLLAPSING_LABELS = np.array([0, 0, 1, 2])
+
+
+def test_float64_loss_is_the_authors_and_does_not_collapse_where_float32_does():
+    """A gap of 20 rounds the float32 loss and softmax to exactly 0 and 1; float64 holds 4e-9 (until a gap of 37)."""
+    logits, labels = jnp.asarray(COLLAPSING), jnp.asarray(COLLAPSING_LABELS)
+    f32 = np.asarray(example_losses(logits, labels, "cross_entropy"))
+    f64 = np.asarray(example_losses(logits, labels, "cross_entropy", "float64"))
+    np.testing.assert_allclose(f64, float64_cross_entropy(COLLAPSING, COLLAPSING_LABELS).astype(np.float32), rtol=1e-6)
+    assert f32[0] == 0.0 and f64[0] > 0 and f64[2] == 0.0  # float64 collapses later, not never
+    from grokjax.core.metrics import collapsed
+    assert collapsed(logits, labels).tolist() == [True, True, True, False]
+    assert collapsed(logits, labels, "float64").tolist() == [False, False, True, False]
+
+
+def test_float64_loss_keeps_its_precision_inside_the_training_loop():
+    """The gradient of the float64 loss, taken as a training step takes it (grad inside cond inside scan, vmapped
+    over runs: each re-traces the loss outside float64's scope), is the float64 softmax minus the one-hot labels:
+    nonzero for the correct class of a collapsed float32 example."""
+    labels = jnp.asarray(COLLAPSING_LABELS)
+
+    def run(logits):
+        def step(carry, t):
+            grad = jax.grad(lambda x: example_losses(x, labels, "cross_entropy", "float64").sum())
+            return jax.lax.cond(t < 1, lambda c: grad(logits), lambda c: c, carry), None
+        return jax.lax.scan(step, jnp.zeros_like(logits), jnp.arange(2))[0]
+
+    got = np.asarray(jax.jit(jax.vmap(run))(jnp.stack([jnp.asarray(COLLAPSING)] * 2)))
+    x = COLLAPSING.astype(np.float64)
+    softmax = np.exp(x - x.max(axis=1, keepdims=True))
+    expected = softmax / softmax.sum(axis=1, keepdims=True) - np.eye(3)[COLLAPSING_LABELS]
+    np.testing.assert_allclose(got[0], expected.astype(np.float32), rtol=1e-5)
+    assert got[0][0, 0] < 0  # float32 gives exactly 0 here
+    assert got.dtype == np.float32
+
+
+def test_loss_precision_float32_keeps_the_configs_hash_and_float64_is_its_own_program(tmp_path):
+    from grokjax.config.sweep_file import load
+
+    paths = []
+    for name, line in (("plain", ""), ("explicit", 'loss_precision = "float32"')):
+        paths.append(tmp_path / f"{name}.toml")
+        paths[-1].write_text(SWEEP.format(loss="cross_entropy", extra=line, axes=""))
+    assert load(paths[0]).hash() == load(paths[1]).hash()
+    path = tmp_path / "both.toml"
+    path.write_text(SWEEP.format(loss="stablemax", extra="", axes='loss_precision = ["float32", "float64"]'))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "both"), "--no-progress", "--no-plots"]) == 0
+    res = grokjax.load_results(tmp_path / "both")
+    assert sorted(res.runs.loss_precision.unique()) == ["float32", "float64"] and res.meta["compiled_programs"] == 2
+    assert np.isfinite(res.curves.train_loss).all()
