@@ -24,6 +24,7 @@ from grokjax.config.sweep_file import ConfigError, Expectation
 from grokjax.store.results import RUN_COLUMNS, config_of
 
 LABELS = ("phase", "dynamics", "status")  # runs.parquet's results in words
+EVENT_STEPS = ("step_", "stage_")  # columns of the step an event happened at; null where it never did
 METRICS = tuple(c for c in (*RUN_COLUMNS, *COLLAPSE_MEASURES, *PROGRESS_RUN_COLUMNS)
                 if c not in (*config_columns(), *LABELS, "key_frequencies"))
 
@@ -111,13 +112,17 @@ def selecting(expectations: tuple[Expectation, ...], runs: pd.DataFrame) -> tupl
 
 def value(e: Expectation, runs: pd.DataFrame) -> float:
     """The share of the runs in the claim's phases, or its metric over them (NaN if any run's is NaN, or the runs
-    lack a column it names: the progress measures of a task they do not apply to)."""
+    lack a column it names: the progress measures of a task they do not apply to). A step a run never reached
+    (`step_*`, `stage_*` columns, null) counts as after every step, infinity: the median time over seeds is then
+    the median with the runs that never got there last, as a survival curve's is."""
     if e.phase:
         return float(runs.phase.isin(e.phase).mean())
     if not _names(e.metric) <= set(runs.columns):
         return float("nan")
-    column = runs[e.metric] if e.metric in runs else expressions.column(runs, e.metric)
-    return float(getattr(column.astype(float), e.of)(skipna=False))
+    column = (runs[e.metric] if e.metric in runs else expressions.column(runs, e.metric)).astype(float)
+    if e.metric.startswith(EVENT_STEPS) and e.metric in runs:
+        column = column.fillna(np.inf)
+    return float(getattr(column, e.of)(skipna=False))
 
 
 def evaluate(expectations: tuple[Expectation, ...], runs: pd.DataFrame) -> list[dict[str, Any]]:

@@ -171,3 +171,20 @@ def test_claims_on_progress_columns_need_progress_and_never_crash_without_them(s
                                                     {"claim": "d", "where": "dynamics == 'grokking'",
                                                      "phase": "coexistence"}]}).expect, runs)
     assert [r["passed"] for r in records] == [False, False] and np.isnan(records[0]["value"])
+
+
+def test_a_step_never_reached_counts_as_after_every_step():
+    """The median time to 90% over seeds puts the runs that never got there last (a survival curve's median), so
+    a setting that groks in some seeds compares with one that groks in none; an expression of steps keeps NaN."""
+    runs = pd.DataFrame({"grokfast_lambda": [0.0, 0.0, 0.0, 2.0, 2.0, 2.0],
+                         "step_test_acc_90": pd.array([None, None, 900, 300, None, 500], dtype="Int64"),
+                         "step_train_acc_90": pd.array([100] * 6, dtype="Int64")})
+    claims = from_dict({"expect": [
+        {"claim": "sooner", "where": "grokfast_lambda == 0", "than": "grokfast_lambda == 2",
+         "metric": "step_test_acc_90", "of": "median"},
+        {"claim": "a delay", "metric": "step_test_acc_90 - step_train_acc_90", "of": "max", "at_least": 0},
+    ]}).expect
+    sooner, delay = expect.evaluate(claims, runs)
+    assert sooner["value"] == math.inf and sooner["than_value"] == 500 and sooner["passed"]
+    assert np.isnan(delay["value"]) and not delay["passed"]
+    assert "inf" in expect.lines([sooner])[0]
