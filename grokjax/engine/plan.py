@@ -257,13 +257,17 @@ def drawn_bytes(static: Static) -> int:
 def run_bytes(static: Static) -> int:
     """Estimated peak memory of one run in a vmapped chunk, in bytes (float32).
 
-    Weights, gradients, updates and optimizer moments (8 per parameter); a training
-    step's activations and their gradients (4 per example float, over the examples a
-    step reads); the logged step's forward pass over every example (2 per example
+    Weights, gradients, updates and optimizer moments (8 per parameter, 9 with Grokfast's
+    average); a training step's activations and their gradients (4 per example float, over
+    the examples a step reads); a float64 loss's copies of the logits and their gradients
+    (4 floats per logit); the logged step's forward pass over every example (2 per example
     float); the run's data (order, masks and labels; the rows a task draws per run).
     """
     examples = num_examples(static)
-    floats = 8 * models.param_count(static) + example_floats(static) * (4 * step_examples(static) + 2 * examples)
+    per_param = 8 + static.has_grokfast
+    loss64 = 4 * num_classes(static) * step_examples(static) if static.loss_precision == "float64" else 0
+    floats = (per_param * models.param_count(static) + loss64
+              + example_floats(static) * (4 * step_examples(static) + 2 * examples))
     data = examples * (11 + drawn_bytes(static))
     return 4 * floats + data + 65536
 

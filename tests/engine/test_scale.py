@@ -166,6 +166,8 @@ SIZES = [  # one static configuration of each model kind and step shape, and the
     ("sweeps/small/pair_modular_addition.toml", []),
     ("sweeps/small/pair_sparse_parity.toml", []),
     ("sweeps/small/doshi_fig3_dropout.toml", ["sweep.dropout=[0.5]"]),
+    ("sweeps/small/prieto_softmax_collapse.toml", ['sweep.loss_precision=["float64"]']),
+    ("sweeps/small/grokfast.toml", ["sweep.grokfast_lambda=[2.0]"]),
 ]
 
 
