@@ -23,9 +23,10 @@ CHARTS = {
 
 def chart_names(runs: pd.DataFrame, neurons: pd.DataFrame | None) -> list[str]:
     """The charts a results folder gets: those of `CHARTS`; stages and progress where the runs have progress measures;
-    ipr and frequencies where there are neurons."""
+    methods where they vary a training method's field; ipr and frequencies where there are neurons."""
     progress = ["stages", "progress"] if "stage_generalization" in runs else []
-    return [*CHARTS, *progress, *(["ipr", "frequencies"] if neurons is not None and len(neurons) else [])]
+    methods = ["methods"] if figures.method_groups(runs)[0] else []
+    return [*CHARTS, *progress, *methods, *(["ipr", "frequencies"] if neurons is not None and len(neurons) else [])]
 
 
 def write_all(folder: str | Path, runs: pd.DataFrame, curves: pd.DataFrame, neurons: pd.DataFrame | None = None,
@@ -41,6 +42,7 @@ def write_all(folder: str | Path, runs: pd.DataFrame, curves: pd.DataFrame, neur
         **CHARTS,
         "stages": lambda runs, curves, axes: figures.stage_times(runs, axes=axes),
         "progress": lambda runs, curves, axes: figures.progress_curves(curves, runs),
+        "methods": lambda runs, curves, axes: figures.method_curves(curves, runs),
         "ipr": lambda runs, curves, axes: figures.ipr_histograms(neurons, runs),
         "frequencies": lambda runs, curves, axes: figures.frequency_counts(neurons, runs),
     }.items() if name in chart_names(runs, neurons)}

@@ -448,6 +448,57 @@ def progress_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int]
         title="Progress measures (Nanda et al. 2023): restricted loss falls before test loss")
 
 
+MAX_METHOD_FACETS = 8  # method_curves: panels side by side for the other swept fields, at most
+
+
+def method_groups(runs: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(the method fields the runs vary, the other fields they vary but seeds): method_curves' lines and panels."""
+    from grokjax.config.fields import METHOD_COLUMNS, config_columns
+
+    unswept = {"run_id", "seed", "data_seed", "n_train", "n_corrupt", "n_test", *METHOD_COLUMNS}
+    methods = [c for c in METHOD_COLUMNS if c in runs and runs[c].nunique() > 1]
+    others = [c for c in config_columns() if c not in unswept and c in runs and runs[c].nunique() > 1]
+    if others and runs.groupby(others).ngroups > MAX_METHOD_FACETS:
+        others = []
+    return methods, others
+
+
+def method_curves(curves: pd.DataFrame, runs: pd.DataFrame) -> alt.Chart:
+    """Training methods side by side (docs/methods.md): per setting of the method fields the runs vary (a line each)
+    and of their other swept fields (a panel each), the median over seeds of test accuracy, softmax collapse (Prieto
+    et al. 2025; cross-entropy and StableMax runs) and train loss against step."""
+    methods, others = method_groups(runs)
+    method = runs[methods].apply(lambda r: ", ".join(f"{TITLES.get(c, c)} = {label(v)}" for c, v in r.items()), axis=1)
+    panel = (runs[others].apply(lambda r: ", ".join(f"{TITLES.get(c, c)} = {label(v)}" for c, v in r.items()), axis=1)
+             if others else pd.Series("all runs", index=runs.index))
+    named = runs[["run_id"]].assign(method=method.to_numpy(), panel=panel.to_numpy())
+    measures = [m for m in ("test_acc", "softmax_collapse", "train_loss") if m in curves and curves[m].notna().any()]
+    data = curves[["run_id", "step", *measures]].merge(named, on="run_id")
+    steps = np.sort(data.step.unique())
+    if len(steps) > MAX_CURVE_POINTS:
+        data = data[data.step.isin(steps[np.linspace(0, len(steps) - 1, MAX_CURVE_POINTS).astype(int)])]
+    median = data.groupby(["method", "panel", "step"], sort=False)[measures].median().reset_index()
+    order = runs.sort_values(methods + others).index
+    lines, panels = list(dict.fromkeys(named.method[order])), list(dict.fromkeys(named.panel[order]))
+    axes = {"test_acc": alt.Y("test_acc:Q", title="test accuracy", scale=alt.Scale(domain=[0, 1])),
+            "softmax_collapse": alt.Y("softmax_collapse:Q", title="softmax collapse", scale=alt.Scale(domain=[0, 1])),
+            "train_loss": alt.Y("train_loss:Q", title="train loss", scale=alt.Scale(type="log"))}
+    rows = []
+    for m in measures:
+        frame = median[["method", "panel", "step", m]].dropna()
+        frame = frame[frame[m] > 0] if m == "train_loss" else frame  # a loss of exactly 0 has no place on a log scale
+        rows.append(
+            alt.Chart(values(frame), width=260, height=150)
+            .mark_line()
+            .encode(x=alt.X("step:Q", title="step"), y=axes[m],
+                    color=alt.Color("method:N", title=None, sort=lines,
+                                    legend=alt.Legend(orient="bottom", columns=2, labelLimit=400)),
+                    tooltip=["panel:N", "method:N", "step:Q", alt.Tooltip(f"{m}:Q", format=".3g")])
+            .facet(column=alt.Column("panel:N", title=None, sort=panels, header=alt.Header(labelFontSize=11)))
+        )
+    return alt.vconcat(*rows).properties(title="Training methods compared: the median over seeds at every logged step")
+
+
 def save(chart: alt.Chart, path: Path) -> None:
     """Write a chart as self-contained HTML (JavaScript inlined, `html_page`) or PNG, atomically."""
     if path.suffix == ".html":

@@ -176,6 +176,8 @@ STAGES = ("memorization", "circuit_formation", "cleanup", "generalization")
 # Softmax collapse (Prieto et al. 2025), for cross-entropy and StableMax runs: curves.parquet (and final values in
 # runs.parquet), the shares of training examples whose float32 softmax is one-hot and whose loss is exactly 0.
 COLLAPSE_MEASURES = ("softmax_collapse", "zero_loss_fraction")
+# The fields of the training methods (docs/methods.md): a sweep that varies one gets the chart comparing them.
+METHOD_COLUMNS = ("loss", "orthograd", "loss_precision", "grokfast_lambda", "grokfast_alpha")
 PROGRESS_RUN_COLUMNS = (*PROGRESS_MEASURES, "key_frequencies", *(f"stage_{s}" for s in STAGES), "excluded_rise")
 
 TABLES = ("task", "model", "train", "phases", "analysis", "plot")

@@ -32,6 +32,9 @@ TITLES = {
     "learning_rate": "learning rate",
     "train_size": "train size",
     "batch_size": "batch size",
+    "grokfast_lambda": "Grokfast λ",
+    "grokfast_alpha": "Grokfast α",
+    "loss_precision": "loss precision",
 }
 
 

@@ -193,3 +193,29 @@ def test_stage_times_groups_what_fits_and_holds_every_stage(fig3_sized):
     assert set(frame.stage) == {"memorization", "circuit formation", "cleanup", "generalization"}
     for _, curve in frame.groupby(["group", "stage"]):
         assert curve.surviving.iloc[0] == 1 and (np.diff(curve.surviving) <= 1e-12).all()
+
+
+def test_method_curves_are_medians_over_seeds_per_setting_and_panel():
+    """Lines: the method fields varied (Grokfast's lambda); panels: the other swept fields (weight decay); each point
+    the median over seeds; a train loss of exactly 0 is left off the log scale. Drawn only where a method varies."""
+    from grokjax.charts.drawing import chart_names
+
+    grid = [(lam, wd, seed) for lam in (0.0, 2.0) for wd in (0.0, 1.0) for seed in (0, 1, 2)]
+    runs = pd.DataFrame({"run_id": range(12), "grokfast_lambda": [g[0] for g in grid],
+                         "weight_decay": [g[1] for g in grid], "seed": [g[2] for g in grid], "data_fraction": 0.5})
+    steps = np.arange(1, 6) * 10
+    curves = pd.DataFrame([{"run_id": r, "step": s, "test_acc": (r * 7 % 5) / 5 * s / 50,
+                            "softmax_collapse": 0.0, "train_loss": 0.0 if s == 50 else 1.0 / s}
+                           for r in range(12) for s in steps])
+    assert figures.method_groups(runs) == (["grokfast_lambda"], ["weight_decay"])
+    assert "methods" in chart_names(runs, None) and "methods" not in chart_names(runs.assign(grokfast_lambda=0.0), None)
+    spec = figures.method_curves(curves, runs).to_dict()
+    frames = [pd.DataFrame(spec["datasets"][row["data"]["name"]]) for row in spec["vconcat"]]
+    accuracy, _, loss = frames
+    expected = curves.merge(runs, on="run_id").groupby(["grokfast_lambda", "weight_decay", "step"]).test_acc.median()
+    for row in accuracy.itertuples():
+        lam, wd = float(row.method.split("= ")[1]), float(row.panel.split("= ")[1])
+        assert row.test_acc == pytest.approx(expected[(lam, wd, row.step)])
+    assert set(accuracy.panel) == {"weight decay = 0", "weight decay = 1"}
+    assert set(accuracy.method) == {"Grokfast λ = 0", "Grokfast λ = 2"} and len(accuracy) == 20
+    assert (loss.train_loss > 0).all() and 50 not in set(loss.step)
