@@ -37,6 +37,7 @@ SCHEDULES = ("constant", "cosine")  # cosine: from learning_rate down to 0 at th
 REGULARIZATIONS = ("l2", "l1")
 BATCH_SCALINGS = ("none", "appendix_a")
 PRECISIONS = ("float32", "tf32", "bfloat16")
+GROKFAST_FILTERS = ("ema", "ma")  # Grokfast's exponential moving average, or moving average over a window
 LOSS_PRECISIONS = ("float32", "float64")  # the loss (and its softmax) from the float32 logits (docs/methods.md)
 
 Rule = tuple[type, Callable[[Any], bool], str]  # (type, check, what is allowed)
@@ -135,6 +136,9 @@ FIELDS: tuple[Field, ...] = (
           "traced", F),
     Field("train", "grokfast_lambda", 0.0, (float, lambda v: 0.0 <= v <= 100.0, "a number from 0 (off) to 100"),
           "traced", F),
+    # Grokfast-MA instead: the mean of the last grokfast_window gradients (grokfast_alpha unused)
+    Field("train", "grokfast_filter", "ema", choice(GROKFAST_FILTERS), "static"),
+    Field("train", "grokfast_window", 100, (int, lambda v: 1 <= v <= 10_000, "an integer from 1 to 10000"), "static"),
     # ⊥Grad (Prieto et al. 2025): each parameter's gradient without its component along the parameter, rescaled
     Field("train", "orthograd", False, BOOL, "static"),
     Field("train", "batch_size", 0, (int, lambda v: v >= 0, "an integer >= 0 (0: full batch)"), "static"),
@@ -177,7 +181,8 @@ STAGES = ("memorization", "circuit_formation", "cleanup", "generalization")
 # runs.parquet), the shares of training examples whose float32 softmax is one-hot and whose loss is exactly 0.
 COLLAPSE_MEASURES = ("softmax_collapse", "zero_loss_fraction")
 # The fields of the training methods (docs/methods.md): a sweep that varies one gets the chart comparing them.
-METHOD_COLUMNS = ("loss", "orthograd", "loss_precision", "grokfast_lambda", "grokfast_alpha")
+METHOD_COLUMNS = ("loss", "orthograd", "loss_precision", "grokfast_lambda", "grokfast_alpha", "grokfast_filter",
+                  "grokfast_window")
 PROGRESS_RUN_COLUMNS = (*PROGRESS_MEASURES, "key_frequencies", *(f"stage_{s}" for s in STAGES), "excluded_rise")
 
 TABLES = ("task", "model", "train", "phases", "analysis", "plot")

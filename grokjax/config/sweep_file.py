@@ -188,7 +188,7 @@ class SweepConfig:
 # Fields added since results folders first held their config's hash: left out of the config at their defaults, so
 # that a folder of an earlier version keeps its hash (and resumes).
 LATER_FIELDS = ("analysis.progress", "train.grokfast_alpha", "train.grokfast_lambda", "train.orthograd",
-               "train.loss_precision")
+               "train.loss_precision", "train.grokfast_filter", "train.grokfast_window")
 # The parts of a config that leave the training hash: tables, and "table.key" for one key of a table.
 AFTER_TRAINING = ("name", "phases", "expect", "plot", "analysis.min_prune", "analysis.progress")
 

@@ -1,7 +1,8 @@
 """The field's newer training methods, as Optax gradient transformations and a loss (docs/methods.md).
 
 - Grokfast-EMA (Lee et al. 2024, ironjr/grokfast `gradfilter_ema`): each gradient plus lambda times an exponential
-  moving average of the gradients so far, the average starting at the first gradient.
+  moving average of the gradients so far, the average starting at the first gradient; Grokfast-MA (`gradfilter_ma`)
+  the same with the mean of the last `window` gradients, once there are that many.
 - ⊥Grad (Prieto et al. 2025, `OrthoGrad`): each parameter's gradient without its component along the parameter,
   rescaled to the gradient's own norm.
 - StableMax (Prieto et al. 2025): softmax with exp replaced by s(x) = x + 1 (x >= 0), 1 / (1 - x) (x < 0).
@@ -39,6 +40,31 @@ def grokfast_ema(alpha: jax.Array, lamb: jax.Array) -> optax.GradientTransformat
         average = jax.tree.map(lambda a, g: a * alpha + g * (1 - alpha), previous, updates)
         filtered = jax.tree.map(lambda g, a: g + a * lamb, updates, average)
         return filtered, GrokfastState(average, optax.safe_int32_increment(state.count))
+
+    return optax.GradientTransformation(init, update)
+
+
+class WindowState(NamedTuple):
+    window: Any  # the last `window` gradients of each parameter, (window, *shape), in a ring
+    count: jax.Array  # updates so far
+
+
+def grokfast_ma(window: int, lamb: jax.Array) -> optax.GradientTransformation:
+    """g + lamb * (the mean of the last `window` gradients, g included), once `window` gradients have come; before,
+    g as it is (gradfilter_ma with its defaults: warmup, a mean). The window is a shape, so static; it holds
+    `window` copies of the parameters per run (`plan.run_bytes`)."""
+
+    def init(params: Any) -> WindowState:
+        return WindowState(jax.tree.map(lambda w: jnp.zeros((window, *w.shape), w.dtype), params),
+                           jnp.zeros([], jnp.int32))
+
+    def update(updates: Any, state: WindowState, params: Any = None) -> tuple[Any, WindowState]:
+        slot, full = state.count % window, state.count + 1 >= window
+        held = jax.tree.map(lambda buffer, g: buffer.at[slot].set(g), state.window, updates)
+        ones = jnp.ones(window, jnp.float32)  # the mean as a dot: a sum whose order no vmap changes (metrics)
+        filtered = jax.tree.map(lambda g, buffer: jnp.where(full, g + jnp.tensordot(ones, buffer, 1) / window * lamb, g),
+                                updates, held)
+        return filtered, WindowState(held, optax.safe_int32_increment(state.count))
 
     return optax.GradientTransformation(init, update)
 

@@ -63,9 +63,16 @@ def make_optimizer(static: Static, hp: Hparams) -> optax.GradientTransformation:
     use them, act on the raw gradients first, in that order (`grokjax.core.methods`).
     """
     base = base_optimizer(static, hp)
-    first = [methods.grokfast_ema(hp.grokfast_alpha, hp.grokfast_lambda)] if static.has_grokfast else []
+    first = [grokfast_filter(static, hp)] if static.has_grokfast else []
     first += [methods.orthograd()] if static.orthograd else []
     return optax.chain(*first, base) if first else base
+
+
+def grokfast_filter(static: Static, hp: Hparams) -> optax.GradientTransformation:
+    """Grokfast's filter of the raw gradients: the moving average (EMA) or the window's mean (MA)."""
+    if static.grokfast_filter == "ma":
+        return methods.grokfast_ma(static.grokfast_window, hp.grokfast_lambda)
+    return methods.grokfast_ema(hp.grokfast_alpha, hp.grokfast_lambda)
 
 
 def base_optimizer(static: Static, hp: Hparams) -> optax.GradientTransformation:

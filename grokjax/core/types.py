@@ -104,6 +104,8 @@ class Static:
     warmup_steps: int = 0
     betas: tuple[float, float] = (0.9, 0.98)
     regularization: str = "l2"
+    grokfast_filter: str = "ema"
+    grokfast_window: int = 100
     orthograd: bool = False
     batch_size: int = 0
     steps: int = 2000

@@ -257,14 +257,15 @@ def drawn_bytes(static: Static) -> int:
 def run_bytes(static: Static) -> int:
     """Estimated peak memory of one run in a vmapped chunk, in bytes (float32).
 
-    Weights, gradients, updates and optimizer moments (8 per parameter, 9 with Grokfast's
-    average); a training step's activations and their gradients (4 per example float, over
-    the examples a step reads); a float64 loss's copies of the logits and their gradients
-    (4 floats per logit); the logged step's forward pass over every example (2 per example
-    float); the run's data (order, masks and labels; the rows a task draws per run).
+    Weights, gradients, updates and optimizer moments (8 per parameter; with Grokfast, 1
+    more for its average or `grokfast_window` more for its window); a training step's
+    activations and their gradients (4 per example float, over the examples a step reads);
+    a float64 loss's copies of the logits and their gradients (4 floats per logit); the
+    logged step's forward pass over every example (2 per example float); the run's data
+    (order, masks and labels; the rows a task draws per run).
     """
     examples = num_examples(static)
-    per_param = 8 + static.has_grokfast
+    per_param = 8 + static.has_grokfast * (static.grokfast_window if static.grokfast_filter == "ma" else 1)
     loss64 = 4 * num_classes(static) * step_examples(static) if static.loss_precision == "float64" else 0
     floats = (per_param * models.param_count(static) + loss64
               + example_floats(static) * (4 * step_examples(static) + 2 * examples))

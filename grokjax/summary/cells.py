@@ -24,6 +24,7 @@ FACET_CANDIDATES = (
     "weight_decay", "dropout", "batch_size", "norm", "learning_rate", "width", "depth", "p", "activation",
     "task", "model", "loss", "optimizer", "regularization", "momentum", "embed_size", "heads", "init_scale",
     "train_size", "steps", "schedule", "warmup_steps",
+    "orthograd", "loss_precision", "grokfast_filter", "grokfast_window", "grokfast_lambda", "grokfast_alpha",
 )  # fmt: skip
 TITLES = {
     "data_fraction": "data fraction α",

@@ -106,9 +106,17 @@ def test_methods_train_through_the_command_line_and_switched_off_change_nothing(
     assert by_lambda[0.0] != by_lambda[2.0], "runs of one sweep with and without Grokfast train apart"
     assert both.meta["compiled_programs"] == 2
     assert np.isfinite(both.runs[["train_loss", "test_loss"]].to_numpy(float)).all()
-    off = swept("off", axes="grokfast_lambda = [0.0]\ngrokfast_alpha = [0.9]")
+    # Grokfast-MA's runs at lambda 0, and any alpha, are the plain runs; at lambda 2 they train apart.
+    off = swept("off", extra='grokfast_filter = "ma"\ngrokfast_window = 3',
+                axes="grokfast_lambda = [0.0, 2.0]\ngrokfast_alpha = [0.9]")
     metrics = ["train_loss", "test_loss", "train_acc", "test_acc", "weight_norm"]
-    pd.testing.assert_frame_equal(off.curves[["run_id", "step", *metrics]], plain.curves[["run_id", "step", *metrics]])
+    at = off.runs.set_index("run_id").grokfast_lambda
+    zero = off.curves[off.curves.run_id.map(at) == 0].reset_index(drop=True)
+    zero["run_id"] = zero.run_id.map(dict(zip(sorted(zero.run_id.unique()), sorted(plain.runs.run_id))))
+    pd.testing.assert_frame_equal(zero[["run_id", "step", *metrics]], plain.curves[["run_id", "step", *metrics]])
+    window = off.curves[off.curves.run_id.map(at) == 2]
+    assert np.isfinite(window[metrics].to_numpy(float)).all()
+    assert window.train_loss.tolist() != zero.train_loss.tolist()
     for res in (plain, both):  # cross-entropy and StableMax runs measure softmax collapse (MSE runs do not: above)
         shares = res.curves[["softmax_collapse", "zero_loss_fraction"]].to_numpy()
         assert ((shares >= 0) & (shares <= 1)).all() and "softmax_collapse" in res.runs
@@ -120,6 +128,8 @@ def test_methods_train_through_the_command_line_and_switched_off_change_nothing(
     ("grokfast_lambda = 1000.0", "allowed: a number from 0 (off) to 100"),
     ("orthograd = 3", "train.orthograd = 3"),
     ('loss_precision = "float16"', 'allowed: one of "float32", "float64"'),
+    ('grokfast_filter = "fir"', 'train.grokfast_filter = "fir" is out of range; allowed: one of "ema", "ma"'),
+    ("grokfast_window = 0", "allowed: an integer from 1 to 10000"),
 ])
 def test_bad_method_settings_are_one_line(tmp_path, capsys, line, said):
     path = tmp_path / "bad.toml"
@@ -208,3 +218,30 @@ def test_loss_precision_float32_keeps_the_configs_hash_and_float64_is_its_own_pr
     res = grokjax.load_results(tmp_path / "both")
     assert sorted(res.runs.loss_precision.unique()) == ["float32", "float64"] and res.meta["compiled_programs"] == 2
     assert np.isfinite(res.curves.train_loss).all()
+
+
+def gradfilter_ma(gradients, window, lamb):
+    """The authors' loop with its defaults (warmup, mean): each gradient joins a deque of the last `window`; once
+    the deque is full, the gradient becomes g + lamb * sum(deque) / len(deque)."""
+    from collections import deque
+
+    grads, out = {n: deque(maxlen=window) for n in gradients[0]}, []
+    for g in gradients:
+        step = {}
+        for n in g:
+            grads[n].append(g[n].copy())
+            step[n] = g[n] + sum(grads[n]) / len(grads[n]) * lamb if len(grads[n]) == window else g[n]
+        out.append(step)
+    return out
+
+
+@pytest.mark.parametrize("window, lamb", [(3, 5.0), (1, 2.0), (4, 0.5)])
+def test_grokfast_ma_is_gradfilter_ma(window, lamb):
+    tx = methods.grokfast_ma(window, jnp.float32(lamb))
+    state = tx.init(jax.tree.map(jnp.zeros_like, GRADIENTS[0]))
+    for i, (g, expected) in enumerate(zip(GRADIENTS, gradfilter_ma(GRADIENTS, window, np.float32(lamb)))):
+        got, state = tx.update(g, state)
+        for name in g:
+            np.testing.assert_allclose(got[name], expected[name], rtol=1e-6, atol=1e-6)
+            if i + 1 < window:  # before the window fills, the gradient passes as it is
+                np.testing.assert_array_equal(got[name], g[name])
