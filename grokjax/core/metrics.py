@@ -71,9 +71,15 @@ def _example_losses(logits: jax.Array, labels: jax.Array, loss: str) -> jax.Arra
         return class_sum(jnp.square(logits - targets)) / logits.shape[-1]
     if loss == "stablemax":
         return -jnp.take_along_axis(stablemax_log_probs(logits), labels[:, None], axis=-1)[:, 0]
-    shifted = logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))  # a max is order-free
-    picked = jnp.take_along_axis(shifted, labels[:, None], axis=-1)[:, 0]
+    shifted, picked = _shifted(logits, labels)
     return jnp.log(class_sum(jnp.exp(shifted))) - picked
+
+
+def _shifted(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(the logits less their max, the label's of them): the softmax's terms, as the cross-entropy and the collapse
+    count both take them, so that XLA computes their exponentials once."""
+    shifted = logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))  # a max is order-free
+    return shifted, jnp.take_along_axis(shifted, labels[:, None], axis=-1)[:, 0]
 
 
 def stablemax_log_probs(logits: jax.Array) -> jax.Array:
@@ -95,8 +101,8 @@ def collapsed(logits: jax.Array, labels: jax.Array, precision: str = "float32") 
     """Whether each example's softmax, at the loss's precision, gives its label a probability of exactly 1
     (softmax collapse, Prieto et al. 2025)."""
     with at_precision(precision) as dtype:
-        probability = jnp.take_along_axis(jax.nn.softmax(logits.astype(dtype)), labels[:, None], axis=-1)[:, 0]
-        return probability == 1.0
+        shifted, picked = _shifted(logits.astype(dtype), labels)
+        return jnp.exp(picked) / class_sum(jnp.exp(shifted)) == 1.0
 
 
 def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
