@@ -126,15 +126,20 @@ def _examples(task: str, task_args: str, *fields: Any) -> tuple[int, int | None]
 
 
 def static_of(row: pd.Series) -> Static:
-    """The static config of a run (train_slots 0 and the default formulation: the plan sets those)."""
+    """The static config of a run (train_slots 0 and the default formulation: the plan sets those). A run without
+    Grokfast (lambda 0) has its filter's fields at their defaults: its program is the plain one, whatever they say."""
+    fields = {f: _py(row[f]) for f in STATIC_COLUMNS}
+    has_grokfast = bool(row.grokfast_lambda > 0)
+    if not has_grokfast:
+        fields.update(grokfast_filter=Static.grokfast_filter, grokfast_window=Static.grokfast_window)
     return Static(
         betas=(float(row.beta1), float(row.beta2)),
         has_dropout=bool(row.dropout > 0),
-        has_grokfast=bool(row.grokfast_lambda > 0),
+        has_grokfast=has_grokfast,
         task_args=_args(row.task_args),
         model_args=_args(row.model_args),
         optimizer_args=_args(row.optimizer_args),
-        **{f: _py(row[f]) for f in STATIC_COLUMNS},
+        **fields,
     )
 
 
