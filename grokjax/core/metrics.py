@@ -99,10 +99,14 @@ def class_sum(values: jax.Array) -> jax.Array:
 
 def collapsed(logits: jax.Array, labels: jax.Array, precision: str = "float32") -> jax.Array:
     """Whether each example's softmax, at the loss's precision, gives its label a probability of exactly 1
-    (softmax collapse, Prieto et al. 2025)."""
+    (softmax collapse, Prieto et al. 2025: their sum of exponentials is exactly 1).
+
+    Whether a sum of 1 and tiny terms rounds to exactly 1 depends on the order of its additions, so this sum is a
+    reduction, as the authors' `torch.sum` and `jax.nn.softmax`: unlike a dot product over the classes, XLA's
+    gives each run the same count however many runs are vmapped together (tested)."""
     with at_precision(precision) as dtype:
         shifted, picked = _shifted(logits.astype(dtype), labels)
-        return jnp.exp(picked) / class_sum(jnp.exp(shifted)) == 1.0
+        return jnp.exp(picked) / jnp.sum(jnp.exp(shifted), axis=-1) == 1.0
 
 
 def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:

@@ -245,3 +245,19 @@ def test_grokfast_ma_is_gradfilter_ma(window, lamb):
             np.testing.assert_allclose(got[name], expected[name], rtol=1e-6, atol=1e-6)
             if i + 1 < window:  # before the window fills, the gradient passes as it is
                 np.testing.assert_array_equal(got[name], g[name])
+
+
+def test_the_collapse_count_of_a_run_does_not_depend_on_how_many_runs_are_vmapped_with_it():
+    """Logits at the edge of collapse (a lead of 14 to 19 over 58 others, where float32 rounds some sums of
+    exponentials to exactly 1 and others not): each run's flags alone equal its flags among 2, 3 and 8 runs."""
+    from grokjax.core.metrics import collapsed
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(8, 500, 59)).astype(np.float32)  # at this size a dot over the classes is not
+    logits[..., 0] += rng.uniform(14, 19, size=(8, 500)).astype(np.float32)  # invariant: one flag differs
+    labels = jnp.zeros(500, jnp.int32)
+    flags = jax.jit(jax.vmap(lambda x: collapsed(x, labels)))
+    alone = np.stack([np.asarray(flags(jnp.asarray(logits[i:i + 1])))[0] for i in range(8)])
+    assert 0 < alone.sum() < alone.size  # at the edge: some collapse, some not
+    for n in (2, 3, 8):
+        np.testing.assert_array_equal(np.asarray(flags(jnp.asarray(logits[:n]))), alone[:n])
