@@ -449,6 +449,7 @@ def progress_curves(curves: pd.DataFrame, runs: pd.DataFrame, run_ids: list[int]
 
 
 MAX_METHOD_FACETS = 8  # method_curves: panels side by side for the other swept fields, at most
+MAX_METHOD_LINES = 12  # method_curves: settings drawn, at most
 
 
 def method_groups(runs: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -472,14 +473,17 @@ def method_curves(curves: pd.DataFrame, runs: pd.DataFrame) -> alt.Chart:
     panel = (runs[others].apply(lambda r: ", ".join(f"{TITLES.get(c, c)} = {label(v)}" for c, v in r.items()), axis=1)
              if others else pd.Series("all runs", index=runs.index))
     named = runs[["run_id"]].assign(method=method.to_numpy(), panel=panel.to_numpy())
-    measures = [m for m in ("test_acc", "softmax_collapse", "train_loss") if m in curves and curves[m].notna().any()]
-    data = curves[["run_id", "step", *measures]].merge(named, on="run_id")
-    steps = np.sort(data.step.unique())
-    if len(steps) > MAX_CURVE_POINTS:
-        data = data[data.step.isin(steps[np.linspace(0, len(steps) - 1, MAX_CURVE_POINTS).astype(int)])]
-    median = data.groupby(["method", "panel", "step"], sort=False)[measures].median().reset_index()
     order = runs.sort_values(methods + others).index
     lines, panels = list(dict.fromkeys(named.method[order])), list(dict.fromkeys(named.panel[order]))
+    if len(lines) > MAX_METHOD_LINES:  # evenly chosen settings, so the chart's size is bounded whatever the sweep's
+        lines = [lines[i] for i in np.linspace(0, len(lines) - 1, MAX_METHOD_LINES).astype(int)]
+        named = named[named.method.isin(lines)]
+    measures = [m for m in ("test_acc", "softmax_collapse", "train_loss") if m in curves and curves[m].notna().any()]
+    steps = np.sort(curves.step.unique())
+    if len(steps) > MAX_CURVE_POINTS:
+        curves = curves[curves.step.isin(steps[np.linspace(0, len(steps) - 1, MAX_CURVE_POINTS).astype(int)])]
+    data = curves[["run_id", "step", *measures]].merge(named, on="run_id")
+    median = data.groupby(["method", "panel", "step"], sort=False)[measures].median().reset_index()
     axes = {"test_acc": alt.Y("test_acc:Q", title="test accuracy", scale=alt.Scale(domain=[0, 1])),
             "softmax_collapse": alt.Y("softmax_collapse:Q", title="softmax collapse", scale=alt.Scale(domain=[0, 1])),
             "train_loss": alt.Y("train_loss:Q", title="train loss", scale=alt.Scale(type="log"))}

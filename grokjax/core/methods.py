@@ -61,7 +61,7 @@ def grokfast_ma(window: int, lamb: jax.Array) -> optax.GradientTransformation:
     def update(updates: Any, state: WindowState, params: Any = None) -> tuple[Any, WindowState]:
         slot, full = state.count % window, state.count + 1 >= window
         held = jax.tree.map(lambda buffer, g: buffer.at[slot].set(g), state.window, updates)
-        ones = jnp.ones(window, jnp.float32)  # the mean as a dot: a sum whose order no vmap changes (metrics)
+        ones = jnp.ones(window, jnp.float32)  # the window's sum as a dot, as a run's other sums (`metrics`)
         filtered = jax.tree.map(lambda g, buffer: jnp.where(full, g + jnp.tensordot(ones, buffer, 1) / window * lamb, g),
                                 updates, held)
         return filtered, WindowState(held, optax.safe_int32_increment(state.count))

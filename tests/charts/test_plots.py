@@ -219,3 +219,9 @@ def test_method_curves_are_medians_over_seeds_per_setting_and_panel():
     assert set(accuracy.panel) == {"weight decay = 0", "weight decay = 1"}
     assert set(accuracy.method) == {"Grokfast λ = 0", "Grokfast λ = 2"} and len(accuracy) == 20
     assert (loss.train_loss > 0).all() and 50 not in set(loss.step)
+    many = runs.assign(grokfast_lambda=runs.run_id.astype(float))  # 12 settings in one panel each: at most drawn
+    wide = pd.concat([many, many.assign(run_id=many.run_id + 12, grokfast_lambda=many.grokfast_lambda + 12)])
+    wide_curves = pd.concat([curves, curves.assign(run_id=curves.run_id + 12)])
+    spec = figures.method_curves(wide_curves, wide).to_dict()
+    drawn = pd.DataFrame(spec["datasets"][spec["vconcat"][0]["data"]["name"]])
+    assert drawn.method.nunique() == figures.MAX_METHOD_LINES and len(drawn) <= figures.MAX_METHOD_LINES * 2 * 5
